@@ -1,0 +1,134 @@
+"""`make bench`: the orchestrator's own costs, written into docs/performance.md.
+
+Measures (on this machine, with the commands shown in the document):
+  * the wall time of `orchestrate --help` (start-up cost of the CLI);
+  * the orchestrator's overhead on a local smoke run: the run's wall time minus the payload's own compute
+    time (`timings.compute_s` in the results document), and minus the payload process's whole life
+    (`timings.total_s`, which adds Python start, Keras import and data loading).
+
+Each figure is repeated; the median and the range are reported. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BEGIN = "<!-- bench:orchestrator:begin -->"
+END = "<!-- bench:orchestrator:end -->"
+ORCHESTRATE = [str(Path(sys.executable).with_name("orchestrate"))]
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, env=env, timeout=600)
+    return time.perf_counter() - start
+
+
+def bench_help(repeats: int) -> list[float]:
+    env = dict(os.environ)
+    _timed([*ORCHESTRATE, "--help"], env)  # warm the file cache
+    return [_timed([*ORCHESTRATE, "--help"], env) for _ in range(repeats)]
+
+
+def bench_run_overhead(repeats: int) -> list[dict[str, float]]:
+    rows = []
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "ORCHESTRATE_HOME": home}
+        for _ in range(repeats):
+            wall = _timed([*ORCHESTRATE, "run", "--provider", "local", "--suite", "smoke", "--quiet"], env)
+            with sqlite3.connect(Path(home) / "state.db") as db:
+                duration, timings = db.execute(
+                    "SELECT duration_s, timings_json FROM runs ORDER BY created_at DESC LIMIT 1"
+                ).fetchone()
+            timings = json.loads(timings)
+            rows.append({
+                "wall_s": wall,
+                "recorded_duration_s": duration,
+                "payload_total_s": timings["total_s"],
+                "payload_compute_s": timings["compute_s"],
+                "payload_import_s": timings["import_s"],
+            })
+    return rows
+
+
+def _stats(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def render(help_s: list[float], runs: list[dict[str, float]]) -> str:
+    def col(key: str) -> list[float]:
+        return [row[key] for row in runs]
+
+    overhead_compute = [r["wall_s"] - r["payload_compute_s"] for r in runs]
+    overhead_payload = [r["wall_s"] - r["payload_total_s"] for r in runs]
+    cpu = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo") if Path("/proc/cpuinfo").exists() else open(os.devnull) as info:
+        names = re.findall(r"model name\s*:\s*(.*)", info.read())
+    cpu = names[0] if names else cpu
+    return "\n".join([
+        BEGIN,
+        "## Orchestrator overhead (issue 2)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        "no GPU. Seconds; median (min, max).",
+        "",
+        "Command: `make bench` (runs `python benchmarks/bench_orchestrator.py --output docs/performance.md`).",
+        "",
+        "| figure | how it is measured | seconds |",
+        "|---|---|---|",
+        f"| `orchestrate --help` wall time | `orchestrate --help`, {len(help_s)} runs after one warm-up | "
+        f"{_stats(help_s)} |",
+        f"| local smoke run, wall time | `orchestrate run --provider local --suite smoke --quiet`, {len(runs)} runs | "
+        f"{_stats(col('wall_s'))} |",
+        f"| payload compute (`timings.compute_s`) | model build + fit + evaluate + inference timing | "
+        f"{_stats(col('payload_compute_s'))} |",
+        f"| payload process life (`timings.total_s`) | adds Keras/TF import "
+        f"({_stats(col('payload_import_s'))}) and data | "
+        f"{_stats(col('payload_total_s'))} |",
+        f"| **overhead = wall − payload compute** | everything that is not the payload's own compute | "
+        f"**{_stats(overhead_compute)}** |",
+        f"| overhead = wall − payload process life | the orchestrator's own steps, CLI start, polling, teardown | "
+        f"{_stats(overhead_payload)} |",
+        "",
+        "Most of the overhead against compute is the payload importing TensorFlow/Keras; the orchestrator's own "
+        "share is CLI start-up, bundle packing and push, the 0.5 s log-poll interval, and teardown.",
+        END,
+    ])
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Performance\n\nFigures measured by `make bench`.\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("docs/performance.md"))
+    parser.add_argument("--help-repeats", type=int, default=10)
+    parser.add_argument("--run-repeats", type=int, default=3)
+    args = parser.parse_args()
+    help_s = bench_help(args.help_repeats)
+    runs = bench_run_overhead(args.run_repeats)
+    section = render(help_s, runs)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_section(args.output, section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Keras callbacks that forward fit events to the payload's own timer and progress lines.
+
+Imports Keras at module level: import this module only inside a suite run, after the timed Keras import.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from keras_bench.progress import say
+from keras_bench.stop import StopRequest
+from keras_bench.timing import StepTimer
+
+
+class StepTimerCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Feeds train batch begin/end events, with each batch's image count, to a StepTimer."""
+
+    def __init__(self, timer: StepTimer, num_samples: int, batch_size: int) -> None:
+        """Creates the callback.
+
+        Args:
+            timer: Receives the events.
+            num_samples: Training images per epoch, to size the short last batch.
+            batch_size: Images per full batch.
+        """
+        super().__init__()
+        self.timer = timer
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.timer.epoch_begin()
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.timer.batch_begin()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs and "loss" in logs:
+            # Reading the loss waits for the step to finish on backends that dispatch asynchronously (GPU),
+            # so the timestamp below is the step's real end rather than its launch.
+            float(logs["loss"])
+        images = min(self.batch_size, self.num_samples - batch * self.batch_size)
+        self.timer.batch_end(images)
+
+
+class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Prints one line per epoch: ``epoch 3/10 loss=0.2100 acc=0.9500 1.2s``."""
+
+    def __init__(self, epochs: int, clock: Callable[[], float] = time.perf_counter) -> None:
+        """Creates the callback.
+
+        Args:
+            epochs: Total epochs, for the ``3/10`` counter.
+            clock: Monotonic seconds.
+        """
+        super().__init__()
+        self.epochs = epochs
+        self._clock = clock
+        self._epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_started = self._clock()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1}/{self.epochs}"]
+        for key, label in (("loss", "loss"), ("accuracy", "acc")):
+            value = logs.get(key)
+            if value is not None and math.isfinite(float(value)):
+                parts.append(f"{label}={float(value):.4f}")
+        parts.append(f"{self._clock() - self._epoch_started:.1f}s")
+        say(" ".join(parts))
+
+
+class StopCheckCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Raises TerminatedError at the next batch end of fit, evaluate or predict once a stop was requested."""
+
+    def __init__(self, stop: StopRequest) -> None:
+        """Creates the callback.
+
+        Args:
+            stop: The request the CLI's SIGTERM handler sets.
+        """
+        super().__init__()
+        self.stop = stop
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.stop.check()
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.stop.check()
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.stop.check()

@@ -1,0 +1,126 @@
+"""Suite params: declared once per suite, defaults filled, bad values rejected with one clear line."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from keras_bench.errors import ParamError
+
+ParamValue = int | float | str | bool
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One param a suite accepts."""
+
+    name: str
+    default: ParamValue
+    expected: str  # what is accepted, in words, for the error message: "a positive integer"
+    # Returns the accepted value in its canonical type, or None to reject it.
+    coerce: Callable[[object], ParamValue | None]
+
+
+def describe_value(value: object) -> str:
+    """Renders a received value the way it appeared in the JSON suite document.
+
+    Args:
+        value: A value decoded from JSON.
+
+    Returns:
+        Its JSON text (``-1``, ``"ten"``, ``true``), or ``repr`` when it is not JSON-encodable.
+    """
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _integer(value: object, minimum: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return None
+    return value
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def positive_int(name: str, default: int) -> ParamSpec:
+    """Declares an integer param that must be at least 1."""
+    return ParamSpec(name, default, "a positive integer", lambda v: _integer(v, 1))
+
+
+def non_negative_int(name: str, default: int) -> ParamSpec:
+    """Declares an integer param that must be at least 0."""
+    return ParamSpec(name, default, "a non-negative integer", lambda v: _integer(v, 0))
+
+
+def positive_float(name: str, default: float) -> ParamSpec:
+    """Declares a finite number param greater than 0; integers are accepted and become floats."""
+
+    def coerce(value: object) -> float | None:
+        number = _number(value)
+        return number if number is not None and number > 0 else None
+
+    return ParamSpec(name, default, "a number greater than 0", coerce)
+
+
+def fraction(name: str, default: float) -> ParamSpec:
+    """Declares a number param in [0, 1), such as a dropout rate."""
+
+    def coerce(value: object) -> float | None:
+        number = _number(value)
+        return number if number is not None and 0 <= number < 1 else None
+
+    return ParamSpec(name, default, "a number in [0, 1)", coerce)
+
+
+def choice(name: str, default: str, options: Sequence[str]) -> ParamSpec:
+    """Declares a string param that must be one of ``options``."""
+    accepted = tuple(options)
+    return ParamSpec(
+        name,
+        default,
+        f"one of {', '.join(accepted)}",
+        lambda v: v if isinstance(v, str) and v in accepted else None,
+    )
+
+
+def resolve_params(specs: Sequence[ParamSpec], received: Mapping[str, object]) -> dict[str, ParamValue]:
+    """Checks received params against a suite's specs and fills defaults for the missing ones.
+
+    Args:
+        specs: The params the suite accepts.
+        received: The params from the suite document.
+
+    Returns:
+        The effective params, in spec order, each in its canonical type.
+
+    Raises:
+        ParamError: For the first unknown param (in name order) or the first bad value (in spec order);
+            the message names the field, echoes the value received and says what is accepted.
+    """
+    known = {spec.name for spec in specs}
+    for name in sorted(received):
+        if name not in known:
+            raise ParamError(
+                f"param '{name}': unknown parameter, received {describe_value(received[name])}; "
+                f"accepted parameters: {', '.join(sorted(known))}"
+            )
+    effective: dict[str, ParamValue] = {}
+    for spec in specs:
+        if spec.name not in received:
+            effective[spec.name] = spec.default
+            continue
+        value = spec.coerce(received[spec.name])
+        if value is None:
+            received_text = describe_value(received[spec.name])
+            raise ParamError(f"param '{spec.name}': expected {spec.expected}, received {received_text}")
+        effective[spec.name] = value
+    return effective

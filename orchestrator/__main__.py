@@ -1,0 +1,6 @@
+"""`python -m orchestrator` is the same as the `orchestrate` console script."""
+
+from orchestrator.cli import main
+
+if __name__ == "__main__":
+    main()

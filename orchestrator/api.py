@@ -1,0 +1,136 @@
+"""The verbs as plain functions; the CLI is a thin layer over these.
+
+Heavy modules (pandas, the lifecycle's payload packing) are imported inside the verbs that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.errors import SpecError
+from orchestrator.store import EventRow, MachineRow, RunRow, Store, default_home
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from orchestrator.lifecycle import Plan, Reporter, RunOutcome
+    from orchestrator.spec import RunSpec
+
+
+def plan(spec: RunSpec) -> Plan:
+    """Resolves a spec into a plan without creating anything (what ``--dry-run`` shows)."""
+    from orchestrator.lifecycle import make_plan
+
+    return make_plan(spec)
+
+
+def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None) -> RunOutcome:
+    """Plans and executes one run end to end; teardown runs on every path.
+
+    Returns:
+        The run's outcome (succeeded, failed or interrupted).
+    """
+    from orchestrator.lifecycle import RunContext, execute_plan, make_plan
+
+    the_plan = make_plan(spec)  # validates everything before the store is touched
+    home = home or default_home()
+    store = Store(home)
+    try:
+        return execute_plan(the_plan, RunContext(store=store, home=home, reporter=reporter))
+    finally:
+        store.close()
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """One run with its event timeline and machines."""
+
+    run: RunRow
+    events: list[EventRow]
+    machines: list[MachineRow]
+
+
+def list_runs(*, last: int | None = None, home: Path | None = None) -> list[RunRow]:
+    """Returns the recorded runs, oldest first (only the newest ``last`` when given)."""
+    store = Store(home or default_home())
+    try:
+        return store.list_runs(last=last)
+    finally:
+        store.close()
+
+
+def run_detail(run_id: str, *, home: Path | None = None) -> RunDetail:
+    """Returns one run (an id or a unique prefix of one) with its events and machines."""
+    store = Store(home or default_home())
+    try:
+        full_id = store.resolve_run_id(run_id)
+        return RunDetail(store.get_run(full_id), store.events(full_id), store.machines(full_id))
+    finally:
+        store.close()
+
+
+def report_frames(
+    run_ids: Sequence[str] = (), *, last: int | None = None, home: Path | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Returns (samples, summary) frames for the given runs, the newest ``last`` runs, or all runs.
+
+    Raises:
+        UnknownRun: a run id matches no run.
+    """
+    from orchestrator.report.frame import samples_frame, summary_frame
+
+    store = Store(home or default_home())
+    try:
+        if run_ids:
+            ids = [store.resolve_run_id(run_id) for run_id in run_ids]
+        else:
+            ids = [row.id for row in store.list_runs(last=last)]
+        samples = samples_frame(store, ids)
+        return samples, summary_frame(samples)
+    finally:
+        store.close()
+
+
+def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | None = None) -> list[str]:
+    """Tears down what runs left behind (``--keep``, or an orchestrator that died) and returns machine ids.
+
+    Finds machines both from the store's rows and from the provider's own listing by run, so a machine
+    whose launch was recorded but never confirmed is found too.
+
+    Raises:
+        SpecError: neither run ids nor ``everything`` were given.
+    """
+    from orchestrator.providers import get_provider
+    from orchestrator.providers.base import Machine
+
+    if not run_ids and not everything:
+        raise SpecError("RUN", "", "one or more run ids, or --all")
+    home = home or default_home()
+    store = Store(home)
+    gone: list[str] = []
+    try:
+        if everything:
+            ids = sorted({row.run_id for row in store.machines(live_only=True)})
+        else:
+            ids = [store.resolve_run_id(run_id) for run_id in run_ids]
+        for run_id in ids:
+            rows = store.machines(run_id, live_only=True)
+            for provider_name in sorted({row.provider for row in rows}):
+                provider = get_provider(provider_name, home)
+                found = {m.id: m for m in provider.list_machines(run_id=run_id)}
+                for row in rows:
+                    if row.provider == provider_name and row.machine_id and row.machine_id not in found:
+                        found[row.machine_id] = Machine(
+                            id=row.machine_id, provider=row.provider, address=row.address or "", port=0,
+                            user="", workdir=row.extra.get("workdir", ""), launched_at=datetime.now(UTC),
+                        )
+                provider.terminate(list(found.values()))
+                gone.extend(found)
+            store.mark_terminated(run_id)
+    finally:
+        store.close()
+    return gone

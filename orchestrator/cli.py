@@ -1,0 +1,324 @@
+"""`orchestrate …`: parses arguments, calls :mod:`orchestrator.api`, renders with rich. No logic here.
+
+Start-up imports only click and the small core modules; pandas, jsonschema and the SDKs load inside the
+commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from orchestrator import __version__
+from orchestrator.errors import OrchestrateError
+
+# Piped output (CI logs, files) is not folded at 80 columns: reports are wide.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATE_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+OUTCOME_MARK = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "interrupted": "[yellow]![/]", "skipped": "[dim]–[/]"}
+
+
+class _Group(click.Group):
+    """Turns every expected error into one line on stderr with the right exit code; never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.ctx.get_help() if error.ctx else "", err=True)
+            sys.exit(2)
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx else "orchestrate"
+            err.print(f"error: {escape(error.format_message())} (see `{command} --help`)")
+            sys.exit(2)
+        except click.exceptions.Abort:
+            err.print("aborted")
+            sys.exit(130)
+        except OrchestrateError as error:
+            _fail(error)
+        except click.exceptions.Exit as error:
+            sys.exit(error.exit_code)
+
+
+def _fail(error: OrchestrateError) -> NoReturn:
+    err.print(f"[red]error:[/] {escape(str(error))}")
+    if error.hint:
+        err.print(f"[dim]hint: {escape(error.hint)}[/]")
+    sys.exit(error.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="orchestrate")
+def cli() -> None:
+    """Launch a GPU machine, run a Keras benchmark on it, price it, tear it down, and compare.
+
+    \b
+    Examples:
+      orchestrate run --provider local --suite smoke
+      orchestrate status
+      orchestrate report --last 5 --format md
+      orchestrate down r-20261128-180102-3fa9
+
+    State lives in $ORCHESTRATE_HOME (default ~/.orchestrate).
+    """
+
+
+class _RunReporter:
+    """Prints lifecycle steps and the payload's live log."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.started: dict[str, float] = {}
+
+    def step(self, run_id: str, step: str, outcome: str, detail: str | None) -> None:
+        if outcome == "start":
+            self.started[step] = time.monotonic()
+            if step == "execute":
+                out.print("[bold]→ execute[/] [dim](payload log follows)[/]")
+            return
+        seconds = time.monotonic() - self.started.get(step, time.monotonic())
+        mark = OUTCOME_MARK.get(outcome, outcome)
+        text = f" {escape(detail)}" if detail else ""
+        out.print(f"{mark} {step:<9} [dim]{seconds:6.1f} s[/]{text}")
+
+    def output(self, text: str) -> None:
+        if not self.quiet:
+            for line in text.splitlines():
+                out.print(f"  [dim]│[/] {escape(line)}")
+
+
+@cli.command()
+@click.option("-f", "--file", "file", type=click.Path(path_type=Path), help="Run spec YAML; flags override it.")
+@click.option("--provider", "-p", help="Where to run: local (more providers come with their issues).")
+@click.option("--suite", "-s", help="Suite name (smoke, …) or path to a suite YAML file.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a suite param; repeatable.")
+@click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), help="Keras backend for the payload.")
+@click.option("--instance-type", help="Machine type to launch (provider's name).")
+@click.option("--count", type=int, help="Number of machines.")
+@click.option("--price-per-hour", type=float, help="USD per machine-hour to price the run at (local box: default 0).")
+@click.option("--timeout", "timeout_s", type=float, help="Seconds the payload may run before it is killed.")
+@click.option("--name", help="A label for reports.")
+@click.option("--keep", is_flag=True, default=None, help="Leave the machine up (`orchestrate down` later).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and create nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not echo the payload's log.")
+def run(
+    file: Path | None,
+    provider: str | None,
+    suite: str | None,
+    assignments: tuple[str, ...],
+    backend: str | None,
+    instance_type: str | None,
+    count: int | None,
+    price_per_hour: float | None,
+    timeout_s: float | None,
+    name: str | None,
+    keep: bool | None,
+    dry_run: bool,
+    quiet: bool,
+) -> None:
+    """Run a benchmark suite on a machine, record it, price it, and tear the machine down.
+
+    \b
+    Examples:
+      orchestrate run --provider local --suite smoke
+      orchestrate run --provider local --suite smoke --set epochs=3 --set batch_size=64
+      orchestrate run -f run.yaml --keep
+      orchestrate run --provider local --dry-run
+
+    Exit codes: 0 succeeded, 1 failed, 2 bad input, 130 interrupted.
+    """
+    from orchestrator import api
+    from orchestrator.spec import build_run_spec, parse_assignment
+
+    params = dict(parse_assignment(text) for text in assignments) or None
+    machine = {
+        key: value
+        for key, value in {"instance_type": instance_type, "count": count, "price_per_hour": price_per_hour}.items()
+        if value is not None
+    } or None
+    spec = build_run_spec(
+        file,
+        {"provider": provider, "suite": suite, "params": params, "machine": machine, "backend": backend,
+         "timeout_s": timeout_s, "name": name, "keep": keep},
+    )
+    if dry_run:
+        _print_plan(api.plan(spec))
+        return
+    outcome = api.run(spec, reporter=_RunReporter(quiet))
+    style = STATE_STYLE.get(outcome.state, "")
+    out.print(
+        f"\nrun [bold]{outcome.run_id}[/] [{style}]{outcome.state}[/] in {outcome.duration_s:.1f} s, "
+        f"cost ${outcome.cost_usd:.4f}"
+    )
+    if outcome.state != "succeeded":
+        if outcome.log_tail and outcome.state == "failed":
+            err.print("[dim]payload log (last lines):[/]")
+            err.print(escape(outcome.log_tail.rstrip()))
+        err.print(f"[red]error:[/] {escape(outcome.error or outcome.state)}")
+        if outcome.hint:
+            err.print(f"[dim]hint: {escape(outcome.hint)}[/]")
+        sys.exit(130 if outcome.state == "interrupted" else 1)
+    out.print(f"[dim]report: orchestrate report {outcome.run_id}[/]")
+
+
+def _print_plan(plan: Any) -> None:
+    spec = plan.spec
+    out.print("[bold]plan[/] (dry run: nothing is created)")
+    out.print(f"  provider   {spec.provider}")
+    out.print(f"  machine    {plan.offer.instance_type} × {spec.machine.count}, ${plan.offer.price_per_hour:g}/h")
+    out.print(f"  suite      {plan.suite.name}: {escape(plan.suite.description)}")
+    out.print("  params     " + ", ".join(f"{k}={v}" for k, v in plan.params.items()))
+    out.print(f"  backend    {spec.backend}; timeout {spec.timeout_s:g} s; keep={spec.keep}")
+    out.print("  steps      " + " → ".join(plan.steps))
+    out.print(f"  estimate   ~{plan.estimated_duration_s:.0f} s, ~${plan.estimated_cost_usd:.4f}")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)}m{secs:04.1f}s" if minutes else f"{secs:.1f}s"
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@click.option("--last", type=click.IntRange(min=1), help="Only the newest N runs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(run_id: str | None, last: int | None, as_json: bool) -> None:
+    """List runs, or show one run's event timeline.
+
+    \b
+    Examples:
+      orchestrate status
+      orchestrate status --last 5
+      orchestrate status r-20261128-180102-3fa9     (a unique prefix is enough)
+    """
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from orchestrator import api
+
+    if run_id is None:
+        runs = api.list_runs(last=last)
+        if as_json:
+            click.echo(json.dumps([asdict(r) for r in runs], indent=2))
+            return
+        if not runs:
+            out.print("no runs yet: try `orchestrate run --provider local --suite smoke`")
+            return
+        table = Table(title="runs")
+        for column in ("id", "state", "provider", "suite", "started", "duration", "cost"):
+            table.add_column(column, justify="right" if column in ("duration", "cost") else "left")
+        for r in runs:
+            cost = "" if r.cost_usd is None else f"${r.cost_usd:.4f}"
+            state = f"[{STATE_STYLE.get(r.state, '')}]{r.state}[/]"
+            table.add_row(r.id, state, r.provider, r.suite, r.created_at[:19].replace("T", " "),
+                          _duration(r.duration_s), cost)
+        out.print(table)
+        return
+    detail = api.run_detail(run_id)
+    if as_json:
+        click.echo(json.dumps(asdict(detail), indent=2, default=str))
+        return
+    r = detail.run
+    out.print(f"[bold]{r.id}[/] [{STATE_STYLE.get(r.state, '')}]{r.state}[/]  provider {r.provider}, suite {r.suite}, "
+              f"started {r.created_at[:19].replace('T', ' ')}, duration {_duration(r.duration_s) or '-'}, "
+              f"cost {'' if r.cost_usd is None else f'${r.cost_usd:.4f}'}")
+    table = Table(title="events")
+    for column in ("step", "started", "seconds", "outcome", "detail"):
+        table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
+    from datetime import datetime
+
+    for e in detail.events:
+        seconds = ""
+        if e.ended_at:
+            elapsed = datetime.fromisoformat(e.ended_at) - datetime.fromisoformat(e.started_at)
+            seconds = f"{elapsed.total_seconds():.2f}"
+        table.add_row(e.step, e.started_at[11:23], seconds, OUTCOME_MARK.get(e.outcome or "", e.outcome or "running"),
+                      escape(e.detail or ""))
+    out.print(table)
+    for m in detail.machines:
+        out.print(f"machine {m.machine_id or '(requested)'} on {m.provider}: {m.state}")
+    if r.error:
+        out.print(f"[red]error:[/] {escape(r.error)}")
+    if r.log_tail:
+        out.print("[dim]payload log (last lines):[/]")
+        out.print(escape(r.log_tail.rstrip()))
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1)
+@click.option("--last", type=click.IntRange(min=1), help="The newest N runs (default: all runs).")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--view", type=click.Choice(["summary", "samples"]), default="summary", show_default=True,
+              help="One row per run and variant, or one row per sample.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of the terminal.")
+def report(run_ids: tuple[str, ...], last: int | None, fmt: str, view: str, output: Path | None) -> None:
+    """Compare runs: training and inference images/sec, accuracy, duration and cost.
+
+    \b
+    Examples:
+      orchestrate report --last 1
+      orchestrate report r-20261128-180102-3fa9 --format md
+      orchestrate report --format csv --view samples -o samples.csv
+    """
+    from orchestrator import api
+    from orchestrator.report.render import render_text, rich_table
+
+    samples, summary = api.report_frames(run_ids, last=last)
+    frame = summary if view == "summary" else samples
+    if fmt == "table":
+        if output is not None:
+            console = Console(file=None, record=True, width=200)
+            with console.capture():
+                console.print(rich_table(frame, title=f"Orchestrate report ({view})"))
+            output.write_text(console.export_text())
+        elif frame.empty:
+            out.print("no runs to report: try `orchestrate run --provider local --suite smoke`")
+        else:
+            out.print(rich_table(frame, title=f"Orchestrate report ({view})"))
+        return
+    text = render_text(frame, fmt)
+    if output is not None:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every run that still has a machine up.")
+def down(run_ids: tuple[str, ...], everything: bool) -> None:
+    """Tear down the machines a run left up (after --keep, or a crash).
+
+    \b
+    Examples:
+      orchestrate down r-20261128-180102-3fa9
+      orchestrate down --all
+    """
+    from orchestrator import api
+
+    gone = api.down(run_ids, everything=everything)
+    out.print(f"terminated {len(gone)} machine(s)" + (": " + ", ".join(gone) if gone else ""))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

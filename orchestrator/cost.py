@@ -1,0 +1,93 @@
+"""Billing rules and the pricing of a run, split into setup, compute and teardown.
+
+A rule turns seconds used into seconds billed. The rule for each provider comes from the offer; rules
+stated by the providers themselves are cited where they are defined.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from orchestrator.errors import SpecError
+
+
+@dataclass(frozen=True)
+class BillingRule:
+    """How seconds used become seconds billed."""
+
+    name: str
+    increment_s: float  # billing granularity: 1 for per-second, 60 for per-minute, 3600 for hourly
+    minimum_s: float  # the least a launch is billed
+    round_up: bool = True  # True: a started increment is billed; False: only full increments are
+    source: str = ""
+
+    def billed_seconds(self, used_s: float) -> float:
+        """Returns the seconds billed for ``used_s`` seconds of use (0 for no use)."""
+        if used_s <= 0:
+            return 0.0
+        increments = used_s / self.increment_s
+        whole = math.ceil(increments - 1e-9) if self.round_up else math.floor(increments + 1e-9)
+        return max(self.minimum_s, whole * self.increment_s)
+
+
+BILLING_RULES: dict[str, BillingRule] = {
+    "per_second": BillingRule("per_second", 1.0, 0.0, source="local box: time used, no minimum"),
+    "aws_linux": BillingRule(
+        "aws_linux", 1.0, 60.0, source="AWS What's New 2017-10-02: per-second billing, 60 s minimum (Linux)"
+    ),
+    "per_minute_full": BillingRule(
+        "per_minute_full", 60.0, 0.0, round_up=False,
+        source="Azure pricing FAQ: VMs billed per full minute (6 min 45 s bills 6 min)",
+    ),
+    "hourly": BillingRule("hourly", 3600.0, 3600.0, source="a started hour is billed whole"),
+}
+
+
+def billing_rule(name: str) -> BillingRule:
+    """Returns a billing rule by name.
+
+    Raises:
+        SpecError: the rule is unknown.
+    """
+    if name not in BILLING_RULES:
+        raise SpecError("billing_rule", name, "one of " + ", ".join(sorted(BILLING_RULES)))
+    return BILLING_RULES[name]
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One component of a run's cost."""
+
+    component: str  # setup, compute or teardown
+    seconds: float
+    billed_seconds: float
+    price_per_hour: float
+    amount_usd: float
+    rule: str
+
+
+def price_run(
+    *, setup_s: float, compute_s: float, teardown_s: float, price_per_hour: float, rule: BillingRule
+) -> list[CostLine]:
+    """Prices one machine's time, split into setup (launch to payload start), compute and teardown.
+
+    The rule applies to the whole billed span; the billed seconds beyond use (minimum, rounding) are added
+    to teardown, where the machine is idle.
+    """
+    parts = {"setup": max(0.0, setup_s), "compute": max(0.0, compute_s), "teardown": max(0.0, teardown_s)}
+    extra = rule.billed_seconds(sum(parts.values())) - sum(parts.values())
+    billed = dict(parts)
+    if extra >= 0:
+        billed["teardown"] += extra
+    else:
+        # Whole-increment rules bill less than used: take the difference off the end.
+        remaining = -extra
+        for name in ("teardown", "compute", "setup"):
+            cut = min(billed[name], remaining)
+            billed[name] -= cut
+            remaining -= cut
+    return [
+        CostLine(name, parts[name], billed[name], price_per_hour, billed[name] / 3600.0 * price_per_hour, rule.name)
+        for name in ("setup", "compute", "teardown")
+    ]

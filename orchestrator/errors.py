@@ -1,0 +1,87 @@
+"""One exception root and its few families (DESIGN §6).
+
+SDK and OS exceptions are translated into these once, at the provider or remote boundary; everything above
+sees only these. The CLI prints ``str(error)`` and ``error.hint`` for an :class:`OrchestrateError` and exits
+with ``error.exit_code``; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+
+class OrchestrateError(Exception):
+    """Root of every error Orchestrate expects and explains.
+
+    Args:
+        message: one line that says what went wrong, echoing the input that caused it.
+        hint: one line that says what the user can do about it, or None.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class SpecError(OrchestrateError):
+    """Bad user input: names the field, the value received and what is accepted. Exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, field: str, received: object, accepted: str, *, hint: str | None = None) -> None:
+        self.field = field
+        self.received = received
+        self.accepted = accepted
+        super().__init__(f"invalid {field}: received {received!r}; accepted: {accepted}", hint=hint)
+
+
+class UnknownRun(OrchestrateError):
+    """A run id that the store does not hold. Exit code 2: the user typed it."""
+
+    exit_code = 2
+
+
+class ProviderError(OrchestrateError):
+    """A provider could not make a machine exist, or go away."""
+
+
+class CapacityError(ProviderError):
+    """The provider has no capacity for the offer right now; another zone, region or type may."""
+
+
+class QuotaError(ProviderError):
+    """The account's quota does not allow the request."""
+
+
+class AuthError(ProviderError):
+    """Credentials are missing, expired or not allowed to do this."""
+
+
+class RemoteError(OrchestrateError):
+    """Talking to a machine failed."""
+
+
+class HostKeyMismatch(RemoteError):
+    """The machine presented a host key other than the pinned one; nothing was sent."""
+
+
+class ConnectTimeout(RemoteError):
+    """The machine did not become reachable in time."""
+
+
+class EnvironmentNotReady(RemoteError):
+    """The machine lacks what the payload needs (Python, Keras, a backend)."""
+
+
+class PayloadFailed(RemoteError):
+    """The payload exited non-zero or wrote no valid results document."""
+
+
+class RunInterrupted(OrchestrateError):
+    """The run was stopped by SIGINT or SIGTERM; teardown has run. Exit code 130."""
+
+    exit_code = 130
+
+
+class StoreError(OrchestrateError):
+    """The run store could not be read or written."""

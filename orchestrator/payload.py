@@ -1,0 +1,118 @@
+"""The payload bundle: ``keras_bench`` + the resolved suite document, packed with a manifest.
+
+The orchestrator never imports ``keras_bench``; it only finds its source directory (``find_spec`` on a
+top-level package does not execute it) and ships the files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import OrchestrateError
+
+PAYLOAD_PACKAGE = "keras_bench"
+SUITE_FILE = "suite.json"
+MANIFEST_FILE = "MANIFEST.json"
+RESULTS_SCHEMA_FILE = "results.schema.json"
+# Members of the source tree that never travel.
+_SKIP_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache"}
+
+
+def payload_source_dir() -> Path:
+    """Returns the directory of the ``keras_bench`` package (source checkout or installed).
+
+    Raises:
+        OrchestrateError: the package is not installed.
+    """
+    override = os.environ.get("ORCHESTRATE_PAYLOAD_DIR")
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec(PAYLOAD_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise OrchestrateError(
+            "the payload package keras_bench is not installed",
+            hint="install Orchestrate with `pip install -e .` from its source tree",
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def suites_dir() -> Path:
+    """Returns the directory of the named suite files (``benchmarks/suites`` in a source checkout)."""
+    source = payload_source_dir()
+    # Installed from a wheel: shipped inside the package. In a source checkout: benchmarks/suites.
+    for candidate in (source / "suites_yaml", source.parent / "suites"):
+        if candidate.is_dir():
+            return candidate
+    raise OrchestrateError(f"no suites directory next to the payload package at {source}")
+
+
+def results_schema() -> dict[str, Any]:
+    """Returns the results-document JSON Schema that the payload ships (the contract of DESIGN §4)."""
+    schema: dict[str, Any] = json.loads((payload_source_dir() / RESULTS_SCHEMA_FILE).read_text())
+    return schema
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A packed payload: a gzipped tar and the hash of its content."""
+
+    archive: bytes
+    content_hash: str  # sha256 over the manifest, so equal content gives an equal hash
+    files: int
+
+
+def _payload_files(source: Path) -> list[Path]:
+    files = []
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if path.is_file() and not _SKIP_PARTS.intersection(rel.parts) and path.suffix != ".pyc":
+            files.append(path)
+    return files
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 0  # reproducible archives: same content, same bytes
+    tar.addfile(info, io.BytesIO(data))
+
+
+def build_bundle(suite_document: dict[str, Any]) -> Bundle:
+    """Packs ``keras_bench`` and the suite document into a reproducible ``.tar.gz``.
+
+    Args:
+        suite_document: what the payload reads as ``--suite``: schema_version, suite, run_id, params.
+
+    Returns:
+        The archive bytes, with a manifest of every member's sha256.
+    """
+    source = payload_source_dir()
+    members: dict[str, bytes] = {}
+    for path in _payload_files(source):
+        members[f"{PAYLOAD_PACKAGE}/{path.relative_to(source).as_posix()}"] = path.read_bytes()
+    members[SUITE_FILE] = json.dumps(suite_document, indent=2, sort_keys=True).encode()
+    manifest = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())}
+    manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
+        for name, data in sorted(members.items()):
+            _add_bytes(tar, name, data)
+        _add_bytes(tar, MANIFEST_FILE, manifest_bytes)
+    return Bundle(
+        archive=buffer.getvalue(),
+        content_hash=hashlib.sha256(manifest_bytes).hexdigest(),
+        files=len(members),
+    )

@@ -1,0 +1,42 @@
+"""Provider registry: name → (module, class), imported only when that provider is used.
+
+Keeping the registry as strings means `orchestrate --help` never imports boto3 or the Azure SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.errors import SpecError
+
+if TYPE_CHECKING:
+    from orchestrator.providers.base import Provider
+
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "local": ("orchestrator.providers.local", "LocalProvider"),
+}
+
+
+def provider_names() -> list[str]:
+    """Returns the names a user may pass as ``--provider``."""
+    return sorted(PROVIDERS)
+
+
+def get_provider(name: str, home: Path) -> Provider:
+    """Returns a provider instance by name.
+
+    Args:
+        name: a key of :data:`PROVIDERS`.
+        home: the Orchestrate home directory (``$ORCHESTRATE_HOME``).
+
+    Raises:
+        SpecError: the name is not a known provider.
+    """
+    if name not in PROVIDERS:
+        raise SpecError("provider", name, "one of " + ", ".join(provider_names()))
+    module_name, class_name = PROVIDERS[name]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    provider: Provider = cls(home=home)
+    return provider

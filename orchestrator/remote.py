@@ -1,0 +1,229 @@
+"""Talking to a machine: run shell commands, put files, and run the payload detached.
+
+A :class:`Transport` runs one shell command string on the machine. The local dev box uses
+:class:`LocalTransport` (``/bin/sh`` in a subprocess); SSH providers use an SSH transport with the very same
+contract, so the detached-run protocol below is written once. Every command is built with ``shlex.quote``.
+
+The detached-run protocol, in the run directory on the machine:
+    ``pid``        the payload's process-group id (written by the wrapper shell, its session leader)
+    ``payload.log`` the payload's stdout and stderr
+    ``exit_code``  written atomically once the payload has exited
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.errors import PayloadFailed, RemoteError
+
+PID_FILE = "pid"
+LOG_FILE = "payload.log"
+EXIT_FILE = "exit_code"
+# One poll reads at most this much of the log, so a chatty payload cannot stall the loop.
+MAX_LOG_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a shell command on the machine returned."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Transport(Protocol):
+    """Runs shell commands on one machine and moves bytes to it."""
+
+    def run(self, command: str, *, timeout: float = 60.0) -> CommandResult:
+        """Runs a shell command string and returns its exit code and output."""
+        ...
+
+    def put_bytes(self, data: bytes, remote_path: str) -> None:
+        """Writes ``data`` to a file on the machine, creating or replacing it."""
+        ...
+
+    def close(self) -> None:
+        """Releases the connection."""
+        ...
+
+
+class LocalTransport:
+    """The local dev box as a machine: commands run in ``/bin/sh`` subprocesses."""
+
+    def run(self, command: str, *, timeout: float = 60.0) -> CommandResult:
+        """Runs ``command`` with ``/bin/sh -c``; a timeout raises RemoteError."""
+        try:
+            completed = subprocess.run(
+                ["/bin/sh", "-c", command], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
+            )
+        except subprocess.TimeoutExpired as error:
+            raise RemoteError(f"command timed out after {timeout:g} s: {command[:120]}") from error
+        return CommandResult(completed.returncode, completed.stdout, completed.stderr)
+
+    def put_bytes(self, data: bytes, remote_path: str) -> None:
+        """Writes the file atomically (temporary name, then rename)."""
+        path = Path(remote_path)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def close(self) -> None:
+        """Nothing to release for local subprocesses."""
+
+
+def check(transport: Transport, command: str, *, what: str, timeout: float = 60.0) -> bytes:
+    """Runs a command that must succeed and returns its stdout.
+
+    Raises:
+        RemoteError: the command exited non-zero; the message names ``what`` and the command's stderr.
+    """
+    result = transport.run(command, timeout=timeout)
+    if result.exit_code != 0:
+        stderr = result.stderr.decode(errors="replace").strip().splitlines()
+        raise RemoteError(f"{what} failed (exit {result.exit_code}): {stderr[-1] if stderr else 'no output'}")
+    return result.stdout
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """One look at a detached payload: its status and the log bytes since the last look."""
+
+    status: str  # "running", "exited" or "vanished" (dead without an exit code)
+    exit_code: int | None
+    log: bytes
+
+
+class DetachedProcess:
+    """A payload started in its own session on a machine, observed through files in its run directory.
+
+    Args:
+        transport: how to reach the machine.
+        run_dir: the run directory on the machine.
+    """
+
+    def __init__(self, transport: Transport, run_dir: str) -> None:
+        self.transport = transport
+        self.run_dir = run_dir
+        self.log_offset = 0
+
+    def start(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
+        """Starts ``argv`` detached (own session and process group) and returns its process-group id.
+
+        The wrapper shell writes its pid (which is the group id), runs the payload with output to the log,
+        and writes the exit code atomically when it ends. Stdin is closed; nothing ties it to this process.
+        """
+        payload = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), *argv])
+        wrapper = (
+            f"echo $$ > {PID_FILE}; {payload} > {LOG_FILE} 2>&1; "
+            f"echo $? > {EXIT_FILE}.part && mv {EXIT_FILE}.part {EXIT_FILE}"
+        )
+        command = (
+            f"cd {shlex.quote(self.run_dir)} && rm -f {PID_FILE} {EXIT_FILE} && "
+            f"(setsid /bin/sh -c {shlex.quote(wrapper)} < /dev/null > /dev/null 2>&1 &) && "
+            f"for i in $(seq 1 100); do [ -s {PID_FILE} ] && cat {PID_FILE} && exit 0; sleep 0.05; done; exit 1"
+        )
+        out = check(self.transport, command, what="starting the payload", timeout=30.0)
+        try:
+            return int(out.decode().strip())
+        except ValueError as error:
+            raise RemoteError(f"starting the payload gave no process id: {out[:80]!r}") from error
+
+    def poll(self) -> PollResult:
+        """Reads the status and the log bytes written since the last poll (one command per poll)."""
+        offset = self.log_offset
+        command = (
+            f"cd {shlex.quote(self.run_dir)} || exit 3; "
+            f"if [ -f {EXIT_FILE} ]; then echo exited $(cat {EXIT_FILE}); "
+            # A zombie (exited, not yet reaped) is not running: ask ps for the state, not kill -0.
+            f'elif [ -s {PID_FILE} ] && ps -o stat= -p "$(cat {PID_FILE})" 2>/dev/null | grep -qv "^Z"; '
+            f"then echo running; "
+            # It may have ended between the two tests: look for the exit code once more.
+            f"elif [ -f {EXIT_FILE} ]; then echo exited $(cat {EXIT_FILE}); "
+            f"else echo vanished; fi; "
+            f"tail -c +{offset + 1} {LOG_FILE} 2>/dev/null | head -c {MAX_LOG_CHUNK}"
+        )
+        result = self.transport.run(command, timeout=60.0)
+        if result.exit_code == 3:
+            raise RemoteError(f"the run directory {self.run_dir} is gone from the machine")
+        head, _, log = result.stdout.partition(b"\n")
+        words = head.decode(errors="replace").split()
+        status = words[0] if words else "vanished"
+        exit_code = int(words[1]) if status == "exited" and len(words) > 1 and words[1].lstrip("-").isdigit() else None
+        if status == "exited" and exit_code is None:
+            status = "vanished"
+        self.log_offset += len(log)
+        return PollResult(status=status, exit_code=exit_code, log=log)
+
+    def kill(self, *, grace_s: float = 5.0) -> None:
+        """Stops the payload's whole process group: SIGTERM, then SIGKILL after ``grace_s``."""
+        command = (
+            f"cd {shlex.quote(self.run_dir)} 2>/dev/null && [ -s {PID_FILE} ] || exit 0; "
+            f'pgid="$(cat {PID_FILE})"; kill -s TERM -- "-$pgid" 2>/dev/null || exit 0; '
+            # Zombies (exited, not yet reaped) do not count as alive.
+            f"i=0; while ps -eo pgid=,stat= | awk -v g=\"$pgid\" '$1 == g && $2 !~ /^Z/' | grep -q . "
+            f"&& [ $i -lt {max(1, int(grace_s * 10))} ]; do "
+            f"sleep 0.1; i=$((i+1)); done; "
+            f'kill -s KILL -- "-$pgid" 2>/dev/null; exit 0'
+        )
+        self.transport.run(command, timeout=grace_s + 30.0)
+
+    def read_file(self, name: str) -> bytes | None:
+        """Returns a file of the run directory, or None when it does not exist."""
+        path = shlex.quote(f"{self.run_dir}/{name}")
+        result = self.transport.run(f"[ -f {path} ] && cat {path}", timeout=120.0)
+        return result.stdout if result.exit_code == 0 else None
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Returns the last ``lines`` lines of the payload's log."""
+        command = f"tail -n {int(lines)} {shlex.quote(f'{self.run_dir}/{LOG_FILE}')} 2>/dev/null"
+        return self.transport.run(command, timeout=60.0).stdout.decode(errors="replace")
+
+
+def follow(
+    process: DetachedProcess,
+    *,
+    timeout_s: float,
+    on_output: Callable[[str], None],
+    poll_interval_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Tails a detached payload until it exits, and returns its exit code.
+
+    Args:
+        process: a started payload.
+        timeout_s: wall-clock budget; past it the process group is killed.
+        on_output: called with each chunk of new log text.
+        poll_interval_s: seconds between polls.
+        clock: monotonic seconds (injected in tests).
+        sleep: how to wait between polls (injected in tests).
+
+    Raises:
+        PayloadFailed: the payload ran past ``timeout_s`` or vanished without an exit code.
+    """
+    deadline = clock() + timeout_s
+    while True:
+        result = process.poll()
+        if result.log:
+            on_output(result.log.decode(errors="replace"))
+        if result.status == "exited" and result.exit_code is not None:
+            # The exit code is written after the payload ends, so the log read in the same poll is complete
+            # unless it was larger than one chunk: drain it.
+            while (rest := process.poll()).log:
+                on_output(rest.log.decode(errors="replace"))
+            return result.exit_code
+        if result.status == "vanished":
+            raise PayloadFailed("the payload died without writing an exit code (killed from outside?)")
+        if clock() >= deadline:
+            process.kill()
+            raise PayloadFailed(f"the payload ran past the run timeout of {timeout_s:g} s and was killed",
+                                hint="raise timeout_s in the run spec")
+        sleep(poll_interval_s)

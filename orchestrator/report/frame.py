@@ -1,0 +1,78 @@
+"""One frame of runs × samples, and the per-run summary built from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from orchestrator.store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RUN_COLUMNS = ["run_id", "name", "provider", "suite", "state", "created_at", "duration_s", "cost_usd"]
+# Metadata keys that tell one measured configuration from another within a run.
+VARIANT_KEYS = ["model", "precision", "batch_size"]
+# Columns the summary shows first, with the labels a user reads.
+SUMMARY_LABELS = {
+    "train_throughput.images_per_sec": "train_images_per_sec",
+    "inference_throughput.images_per_sec": "inference_images_per_sec",
+    "train.accuracy": "test_accuracy",
+    "train_throughput.step_time_ms_p50": "train_step_ms_p50",
+    "train.seconds": "train_seconds",
+}
+
+
+def samples_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Returns one row per sample (runs without samples get one row of NaN), metadata flattened to columns."""
+    import pandas as pd
+
+    if not run_ids:
+        return pd.DataFrame(columns=[*RUN_COLUMNS, "benchmark", "metric", "value", "unit"])
+    marks = ",".join("?" * len(run_ids))
+    rows = store.query(
+        "SELECT r.id AS run_id, r.name, r.provider, r.suite, r.state, r.created_at, r.duration_s, "
+        "(SELECT SUM(amount_usd) FROM costs c WHERE c.run_id = r.id) AS cost_usd, "
+        "s.benchmark, s.metric, s.value, s.unit, s.metadata_json "
+        f"FROM runs r LEFT JOIN samples s ON s.run_id = r.id WHERE r.id IN ({marks}) ORDER BY r.created_at, s.id",
+        list(run_ids),
+    )
+    records = []
+    for row in rows:
+        record = {key: row[key] for key in row.keys() if key != "metadata_json"}  # noqa: SIM118 (sqlite3.Row)
+        record.update(json.loads(row["metadata_json"] or "{}"))
+        records.append(record)
+    frame = pd.DataFrame.from_records(records)
+    for key in VARIANT_KEYS:
+        if key not in frame.columns:
+            frame[key] = None
+    return frame
+
+
+def summary_frame(samples: pd.DataFrame) -> pd.DataFrame:
+    """Returns one row per run and measured variant (model, precision, batch size), one column per metric."""
+    import pandas as pd
+
+    if samples.empty:
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    frame = samples.copy()
+    index = RUN_COLUMNS + VARIANT_KEYS
+    for key in index:
+        frame[key] = frame[key].astype(object).where(frame[key].notna(), "-")
+    runs = frame[index].drop_duplicates()
+    measured = frame[frame["metric"] != "-"]
+    if measured.empty:
+        return runs.reset_index(drop=True)
+    measured = measured.assign(column=measured["benchmark"] + "." + measured["metric"])
+    wide = measured.pivot_table(index=index, columns="column", values="value", aggfunc="median").reset_index()
+    wide.columns.name = None
+    # Runs that measured nothing (failed early) keep a row, without variant rows that others have.
+    unmeasured = runs[~runs["run_id"].isin(measured["run_id"])]
+    summary = pd.concat([wide, unmeasured], ignore_index=True) if not unmeasured.empty else wide
+    summary = summary.rename(columns=SUMMARY_LABELS)
+    first = [c for c in [*index, *SUMMARY_LABELS.values()] if c in summary.columns]
+    rest = sorted(c for c in summary.columns if c not in first)
+    order = {run_id: i for i, run_id in enumerate(dict.fromkeys(samples["run_id"]))}
+    summary = summary.sort_values("run_id", key=lambda s: s.map(order), kind="stable")
+    return summary[first + rest].replace({"-": None}).reset_index(drop=True)

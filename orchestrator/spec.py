@@ -1,0 +1,194 @@
+"""What the user asks for: RunSpec, MachineSpec and SuiteSpec (pydantic), loaded from flags and YAML.
+
+Every validation failure becomes one :class:`SpecError` line that names the field, the value received and
+what is accepted; nothing is written anywhere before a spec validates.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestrator.errors import SpecError
+from orchestrator.payload import suites_dir
+from orchestrator.providers import PROVIDERS, provider_names
+
+Backend = Literal["tensorflow", "jax", "torch"]
+ParamValue = bool | int | float | str | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MachineSpec(_Strict):
+    """Which machine to run on; the catalog resolves it into an offer."""
+
+    instance_type: str | None = None  # provider's name for the machine; None lets the provider choose
+    count: int = Field(default=1, ge=1, le=64)
+    spot: bool = False
+    region: str | None = None
+    price_per_hour: float | None = Field(default=None, ge=0)  # USD; overrides the catalog's price
+
+
+class SuiteSpec(_Strict):
+    """A named suite as shipped in ``benchmarks/suites/<name>.yaml``."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    estimated_duration_s: float = Field(gt=0)
+    params: dict[str, ParamValue]
+
+
+class RunSpec(_Strict):
+    """One run: where, what, and how long it may take."""
+
+    provider: str = "local"
+    suite: str = "smoke"
+    params: dict[str, ParamValue] = Field(default_factory=dict)  # overrides of the suite's params
+    machine: MachineSpec = Field(default_factory=MachineSpec)
+    backend: Backend = "tensorflow"
+    timeout_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)  # the payload is killed past this
+    keep: bool = False  # leave the machine up after the run
+    name: str | None = None  # a label for reports
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            raise ValueError("one of " + ", ".join(provider_names()))
+        return value
+
+
+def _spec_error(error: ValidationError, prefix: str = "") -> SpecError:
+    first = error.errors()[0]
+    field = prefix + ".".join(str(part) for part in first["loc"])
+    accepted = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return SpecError(field or "spec", first["input"], "not a known field")
+    return SpecError(field or "spec", first["input"], accepted)
+
+
+def available_suites() -> list[str]:
+    """Returns the names of the shipped suites."""
+    return sorted(path.stem for path in suites_dir().glob("*.yaml"))
+
+
+def _read_yaml(path: Path, field: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(field, str(path), "an existing YAML file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise SpecError(field, str(path), f"a valid YAML file{where}") from None
+    if not isinstance(loaded, dict):
+        raise SpecError(field, str(path), "a YAML mapping of field: value")
+    return loaded
+
+
+def load_suite(name_or_path: str) -> SuiteSpec:
+    """Loads a suite by name (``smoke``) or from a path to a suite YAML file.
+
+    Raises:
+        SpecError: the suite does not exist or its file is invalid.
+    """
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        path = candidate
+    else:
+        path = suites_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise SpecError("suite", name_or_path, "one of " + ", ".join(available_suites()))
+    try:
+        return SuiteSpec.model_validate(_read_yaml(path, "suite"))
+    except ValidationError as error:
+        raise _spec_error(error, prefix=f"suite file {path}: ") from None
+
+
+def _check_type(name: str, default: ParamValue, value: ParamValue) -> ParamValue:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise SpecError(f"params.{name}", value, "true or false")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise SpecError(f"params.{name}", value, "an integer")
+    if isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise SpecError(f"params.{name}", value, "a number")
+    if isinstance(value, str):
+        return value
+    raise SpecError(f"params.{name}", value, "a string")
+
+
+def resolve_params(suite: SuiteSpec, overrides: dict[str, ParamValue]) -> dict[str, ParamValue]:
+    """Returns the suite's params with the user's overrides applied, checking names and types.
+
+    Raises:
+        SpecError: an override names a param the suite does not have, or has the wrong type.
+    """
+    params = dict(suite.params)
+    for name, value in overrides.items():
+        if name not in suite.params:
+            raise SpecError("params", name, f"a param of suite {suite.name}: " + ", ".join(sorted(suite.params)))
+        params[name] = _check_type(name, suite.params[name], value)
+    return params
+
+
+def parse_assignment(text: str) -> tuple[str, ParamValue]:
+    """Parses one ``--set key=value`` flag; the value is read as YAML (``3`` is an int, ``true`` a bool).
+
+    Raises:
+        SpecError: the text is not ``key=value`` or the value is not a scalar.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError("--set", text, "key=value, e.g. --set epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        # YAML 1.1 reads "1e-4" as a string; a learning rate written that way is a number.
+        with suppress(ValueError):
+            value = float(value)
+    if not isinstance(value, bool | int | float | str) and value is not None:
+        raise SpecError(f"params.{key.strip()}", raw, "a scalar: number, true/false or string")
+    return key.strip(), value
+
+
+def build_run_spec(file: Path | None, overrides: dict[str, Any]) -> RunSpec:
+    """Builds a RunSpec from an optional YAML file and flag overrides (flags win).
+
+    Args:
+        file: a run YAML file whose top-level keys are RunSpec fields, or None.
+        overrides: flag values; ``None`` means the flag was not given. ``params`` merge key by key and
+            ``machine`` field by field over the file's.
+
+    Raises:
+        SpecError: any field is invalid, or the params do not fit the suite.
+    """
+    data: dict[str, Any] = _read_yaml(file, "file") if file is not None else {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in ("params", "machine") and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    try:
+        spec = RunSpec.model_validate(data)
+    except ValidationError as error:
+        raise _spec_error(error) from None
+    resolve_params(load_suite(spec.suite), spec.params)
+    return spec

@@ -1,0 +1,193 @@
+"""`orchestrate run --provider local` end to end, as real processes: no mocks of the lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrator.providers.local import group_alive
+from tests.conftest import FAKE_MAIN_HEADER, cli_env, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _rows(home: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(home / "state.db") as db:
+        return list(db.execute(sql).fetchall())
+
+
+def test_a_smoke_run_succeeds_and_is_recorded_priced_reported_and_torn_down(home: Path) -> None:
+    result = run_cli(home, "run", "--provider", "local", "--suite", "smoke", "--price-per-hour", "0.36")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[keras_bench]" in result.stdout  # the payload's log was tailed live
+    [(run_id, state, duration)] = _rows(home, "SELECT id, state, duration_s FROM runs")
+    assert state == "succeeded" and duration > 0
+    assert not (home / "machines" / str(run_id)).exists()
+    steps = [row[0] for row in _rows(home, "SELECT step FROM events WHERE outcome='ok' ORDER BY id")]
+    assert steps == ["plan", "provision", "connect", "prepare", "push", "execute", "collect", "teardown",
+                     "price", "record"]
+    [(cost,)] = _rows(home, "SELECT SUM(amount_usd) FROM costs")
+    assert cost == pytest.approx(0.36 * duration / 3600, rel=0.2)
+
+    report = run_cli(home, "report", "--last", "1", "--format", "json")
+    [row] = json.loads(report.stdout)
+    assert row["train_images_per_sec"] > 0 and row["inference_images_per_sec"] > 0
+    assert row["test_accuracy"] >= 0.95
+    assert row["duration_s"] == pytest.approx(duration)
+
+    status = run_cli(home, "status")
+    assert run_id in status.stdout and "succeeded" in status.stdout
+    timeline = run_cli(home, "status", str(run_id)[:-2])
+    assert "execute" in timeline.stdout and "teardown" in timeline.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_payloads_process_group_tears_down_and_records_interrupted(
+    home: Path, signum: signal.Signals
+) -> None:
+    orchestrate = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "--provider", "local", "--set", "epochs=10000"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(home),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        pid_files: list[Path] = []
+        while time.monotonic() < deadline and not pid_files:
+            pid_files = [p for p in (home / "machines").glob("*/pid") if p.read_text().strip()]
+            time.sleep(0.1)
+        assert pid_files, "the payload never started"
+        pgid = int(pid_files[0].read_text())
+        machine_dir = pid_files[0].parent
+        # Let it get into training (Keras imported, fitting) before the signal lands.
+        log = machine_dir / "payload.log"
+        while time.monotonic() < deadline and "epoch 1/" not in (log.read_text() if log.exists() else ""):
+            time.sleep(0.2)
+        orchestrate.send_signal(signum)
+        output, _ = orchestrate.communicate(timeout=60)
+    finally:
+        if orchestrate.poll() is None:
+            orchestrate.kill()
+    assert orchestrate.returncode == 130, output
+    assert not group_alive(pgid), "a payload process outlived the run"
+    assert not machine_dir.exists()
+    [(state, error)] = _rows(home, "SELECT state, error FROM runs")
+    assert state == "interrupted" and signum.name in error
+    outcomes = dict(_rows(home, "SELECT step, outcome FROM events"))
+    assert outcomes["execute"] == "interrupted" and outcomes["teardown"] == "ok"
+
+
+def test_a_crashing_payload_fails_the_run_shows_its_log_tail_and_keeps_its_results(
+    home: Path, fake_payload: Callable[[str], Path]
+) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + """
+print("epoch 1 done", flush=True)
+write([sample("train_throughput", "images_per_sec", 123.0)],
+      errors=[{"stage": "train", "type": "RuntimeError", "message": "boom"}])
+print("Traceback: RuntimeError: boom", file=sys.stderr, flush=True)
+sys.exit(1)
+""")
+    result = run_cli(home, "run", "--provider", "local", ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert result.returncode == 1
+    assert "RuntimeError: boom" in result.stderr  # the log tail
+    assert "exited with code 1" in result.stderr
+    [(state, log_tail)] = _rows(home, "SELECT state, log_tail FROM runs")
+    assert state == "failed" and "boom" in log_tail
+    assert _rows(home, "SELECT benchmark, value FROM samples") == [("train_throughput", 123.0)]
+    assert not list((home / "machines").iterdir())
+
+
+def test_an_invalid_results_document_is_a_failed_collect_and_nothing_is_ingested(
+    home: Path, fake_payload: Callable[[str], Path]
+) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + """
+write([sample("train_throughput", "images_per_sec", 1.0), sample("train", "vibes", 1.0)])
+""")
+    result = run_cli(home, "run", "--provider", "local", ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert result.returncode == 1
+    assert "results document is invalid at samples/1/metric" in result.stderr
+    assert _rows(home, "SELECT state FROM runs") == [("failed",)]
+    assert dict(_rows(home, "SELECT step, outcome FROM events"))["collect"] == "failed"
+    assert _rows(home, "SELECT COUNT(*) FROM samples") == [(0,)]
+
+
+def test_dry_run_prints_the_plan_and_creates_nothing(home: Path) -> None:
+    result = run_cli(home, "run", "--provider", "local", "--suite", "smoke", "--dry-run")
+    assert result.returncode == 0
+    assert "provision → connect" in result.stdout and "estimate" in result.stdout
+    assert not home.exists()
+    # And with an existing store: no row anywhere.
+    run_cli(home, "status")
+    before = {t: _rows(home, f"SELECT COUNT(*) FROM {t}") for t in ("runs", "machines", "events", "samples")}
+    run_cli(home, "run", "--dry-run")
+    after = {t: _rows(home, f"SELECT COUNT(*) FROM {t}") for t in ("runs", "machines", "events", "samples")}
+    assert before == after
+    assert not (home / "machines").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--bogus"], "--bogus"),
+        (["run", "--provider", "azur"], "invalid provider: received 'azur'; accepted: one of local"),
+        (["run", "--set", "epochs=-x"], "invalid params.epochs: received '-x'; accepted: an integer"),
+        (["run", "--set", "epoch=3"], "invalid params: received 'epoch'"),
+        (["run", "--backend", "theano"], "'theano' is not one of"),
+        (["report", "--format", "pdf"], "'pdf' is not one of"),
+        (["status", "r-nope"], "no run with id 'r-nope'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(home: Path, args: list[str], expected: str) -> None:
+    result = run_cli(home, *args)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("hint:")]
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+    if args[0] == "run":
+        assert not home.exists()
+
+
+def test_keep_leaves_the_machine_and_down_removes_it(home: Path, fake_payload: Callable[[str], Path]) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 5.0)])\n')
+    result = run_cli(home, "run", "--keep", ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert result.returncode == 0, result.stderr
+    [(run_id,)] = _rows(home, "SELECT id FROM runs")
+    machine_dir = home / "machines" / str(run_id)
+    assert (machine_dir / "results.json").exists()
+    assert _rows(home, "SELECT state FROM machines") == [("running",)]
+    down = run_cli(home, "down", str(run_id))
+    assert down.returncode == 0 and "terminated 1 machine" in down.stdout
+    assert not machine_dir.exists()
+    assert _rows(home, "SELECT state FROM machines") == [("terminated",)]
+    assert "terminated 0 machine" in run_cli(home, "down", "--all").stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["report", "--help"], ["status", "--help"]])
+def test_help_imports_neither_tensorflow_keras_boto3_nor_azure(argv: list[str]) -> None:
+    probe = (
+        "import sys\nfrom orchestrator.cli import main\nsys.argv = ['orchestrate', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'boto3', 'azure', 'pandas'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60,
+                            env={**os.environ})
+    assert "Example" in result.stdout
+    assert "HEAVY []" in result.stdout
+
+
+def test_the_real_payload_refusing_a_param_fails_the_run_with_its_message(home: Path) -> None:
+    result = run_cli(home, "run", "--provider", "local", "--set", "model=resnet9000")
+    assert result.returncode == 1
+    assert "model" in result.stderr and "resnet9000" in result.stderr  # the payload's own line, in the log tail
+    [(state, log_tail)] = _rows(home, "SELECT state, log_tail FROM runs")
+    assert state == "failed" and "resnet9000" in log_tail

@@ -1,0 +1,71 @@
+"""The detached-run protocol against real local processes (LocalTransport runs /bin/sh)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import PayloadFailed
+from orchestrator.providers.local import group_alive
+from orchestrator.remote import DetachedProcess, LocalTransport, follow
+
+
+def _started(run_dir: Path, script: str) -> tuple[DetachedProcess, int]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    process = DetachedProcess(LocalTransport(), str(run_dir))
+    pgid = process.start([sys.executable, "-c", script], {"GREETING": "hello world"})
+    return process, pgid
+
+
+def test_a_detached_payload_is_followed_to_its_exit_code_with_its_whole_log(tmp_path: Path) -> None:
+    script = (
+        "import os, time\nfor i in range(3):\n    print(os.environ['GREETING'], i, flush=True); time.sleep(0.1)\n"
+        "raise SystemExit(3)"
+    )
+    process, _ = _started(tmp_path / "run", script)
+    chunks: list[str] = []
+    code = follow(process, timeout_s=60, on_output=chunks.append, poll_interval_s=0.05)
+    assert code == 3
+    assert "".join(chunks).splitlines() == ["hello world 0", "hello world 1", "hello world 2"]
+
+
+def test_the_payload_runs_in_its_own_process_group_and_kill_stops_all_of_it(tmp_path: Path) -> None:
+    # The payload starts a child; killing the group must take both.
+    script = "import subprocess, time\nsubprocess.Popen(['sleep', '300'])\nprint('up', flush=True)\ntime.sleep(300)"
+    process, pgid = _started(tmp_path / "run", script)
+    assert pgid != __import__("os").getpgid(0)
+    assert group_alive(pgid)
+    process.kill(grace_s=2)
+    assert not group_alive(pgid)
+
+
+def test_a_payload_past_its_timeout_is_killed(tmp_path: Path) -> None:
+    process, pgid = _started(tmp_path / "run", "import time\ntime.sleep(300)")
+    ticks = iter([0.0, 0.0, 100.0, 200.0])  # the injected clock jumps past the deadline
+    with pytest.raises(PayloadFailed, match="run timeout of 50 s"):
+        follow(process, timeout_s=50, on_output=lambda _: None, clock=lambda: next(ticks), sleep=lambda _: None)
+    assert not group_alive(pgid)
+
+
+def test_hostile_strings_in_paths_arguments_and_environment_execute_nothing(tmp_path: Path) -> None:
+    hostile = "x; touch pwned; $(touch pwned2) `touch pwned3`"
+    run_dir = tmp_path / f"run {hostile}"
+    run_dir.mkdir()
+    process = DetachedProcess(LocalTransport(), str(run_dir))
+    echo = "import sys, os; print(sys.argv[1], os.environ['X'])"
+    process.start([sys.executable, "-c", echo, hostile], {"X": hostile})
+    follow(process, timeout_s=60, on_output=lambda _: None, poll_interval_s=0.05)
+    assert process.log_tail().strip() == f"{hostile} {hostile}"
+    assert not list(tmp_path.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
+    assert shlex.quote(hostile) != hostile
+
+
+def test_a_payload_killed_from_outside_is_reported_with_its_exit_code(tmp_path: Path) -> None:
+    script = "import os, signal\nprint('about to die', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)"
+    process, _ = _started(tmp_path / "run", script)
+    code = follow(process, timeout_s=60, on_output=lambda _: None, poll_interval_s=0.05)
+    assert code == 137
+    assert "about to die" in process.log_tail()

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import StoreError, UnknownRun
+from orchestrator.store import Store
+
+
+def _doc(run_id: str, samples: list[dict[str, object]]) -> dict[str, object]:
+    return {"run_id": run_id, "host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}
+
+
+def test_the_store_uses_wal_and_keeps_runs_events_and_samples(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+    store.create_run("r-1", provider="local", suite="smoke", name=None, spec={"suite": "smoke"})
+    event = store.start_event("r-1", "provision")
+    store.end_event(event, "ok", "made")
+    sample = {"benchmark": "train", "metric": "accuracy", "value": 0.97, "unit": "fraction", "metadata": {}}
+    store.finish_run("r-1", state="succeeded", duration_s=3.0, error=None, log_tail=None,
+                     results=_doc("r-1", [sample]),
+                     costs=[{"component": "compute", "seconds": 3.0, "billed_seconds": 3.0,
+                             "price_per_hour": 3600.0, "amount_usd": 3.0, "rule": "per_second"}])
+    store.close()
+
+    reopened = Store(tmp_path)
+    run = reopened.get_run("r-1")
+    assert (run.state, run.duration_s, run.cost_usd) == ("succeeded", 3.0, 3.0)
+    assert [(e.step, e.outcome, e.detail) for e in reopened.events("r-1")] == [("provision", "ok", "made")]
+    assert reopened.query("SELECT value FROM samples WHERE run_id='r-1'")[0][0] == 0.97
+
+
+def test_ingest_is_all_or_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.create_run("r-1", provider="local", suite="smoke", name=None, spec={})
+    good = {"benchmark": "train", "metric": "accuracy", "value": 0.9, "unit": "fraction", "metadata": {}}
+    bad = {"benchmark": "train", "metric": "loss", "value": None, "unit": "", "metadata": {}}
+    with pytest.raises((StoreError, TypeError)):
+        store.finish_run("r-1", state="succeeded", duration_s=1.0, error=None, log_tail=None,
+                         results=_doc("r-1", [good, bad]), costs=[])
+    assert store.get_run("r-1").state == "provisioning"
+    assert store.query("SELECT COUNT(*) FROM samples")[0][0] == 0
+
+
+def test_run_ids_resolve_from_a_unique_prefix(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for run_id in ("r-20261128-1", "r-20261128-2", "r-20261129-1"):
+        store.create_run(run_id, provider="local", suite="smoke", name=None, spec={})
+    assert store.resolve_run_id("r-20261129") == "r-20261129-1"
+    assert store.resolve_run_id("r-20261128-1") == "r-20261128-1"
+    with pytest.raises(UnknownRun, match="matches 2 runs"):
+        store.resolve_run_id("r-20261128")
+    with pytest.raises(UnknownRun, match="no run"):
+        store.resolve_run_id("r-1999")
+    # LIKE wildcards in the input are literal characters, not patterns.
+    with pytest.raises(UnknownRun, match="no run"):
+        store.resolve_run_id("r-2026112_-1")
+
+
+def test_a_launch_request_is_recorded_before_any_machine_exists(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.create_run("r-1", provider="local", suite="smoke", name=None, spec={})
+    row = store.record_launch_request("r-1", "local", {"count": 1})
+    [machine] = store.machines("r-1", live_only=True)
+    assert (machine.row_id, machine.machine_id, machine.state) == (row, None, "requested")
+    store.mark_terminated("r-1")
+    assert store.machines("r-1", live_only=True) == []
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    Store(tmp_path).query("PRAGMA user_version=99")
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(tmp_path)
