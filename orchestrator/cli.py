@@ -6,6 +6,7 @@ commands that need them.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -281,10 +282,12 @@ def report(run_ids: tuple[str, ...], last: int | None, fmt: str, view: str, outp
     frame = summary if view == "summary" else samples
     if fmt == "table":
         if output is not None:
-            console = Console(file=None, record=True, width=200)
-            with console.capture():
-                console.print(rich_table(frame, title=f"Orchestrate report ({view})"))
-            output.write_text(console.export_text())
+            buffer = io.StringIO()
+            Console(file=buffer, width=250, color_system=None).print(
+                rich_table(frame, title=f"Orchestrate report ({view})")
+            )
+            output.write_text(buffer.getvalue())
+            err.print(f"wrote {output}")
         elif frame.empty:
             out.print("no runs to report: try `orchestrate run --provider local --suite smoke`")
         else:

@@ -47,6 +47,9 @@ def samples_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
     for key in VARIANT_KEYS:
         if key not in frame.columns:
             frame[key] = None
+        elif frame[key].dtype.kind == "f" and (frame[key].dropna() % 1 == 0).all():
+            # A run without samples makes the column float; a batch size is still an integer.
+            frame[key] = frame[key].astype("Int64")
     return frame
 
 
@@ -61,7 +64,7 @@ def summary_frame(samples: pd.DataFrame) -> pd.DataFrame:
     for key in index:
         frame[key] = frame[key].astype(object).where(frame[key].notna(), "-")
     runs = frame[index].drop_duplicates()
-    measured = frame[frame["metric"] != "-"]
+    measured = frame[samples["metric"].notna()]
     if measured.empty:
         return runs.reset_index(drop=True)
     measured = measured.assign(column=measured["benchmark"] + "." + measured["metric"])

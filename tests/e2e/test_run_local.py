@@ -191,3 +191,36 @@ def test_the_real_payload_refusing_a_param_fails_the_run_with_its_message(home: 
     assert "model" in result.stderr and "resnet9000" in result.stderr  # the payload's own line, in the log tail
     [(state, log_tail)] = _rows(home, "SELECT state, log_tail FROM runs")
     assert state == "failed" and "resnet9000" in log_tail
+
+
+def test_a_run_spec_file_drives_the_run_and_reports_go_to_files(
+    home: Path, tmp_path: Path, fake_payload: Callable[[str], Path]
+) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + """
+assert suite["params"]["epochs"] == 2 and suite["params"]["batch_size"] == 8, suite
+write([sample("train_throughput", "images_per_sec", 42.0)])
+""")
+    spec = tmp_path / "run.yaml"
+    spec.write_text("provider: local\nsuite: smoke\nparams: {epochs: 5, batch_size: 8}\nname: from-file\n")
+    result = run_cli(home, "run", "-f", str(spec), "--set", "epochs=2", ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _rows(home, "SELECT name FROM runs") == [("from-file",)]
+    for fmt in ("md", "csv", "json", "table"):
+        out = tmp_path / f"report.{fmt}"
+        assert run_cli(home, "report", "--format", fmt, "-o", str(out)).returncode == 0
+        assert "42" in out.read_text()
+    status = json.loads(run_cli(home, "status", "--json").stdout)
+    assert [r["state"] for r in status] == ["succeeded"]
+
+
+def test_a_machine_without_the_backend_fails_in_prepare_and_is_still_torn_down(home: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is not None:
+        pytest.skip("jax is installed here, so prepare would pass")
+    result = run_cli(home, "run", "--backend", "jax")
+    assert result.returncode == 1
+    assert "lacks: jax" in result.stderr and "hint:" in result.stderr
+    outcomes = dict(_rows(home, "SELECT step, outcome FROM events"))
+    assert outcomes["prepare"] == "failed" and outcomes["teardown"] == "ok" and "execute" not in outcomes
+    assert not list((home / "machines").iterdir())
