@@ -18,7 +18,8 @@ from orchestrator.payload import suites_dir
 from orchestrator.providers import PROVIDERS, provider_names
 
 Backend = Literal["tensorflow", "jax", "torch"]
-ParamValue = bool | int | float | str | None
+Scalar = bool | int | float | str | None
+ParamValue = Scalar | list[Scalar]  # a list runs the suite over each value (batch sizes, models, …)
 
 
 class _Strict(BaseModel):
@@ -111,24 +112,39 @@ def load_suite(name_or_path: str) -> SuiteSpec:
         raise _spec_error(error, prefix=f"suite file {path}: ") from None
 
 
-def _check_type(name: str, default: ParamValue, value: ParamValue) -> ParamValue:
+def _check_scalar(field: str, default: Scalar, value: Scalar) -> Scalar:
     if default is None or value is None:
         return value
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        raise SpecError(f"params.{name}", value, "true or false")
+        raise SpecError(field, value, "true or false")
     if isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise SpecError(f"params.{name}", value, "an integer")
+        raise SpecError(field, value, "an integer")
     if isinstance(default, float):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        raise SpecError(f"params.{name}", value, "a number")
+        raise SpecError(field, value, "a number")
     if isinstance(value, str):
         return value
-    raise SpecError(f"params.{name}", value, "a string")
+    raise SpecError(field, value, "a string")
+
+
+def _check_type(name: str, default: ParamValue, value: ParamValue) -> ParamValue:
+    """Checks an override against the type of the suite's default (the payload checks ranges)."""
+    field = f"params.{name}"
+    if not isinstance(default, list):
+        if isinstance(value, list):
+            raise SpecError(field, value, "a single value, not a list")
+        return _check_scalar(field, default, value)
+    values = value if isinstance(value, list) else [value]  # --set batch_sizes=64 means [64]
+    if not values:
+        raise SpecError(field, value, "a non-empty list")
+    # Mixed lists (e.g. xla: [false, true]) are checked against the default's first element's type.
+    element = default[0] if default else None
+    return [_check_scalar(f"{field}[{i}]", element, v) for i, v in enumerate(values)]
 
 
 def resolve_params(suite: SuiteSpec, overrides: dict[str, ParamValue]) -> dict[str, ParamValue]:
@@ -145,8 +161,17 @@ def resolve_params(suite: SuiteSpec, overrides: dict[str, ParamValue]) -> dict[s
     return params
 
 
+def _number_or_text(value: Scalar) -> Scalar:
+    if isinstance(value, str):
+        # YAML 1.1 reads "1e-4" as a string; a learning rate written that way is a number.
+        with suppress(ValueError):
+            return float(value)
+    return value
+
+
 def parse_assignment(text: str) -> tuple[str, ParamValue]:
-    """Parses one ``--set key=value`` flag; the value is read as YAML (``3`` is an int, ``true`` a bool).
+    """Parses one ``--set key=value`` flag; the value is read as YAML (``3`` is an int, ``true`` a bool,
+    ``[16,32]`` a list).
 
     Raises:
         SpecError: the text is not ``key=value`` or the value is not a scalar.
@@ -158,13 +183,12 @@ def parse_assignment(text: str) -> tuple[str, ParamValue]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):
-        # YAML 1.1 reads "1e-4" as a string; a learning rate written that way is a number.
-        with suppress(ValueError):
-            value = float(value)
-    if not isinstance(value, bool | int | float | str) and value is not None:
-        raise SpecError(f"params.{key.strip()}", raw, "a scalar: number, true/false or string")
-    return key.strip(), value
+    scalar = (bool, int, float, str, type(None))
+    if isinstance(value, list) and all(isinstance(v, scalar) for v in value):
+        return key.strip(), [_number_or_text(v) for v in value]
+    if not isinstance(value, scalar):
+        raise SpecError(f"params.{key.strip()}", raw, "a number, true/false, a string, or a list of those")
+    return key.strip(), _number_or_text(value)
 
 
 def build_run_spec(file: Path | None, overrides: dict[str, Any]) -> RunSpec:

@@ -12,8 +12,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RUN_COLUMNS = ["run_id", "name", "provider", "suite", "state", "created_at", "duration_s", "cost_usd"]
-# Metadata keys that tell one measured configuration from another within a run.
-VARIANT_KEYS = ["model", "precision", "batch_size"]
+# Metadata keys that tell one measured configuration (a recipe) from another within a run, in display order.
+# Other metadata (steps, repeat, split, …) describes how a figure was measured, not what was measured.
+VARIANT_KEYS = [
+    "model", "weights", "phase", "data", "pipeline", "precision", "xla", "batch_size", "image_size",
+    "optimizer", "learning_rate", "momentum", "dropout", "strategy", "replicas", "workers", "worker_index",
+    "per_replica_batch", "backend",
+]
+# Curve points (one per epoch) carry this key; the summary leaves them to the samples view and charts.
+CURVE_KEY = "epoch"
 # Columns the summary shows first, with the labels a user reads.
 SUMMARY_LABELS = {
     "train_throughput.images_per_sec": "train_images_per_sec",
@@ -44,27 +51,32 @@ def samples_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
         record.update(json.loads(row["metadata_json"] or "{}"))
         records.append(record)
     frame = pd.DataFrame.from_records(records)
-    for key in VARIANT_KEYS:
+    for key in [*VARIANT_KEYS, CURVE_KEY]:
         if key not in frame.columns:
             frame[key] = None
-        elif frame[key].dtype.kind == "f" and (frame[key].dropna() % 1 == 0).all():
+        elif key in ("batch_size", "image_size", "replicas", "workers", "worker_index", "per_replica_batch", "epoch") \
+                and frame[key].dtype.kind == "f" and (frame[key].dropna() % 1 == 0).all():
             # A run without samples makes the column float; a batch size is still an integer.
             frame[key] = frame[key].astype("Int64")
     return frame
 
 
 def summary_frame(samples: pd.DataFrame) -> pd.DataFrame:
-    """Returns one row per run and measured variant (model, precision, batch size), one column per metric."""
+    """Returns one row per run and recipe (the :data:`VARIANT_KEYS` the samples have), one column per metric.
+
+    Per-epoch curve points are left out; a run that measured nothing keeps one row.
+    """
     import pandas as pd
 
     if samples.empty:
         return pd.DataFrame(columns=RUN_COLUMNS)
-    frame = samples.copy()
-    index = RUN_COLUMNS + VARIANT_KEYS
+    frame = samples[samples[CURVE_KEY].isna()].copy()
+    variants = [key for key in VARIANT_KEYS if frame[key].notna().any()]
+    index = RUN_COLUMNS + variants
     for key in index:
         frame[key] = frame[key].astype(object).where(frame[key].notna(), "-")
     runs = frame[index].drop_duplicates()
-    measured = frame[samples["metric"].notna()]
+    measured = frame[frame["metric"].notna()]
     if measured.empty:
         return runs.reset_index(drop=True)
     measured = measured.assign(column=measured["benchmark"] + "." + measured["metric"])
@@ -74,7 +86,7 @@ def summary_frame(samples: pd.DataFrame) -> pd.DataFrame:
     unmeasured = runs[~runs["run_id"].isin(measured["run_id"])]
     summary = pd.concat([wide, unmeasured], ignore_index=True) if not unmeasured.empty else wide
     summary = summary.rename(columns=SUMMARY_LABELS)
-    first = [c for c in [*index, *SUMMARY_LABELS.values()] if c in summary.columns]
+    first = [c for c in [*RUN_COLUMNS, *VARIANT_KEYS, *SUMMARY_LABELS.values()] if c in summary.columns]
     rest = sorted(c for c in summary.columns if c not in first)
     order = {run_id: i for i, run_id in enumerate(dict.fromkeys(samples["run_id"]))}
     summary = summary.sort_values("run_id", key=lambda s: s.map(order), kind="stable")

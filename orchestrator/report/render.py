@@ -26,31 +26,51 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-# What the human-facing formats (table, md) show, with short labels; csv and json carry every column.
-DISPLAY_COLUMNS = {
+# Short labels for the human-facing formats (table, md); csv and json carry every column under its own name.
+LABELS = {
     "run_id": "run",
-    "state": "state",
-    "provider": "provider",
-    "suite": "suite",
-    "model": "model",
-    "precision": "precision",
     "batch_size": "batch",
-    "benchmark": "benchmark",
-    "metric": "metric",
-    "value": "value",
-    "unit": "unit",
     "train_images_per_sec": "train img/s",
     "inference_images_per_sec": "infer img/s",
     "test_accuracy": "test acc",
+    "train_step_ms_p50": "step ms p50",
+    "train_seconds": "train s",
     "duration_s": "duration s",
     "cost_usd": "cost $",
 }
+# Run columns a reader scans first, and the ones that only csv/json need.
+_LEAD = ["run_id", "state", "provider", "suite"]
+_TAIL = ["duration_s", "cost_usd"]
+_HIDDEN = {"name", "created_at", "unit", "metadata_json"}
+# The figures a table shows (as "benchmark.metric" or a label); step-time spreads, losses and the rest are in
+# csv and json.
+HEADLINE_METRICS = (
+    "images_per_sec", "accuracy", "time_to_accuracy_s", "epochs_to_accuracy", "scaling_efficiency",
+    "model_bytes_gzip", "latency_ms_p50", "sparsity",
+)
+_HEADLINE_LABELS = {"train_images_per_sec", "inference_images_per_sec", "test_accuracy"}
 
 
 def _display(frame: pd.DataFrame) -> pd.DataFrame:
-    """Keeps the columns a reader scans, with short labels, dropping those empty everywhere."""
-    shown = frame[[c for c in DISPLAY_COLUMNS if c in frame.columns]].dropna(axis=1, how="all")
-    return shown.rename(columns=DISPLAY_COLUMNS)
+    """Orders columns for reading (run, recipe, figures, duration and cost) with short labels.
+
+    Columns that are empty everywhere are dropped.
+    """
+    from orchestrator.report.frame import VARIANT_KEYS
+
+    lead = [c for c in _LEAD if c in frame.columns]
+    variants = [c for c in VARIANT_KEYS if c in frame.columns]
+    tail = [c for c in _TAIL if c in frame.columns]
+    taken = {*lead, *variants, *tail, *_HIDDEN}
+    if "benchmark" in frame.columns:  # the samples view: one figure per row, the run's facts are in status
+        lead, tail, figures = ["run_id"], [], ["benchmark", "metric", "value", "unit"]
+    else:
+        figures = [
+            c for c in frame.columns
+            if c not in taken and (c in _HEADLINE_LABELS or c.rsplit(".", 1)[-1] in HEADLINE_METRICS)
+        ]
+    shown = frame[lead + variants + figures + tail].dropna(axis=1, how="all")
+    return shown.rename(columns=LABELS)
 
 
 def rich_table(frame: pd.DataFrame, title: str) -> Table:
@@ -59,11 +79,15 @@ def rich_table(frame: pd.DataFrame, title: str) -> Table:
 
     shown = _display(frame)
     table = Table(title=title, show_lines=False, caption="all columns: --format csv or json")
-    for column in shown.columns:
+    cells = [[_cell(value) for value in row] for row in shown.itertuples(index=False)]
+    for i, column in enumerate(shown.columns):
         numeric = shown[column].dtype.kind in "fiu"
-        table.add_column(str(column), justify="right" if numeric else "left", no_wrap=not numeric)
-    for row in shown.itertuples(index=False):
-        table.add_row(*(_cell(value) for value in row))
+        # Numbers are never cut; text may be, with an ellipsis.
+        widest = max([len(row[i]) for row in cells] or [0])
+        table.add_column(str(column), justify="right" if numeric else "left", no_wrap=True,
+                         min_width=widest if numeric else None)
+    for row in cells:
+        table.add_row(*row)
     return table
 
 

@@ -57,3 +57,19 @@ def test_renderers_write_markdown_csv_and_json(store: Store) -> None:
     assert csv_lines[0].startswith("run_id,") and len(csv_lines) == 3
     records = json.loads(render_text(summary, "json"))
     assert {r["batch_size"] for r in records} == {32, 64}
+
+
+def test_per_epoch_curve_points_stay_out_of_the_summary(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.create_run("r-1", provider="local", suite="accuracy", name=None, spec={})
+    samples = [
+        _sample("train", "accuracy", 0.5, model="cnn", epoch=1),
+        _sample("train", "accuracy", 0.9, model="cnn", epoch=2),
+        _sample("train", "accuracy", 0.96, model="cnn"),
+    ]
+    store.finish_run("r-1", state="succeeded", duration_s=1.0, error=None, log_tail=None,
+                     results={"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}, costs=[])
+    frame = samples_frame(store, ["r-1"])
+    summary = summary_frame(frame)
+    assert len(frame) == 3
+    assert summary["test_accuracy"].tolist() == [0.96]

@@ -73,3 +73,23 @@ def test_int_params_accept_only_ints_and_float_params_accept_ints() -> None:
         resolve_params(suite, {"epochs": 2.5})
     with pytest.raises(SpecError, match="params.epochs"):
         resolve_params(suite, {"epochs": True})
+
+
+def test_list_params_accept_lists_and_a_single_value_becomes_a_list(tmp_path: Path) -> None:
+    suite_file = tmp_path / "grid.yaml"
+    suite_file.write_text(
+        "name: grid\ndescription: d\nestimated_duration_s: 1\n"
+        "params: {batch_sizes: [32, 64], learning_rates: [0.001], xla: [false, true], epochs: 2}\n"
+    )
+    suite = load_suite(str(suite_file))
+    assert parse_assignment("batch_sizes=[16,32]") == ("batch_sizes", [16, 32])
+    assert parse_assignment("learning_rates=[1e-3, 1e-4]") == ("learning_rates", [1e-3, 1e-4])
+    params = resolve_params(suite, {"batch_sizes": 128, "learning_rates": [1, 0.5], "xla": [True]})
+    assert params["batch_sizes"] == [128]
+    assert params["learning_rates"] == [1.0, 0.5]
+    with pytest.raises(SpecError, match=r"params.batch_sizes\[1\]: received 'big'"):
+        resolve_params(suite, {"batch_sizes": [32, "big"]})
+    with pytest.raises(SpecError, match="not a list"):
+        resolve_params(suite, {"epochs": [1, 2]})
+    with pytest.raises(SpecError, match="non-empty list"):
+        resolve_params(suite, {"batch_sizes": []})
