@@ -18,7 +18,11 @@ from typing import Any
 
 from orchestrator.errors import StoreError, UnknownRun
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What each schema version adds to the one before; a store is brought up to date when opened.
+_MIGRATIONS = {
+    2: "ALTER TABLE runs ADD COLUMN utilisation_json TEXT;",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -36,7 +40,8 @@ CREATE TABLE IF NOT EXISTS runs (
     host_json TEXT,
     software_json TEXT,
     timings_json TEXT,
-    results_errors_json TEXT
+    results_errors_json TEXT,
+    utilisation_json TEXT
 );
 CREATE TABLE IF NOT EXISTS machines (
     row_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -163,8 +168,11 @@ class Store:
                     f"{SCHEMA_VERSION}",
                     hint="upgrade Orchestrate",
                 )
-            # executescript commits on its own; every statement in the schema is idempotent.
-            self._db.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+            # executescript commits on its own. A new store gets the current schema; an older one its migrations.
+            if version == 0:
+                self._db.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+            for target in range(version + 1, SCHEMA_VERSION + 1) if version else ():
+                self._db.executescript(f"BEGIN; {_MIGRATIONS[target]} PRAGMA user_version={target}; COMMIT;")
         except sqlite3.Error as error:
             raise StoreError(f"cannot open the run store at {self.path}: {error}") from error
 
@@ -226,13 +234,14 @@ class Store:
             )
             if results is not None:
                 db.execute(
-                    "UPDATE runs SET host_json=?, software_json=?, timings_json=?, results_errors_json=? "
-                    "WHERE id=?",
+                    "UPDATE runs SET host_json=?, software_json=?, timings_json=?, results_errors_json=?, "
+                    "utilisation_json=? WHERE id=?",
                     (
                         json.dumps(results.get("host")),
                         json.dumps(results.get("software")),
                         json.dumps(results.get("timings")),
                         json.dumps(results.get("errors", [])),
+                        json.dumps(results.get("utilisation", [])),
                         run_id,
                     ),
                 )

@@ -73,3 +73,21 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     Store(tmp_path).query("PRAGMA user_version=99")
     with pytest.raises(StoreError, match="schema version 99"):
         Store(tmp_path)
+
+
+def test_a_version_1_store_is_migrated_in_place_and_keeps_its_runs(tmp_path: Path) -> None:
+    import sqlite3
+
+    from orchestrator import store as store_module
+
+    v1_schema = store_module._SCHEMA.replace(",\n    utilisation_json TEXT", "")
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.executescript(v1_schema + "PRAGMA user_version=1;")
+        db.execute("INSERT INTO runs (id, state, provider, suite, spec_json, created_at) "
+                   "VALUES ('r-old', 'succeeded', 'local', 'smoke', '{}', '2026-01-01')")
+    store = Store(tmp_path)
+    assert store.query("PRAGMA user_version")[0][0] == store_module.SCHEMA_VERSION
+    assert store.get_run("r-old").state == "succeeded"
+    store.finish_run("r-old", state="succeeded", duration_s=1.0, error=None, log_tail=None, costs=[],
+                     results={**_doc("r-old", []), "utilisation": [{"t": 0.0, "gpu": 0, "util_pct": 50}]})
+    assert "util_pct" in store.query("SELECT utilisation_json FROM runs")[0][0]
