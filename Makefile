@@ -30,7 +30,7 @@ test: $(STAMP_TEST)
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check orchestrator benchmarks tests
-	$(BIN)/mypy orchestrator
+	$(BIN)/mypy orchestrator benchmarks/keras_bench
 
 bench: $(STAMP_TEST)
 	$(BIN)/python benchmarks/bench_orchestrator.py --output docs/performance.md

@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import machine_line, median_range, write_section
 
 BEGIN = "<!-- bench:orchestrator:begin -->"
 END = "<!-- bench:orchestrator:end -->"
@@ -68,25 +67,17 @@ def bench_run_overhead(repeats: int) -> list[dict[str, float]]:
     return rows
 
 
-def _stats(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})"
-
-
 def render(help_s: list[float], runs: list[dict[str, float]]) -> str:
     def col(key: str) -> list[float]:
         return [row[key] for row in runs]
 
     overhead_compute = [r["wall_s"] - r["payload_compute_s"] for r in runs]
     overhead_payload = [r["wall_s"] - r["payload_total_s"] for r in runs]
-    cpu = platform.processor() or platform.machine()
-    with open("/proc/cpuinfo") if Path("/proc/cpuinfo").exists() else open(os.devnull) as info:
-        names = re.findall(r"model name\s*:\s*(.*)", info.read())
-    cpu = names[0] if names else cpu
     return "\n".join([
         BEGIN,
         "## Orchestrator overhead (issue 2)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}, "
         "no GPU. Seconds; median (min, max).",
         "",
         "Command: `make bench` (runs `python benchmarks/bench_orchestrator.py --output docs/performance.md`).",
@@ -94,39 +85,30 @@ def render(help_s: list[float], runs: list[dict[str, float]]) -> str:
         "| figure | how it is measured | seconds |",
         "|---|---|---|",
         f"| `orchestrate --help` wall time | `orchestrate --help`, {len(help_s)} runs after one warm-up | "
-        f"{_stats(help_s)} |",
+        f"{median_range(help_s)} |",
         f"| local smoke run, wall time | `orchestrate run --provider local --suite smoke --quiet`, {len(runs)} runs | "
-        f"{_stats(col('wall_s'))} |",
+        f"{median_range(col('wall_s'))} |",
         f"| payload compute (`timings.compute_s`) | model build + fit + evaluate + inference timing | "
-        f"{_stats(col('payload_compute_s'))} |",
+        f"{median_range(col('payload_compute_s'))} |",
         f"| payload process life (`timings.total_s`) | adds Keras/TF import "
-        f"({_stats(col('payload_import_s'))}) and data | "
-        f"{_stats(col('payload_total_s'))} |",
+        f"({median_range(col('payload_import_s'))}) and data | "
+        f"{median_range(col('payload_total_s'))} |",
         f"| **overhead = wall − payload compute** | everything that is not the payload's own compute | "
-        f"**{_stats(overhead_compute)}** |",
+        f"**{median_range(overhead_compute)}** |",
         f"| overhead = wall − payload process life | all that is not the payload's timed life | "
-        f"{_stats(overhead_payload)} |",
+        f"{median_range(overhead_payload)} |",
         f"| of which: orchestrator steps | provision, connect, prepare, push, collect, teardown, price, record "
-        f"(event durations) | {_stats(col('own_steps_s'))} |",
+        f"(event durations) | {median_range(col('own_steps_s'))} |",
         f"| of which: execute step − payload life | Python start and exit around the payload's timer (TensorFlow's "
         f"exit), and the last log poll (0.5 s interval) | "
-        f"{_stats([r['execute_s'] - r['payload_total_s'] for r in runs])} |",
+        f"{median_range([r['execute_s'] - r['payload_total_s'] for r in runs])} |",
         f"| of which: CLI start, plan, store open | wall − the run's recorded duration | "
-        f"{_stats([r['wall_s'] - r['recorded_duration_s'] for r in runs])} |",
+        f"{median_range([r['wall_s'] - r['recorded_duration_s'] for r in runs])} |",
         "",
         "Most of the overhead against compute is the payload importing TensorFlow/Keras, which any run pays; "
         "the orchestrator's own steps are the rows above marked 'of which'.",
         END,
     ])
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Performance\n\nFigures measured by `make bench`.\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def main() -> None:
@@ -139,7 +121,7 @@ def main() -> None:
     runs = bench_run_overhead(args.run_repeats)
     section = render(help_s, runs)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_section(args.output, section)
+    write_section(args.output, section, BEGIN, END)
     print(section)
 
 

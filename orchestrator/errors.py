@@ -28,11 +28,13 @@ class SpecError(OrchestrateError):
 
     exit_code = 2
 
-    def __init__(self, field: str, received: object, accepted: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, field: str, received: object, accepted: str, *, hint: str | None = None, message: str | None = None
+    ) -> None:
         self.field = field
         self.received = received
         self.accepted = accepted
-        super().__init__(f"invalid {field}: received {received!r}; accepted: {accepted}", hint=hint)
+        super().__init__(message or f"invalid {field}: received {received!r}; accepted: {accepted}", hint=hint)
 
 
 class UnknownRun(OrchestrateError):

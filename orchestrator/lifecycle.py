@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from orchestrator.cost import billing_rule, price_run
 from orchestrator.errors import EnvironmentNotReady, OrchestrateError, PayloadFailed, RemoteError, RunInterrupted
-from orchestrator.payload import SUITE_FILE, build_bundle
+from orchestrator.payload import SUITE_FILE, build_bundle, check_params, suite_document
 from orchestrator.providers import get_provider
 from orchestrator.providers.base import LaunchRequest, Machine, Offer, Provider
 from orchestrator.remote import DetachedProcess, LocalTransport, Transport, check, follow
@@ -61,6 +61,7 @@ def make_plan(spec: RunSpec) -> Plan:
     """
     suite = load_suite(spec.suite)
     params = resolve_params(suite, spec.params)
+    check_params(suite.name, params)
     price = spec.machine.price_per_hour or 0.0
     offer = Offer(instance_type=spec.machine.instance_type or spec.provider, price_per_hour=price)
     duration = SETUP_ESTIMATE_S.get(spec.provider, 120.0) + suite.estimated_duration_s
@@ -260,13 +261,7 @@ class _Run:
     def push(self) -> None:
         machine, transport = self.machines[0], self._transport()
         with self.step("push") as note:
-            suite_document = {
-                "schema_version": 1,
-                "suite": self.plan.suite.name,
-                "run_id": self.run_id,
-                "params": self.plan.params,
-            }
-            bundle = build_bundle(suite_document)
+            bundle = build_bundle(suite_document(self.plan.suite.name, self.run_id, self.plan.params))
             transport.put_bytes(bundle.archive, f"{machine.workdir}/{BUNDLE_FILE}")
             check(
                 transport,

@@ -12,12 +12,15 @@ import importlib.util
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import OrchestrateError
+from orchestrator.errors import OrchestrateError, SpecError
 
 PAYLOAD_PACKAGE = "keras_bench"
 SUITE_FILE = "suite.json"
@@ -116,3 +119,40 @@ def build_bundle(suite_document: dict[str, Any]) -> Bundle:
         content_hash=hashlib.sha256(manifest_bytes).hexdigest(),
         files=len(members),
     )
+
+
+def suite_document(suite: str, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Returns the document the payload reads as ``--suite``."""
+    return {"schema_version": 1, "suite": suite, "run_id": run_id, "params": params}
+
+
+def check_params(suite: str, params: dict[str, Any], *, timeout_s: float = 60.0) -> None:
+    """Has the payload check a suite's params the way a run would, before any machine is launched.
+
+    Runs ``python -m keras_bench --check`` from the payload source that would be pushed (stdlib and numpy
+    only: no Keras import), so there is one set of param rules, the payload's.
+
+    Raises:
+        SpecError: the payload rejects a param; the message is the payload's one line.
+        OrchestrateError: the check itself could not run.
+    """
+    with tempfile.TemporaryDirectory(prefix="orchestrate-check-") as tmp:
+        path = Path(tmp) / SUITE_FILE
+        path.write_text(json.dumps(suite_document(suite, "r-check", params)))
+        env = {**os.environ, "PYTHONPATH": str(payload_source_dir().parent)}
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", PAYLOAD_PACKAGE, "--suite", str(path), "--check"],
+                capture_output=True, text=True, timeout=timeout_s, env=env, stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise OrchestrateError(f"could not check the suite params with the payload: {error}") from error
+    lines = result.stderr.strip().splitlines()
+    if result.returncode == 2 and lines:
+        message = lines[-1].removeprefix(f"{PAYLOAD_PACKAGE}: error: ")
+        raise SpecError("params", params, "what the payload accepts", message=f"invalid {message}")
+    if result.returncode != 0:
+        raise OrchestrateError(
+            f"checking the suite params with the payload failed (exit {result.returncode}): "
+            f"{lines[-1] if lines else 'no output'}"
+        )

@@ -127,9 +127,9 @@ def _check_scalar(field: str, default: Scalar, value: Scalar) -> Scalar:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise SpecError(field, value, "a number")
-    if isinstance(value, str):
-        return value
-    raise SpecError(field, value, "a string")
+    # A text default ("auto", a model name, a path) may stand for numbers too (dropout: auto or 0.3): the
+    # payload's own check, run at plan time, decides.
+    return value
 
 
 def _check_type(name: str, default: ParamValue, value: ParamValue) -> ParamValue:

@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -33,6 +33,7 @@ from keras_bench.results import ErrorEntry, Timings, build_document, utc_now_iso
 from keras_bench.stop import StopRequest
 from keras_bench.suite_document import parse_suite_document, read_suite_document
 from keras_bench.suites import SUITES, Suite
+from keras_bench.utilisation import UtilisationSampler
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -57,9 +58,33 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Run one Orchestrate benchmark suite and write its results document.",
     )
     parser.add_argument("--suite", required=True, type=Path, help="suite document (JSON) from the orchestrator")
-    parser.add_argument("--out", required=True, type=Path, help="where to write the results document (JSON)")
+    parser.add_argument("--out", type=Path, help="where to write the results document (JSON)")
+    parser.add_argument(
+        "--check", action="store_true",
+        help="only check the suite document and its params (no Keras import, nothing written); exit 0 or 2",
+    )
     parser.add_argument("--version", action="version", version=f"keras_bench {__version__}")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.out is None and not args.check:
+        parser.error("the following arguments are required: --out")
+    return args
+
+
+def check_suite(suite_path: Path, suites: Mapping[str, Suite]) -> int:
+    """Checks a suite document and its params the way a run would, without running anything.
+
+    The orchestrator calls this before it launches a machine, so a bad param costs no machine time.
+
+    Returns:
+        0 when the document and params are accepted; 2 after printing one line naming the field.
+    """
+    try:
+        document = parse_suite_document(read_suite_document(suite_path), suites)
+        resolve_params(suites[document.suite].params, document.params)
+    except (SuiteDocumentError, ParamError) as exc:
+        print(f"keras_bench: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
 
 
 @contextmanager
@@ -134,8 +159,13 @@ def main(argv: Sequence[str] | None = None, suites: Mapping[str, Suite] | None =
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parse_args(argv)
     registry = SUITES if suites is None else suites
+    if args.check:
+        return check_suite(args.suite, registry)
     recorder = RunRecorder()
     outcome = _Outcome()
+    # Every suite gets GPU utilisation samples; on a host without a GPU the list stays empty.
+    sampler = UtilisationSampler(started=started)
+    sampler.start()
 
     with _sigterm_requests_stop(recorder.stop):
         try:
@@ -153,12 +183,16 @@ def main(argv: Sequence[str] | None = None, suites: Mapping[str, Suite] | None =
             outcome.exit_code = EXIT_FAILED
             traceback.print_exc(file=sys.stderr)
             sys.stderr.flush()
+        finally:
+            utilisation = [asdict(sample) for sample in sampler.stop()]
 
+    # Failures the suite recorded and went on after (one grid point out of memory...) come first.
+    outcome.errors[:0] = recorder.errors
     host = host_info()
     software = software_info()
 
     def document_now(errors: Sequence[ErrorEntry]) -> dict[str, object]:
-        return build_document(
+        document = build_document(
             run_id=outcome.run_id,
             suite=outcome.suite,
             host=host,
@@ -175,6 +209,8 @@ def main(argv: Sequence[str] | None = None, suites: Mapping[str, Suite] | None =
             ),
             errors=errors,
         )
+        document["utilisation"] = utilisation
+        return document
 
     document = document_now(outcome.errors)
     problems = validate_document(document)

@@ -1,7 +1,12 @@
-"""The machine and software a run happened on. Never imports Keras or a backend itself."""
+"""The machine and software a run happened on. Never imports Keras or a backend itself.
+
+GPUs come from ``nvidia-smi`` when it is on PATH, else from NVML through ``pynvml`` when that is importable;
+neither means no GPU, which is recorded (``gpus: []``, ``accelerator: "none"``), not an error.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -12,11 +17,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from keras_bench.progress import warn
 
 NVIDIA_SMI_QUERY = ["--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits"]
 NVIDIA_SMI_TIMEOUT_S = 15.0
+MIB = 1024 * 1024
+ACCELERATOR_NVIDIA = "nvidia"
+ACCELERATOR_NONE = "none"
 
 # Distribution names that may provide each backend's module (tensorflow-cpu installs the `tensorflow` module).
 _BACKEND_DISTRIBUTIONS = {
@@ -44,6 +54,12 @@ class HostInfo:
     cpu: str  # CPU model name
     cpu_count: int | None  # logical CPUs
     gpus: list[GpuInfo] = field(default_factory=list)  # empty when there is no NVIDIA GPU
+    cpu_cores: int | None = None  # physical cores; None where /proc/cpuinfo does not tell
+    # "nvidia" when any GPU was found, else "none": derived from gpus, so a document never contradicts itself.
+    accelerator: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accelerator", ACCELERATOR_NVIDIA if self.gpus else ACCELERATOR_NONE)
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,7 @@ class SoftwareInfo:
     backend_version: str | None
     cuda: str | None  # CUDA version the backend was built with; None on CPU-only builds
     numpy: str | None
+    cudnn: str | None = None  # cuDNN version the backend was built with; None on CPU-only builds
 
 
 def read_cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -72,6 +89,33 @@ def read_cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     except OSError:
         pass  # not Linux: platform.processor() below is the portable answer
     return platform.processor() or platform.machine() or "unknown"
+
+
+def read_cpu_cores(cpuinfo: Path = Path("/proc/cpuinfo")) -> int | None:
+    """Counts physical CPU cores: distinct (physical id, core id) pairs in ``/proc/cpuinfo``.
+
+    Args:
+        cpuinfo: Where to read it; tests pass a file of their own.
+
+    Returns:
+        The count, or None when the file is unreadable or lists no core ids (some VMs, non-Linux).
+    """
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    cores: set[tuple[str, str]] = set()
+    physical_id = "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "processor":
+            physical_id = "0"
+        elif key == "physical id":
+            physical_id = value.strip()
+        elif key == "core id":
+            cores.add((physical_id, value.strip()))
+    return len(cores) or None
 
 
 def _optional_number(text: str) -> float | None:
@@ -133,9 +177,82 @@ def query_gpus(
     return parse_nvidia_smi_csv(completed.stdout)
 
 
+def _text(value: object) -> str:
+    # pynvml returns bytes from older releases and str from newer ones.
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def import_pynvml() -> ModuleType | None:
+    """Returns the ``pynvml`` module, or None when it is not installed."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    module: ModuleType = pynvml
+    return module
+
+
+def query_gpus_nvml(nvml: Any) -> list[GpuInfo]:
+    """Lists NVIDIA GPUs through NVML; a failing NVML (no driver, no device) means no GPU.
+
+    Args:
+        nvml: The ``pynvml`` module, or a stand-in with the same functions.
+
+    Returns:
+        The GPUs, or an empty list (with a warning line when NVML loads but fails).
+    """
+    try:
+        nvml.nvmlInit()
+    except Exception as exc:  # NVMLError_LibraryNotFound, _DriverNotLoaded...: this host has no usable GPU
+        warn(f"NVML did not initialise, reporting no GPUs: {exc}")
+        return []
+    try:
+        driver = _text(nvml.nvmlSystemGetDriverVersion())
+        gpus = []
+        for index in range(int(nvml.nvmlDeviceGetCount())):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+            gpus.append(GpuInfo(_text(nvml.nvmlDeviceGetName(handle)), float(memory.total) / MIB, driver))
+        return gpus
+    except Exception as exc:
+        warn(f"NVML failed, reporting no GPUs: {exc}")
+        return []
+    finally:
+        # A shutdown that fails loses nothing: the GPUs have been read (or reading them already failed).
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+
+
+def discover_gpus(
+    which: Callable[[str], str | None] = shutil.which,
+    nvml_loader: Callable[[], Any] = import_pynvml,
+    run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
+) -> list[GpuInfo]:
+    """Lists GPUs with nvidia-smi when it is on PATH, else with NVML when pynvml is importable.
+
+    Args:
+        which: Finds an executable on PATH; tests pass a fake.
+        nvml_loader: Returns the pynvml module or None; tests pass a fake.
+        run: Runs nvidia-smi; tests pass a fake.
+
+    Returns:
+        The GPUs; empty when neither source is available or both report none.
+    """
+    if which("nvidia-smi") is not None:
+        return query_gpus(which=which, run=run)
+    nvml = nvml_loader()
+    return query_gpus_nvml(nvml) if nvml is not None else []
+
+
 def host_info() -> HostInfo:
-    """Describes this machine: hostname, CPU model and count, NVIDIA GPUs."""
-    return HostInfo(hostname=socket.gethostname(), cpu=read_cpu_model(), cpu_count=os.cpu_count(), gpus=query_gpus())
+    """Describes this machine: hostname, CPU model, logical CPUs and physical cores, NVIDIA GPUs."""
+    return HostInfo(
+        hostname=socket.gethostname(),
+        cpu=read_cpu_model(),
+        cpu_count=os.cpu_count(),
+        gpus=discover_gpus(),
+        cpu_cores=read_cpu_cores(),
+    )
 
 
 def _distribution_version(names: tuple[str, ...]) -> str | None:
@@ -153,20 +270,23 @@ def _module_version(module_name: str, distributions: tuple[str, ...]) -> str | N
     return str(version) if version is not None else _distribution_version(distributions)
 
 
-def _cuda_version(backend: str | None) -> str | None:
+def _cuda_versions(backend: str | None) -> tuple[str | None, str | None]:
+    """Returns (CUDA, cuDNN) versions the backend was built with; (None, None) on CPU-only builds."""
     # Only asks a backend that is already imported: describing the run must not import TensorFlow.
     if backend == "tensorflow" and "tensorflow" in sys.modules:
         build = sys.modules["tensorflow"].sysconfig.get_build_info()
-        cuda = build.get("cuda_version")
-        return str(cuda) if cuda else None
+        cuda, cudnn = build.get("cuda_version"), build.get("cudnn_version")
+        return (str(cuda) if cuda else None, str(cudnn) if cudnn else None)
     if backend == "torch" and "torch" in sys.modules:
-        cuda = sys.modules["torch"].version.cuda
-        return str(cuda) if cuda else None
-    return None
+        torch = sys.modules["torch"]
+        cuda = torch.version.cuda
+        cudnn = torch.backends.cudnn.version() if cuda else None
+        return (str(cuda) if cuda else None, str(cudnn) if cudnn else None)
+    return (None, None)
 
 
 def software_info() -> SoftwareInfo:
-    """Describes Python, Keras, the backend and numpy.
+    """Describes Python, Keras, the backend (with its CUDA and cuDNN build versions) and numpy.
 
     The backend is what Keras reports when it has been imported, else ``KERAS_BACKEND``, else None.
     """
@@ -175,11 +295,13 @@ def software_info() -> SoftwareInfo:
     backend_version = None
     if backend is not None:
         backend_version = _module_version(backend, _BACKEND_DISTRIBUTIONS.get(backend, (backend,)))
+    cuda, cudnn = _cuda_versions(backend)
     return SoftwareInfo(
         python=platform.python_version(),
         keras=_module_version("keras", ("keras",)),
         backend=backend,
         backend_version=backend_version,
-        cuda=_cuda_version(backend),
+        cuda=cuda,
         numpy=_module_version("numpy", ("numpy",)),
+        cudnn=cudnn,
     )

@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from keras_bench.errors import ParamError
 
@@ -124,3 +125,62 @@ def resolve_params(specs: Sequence[ParamSpec], received: Mapping[str, object]) -
             raise ParamError(f"param '{spec.name}': expected {spec.expected}, received {received_text}")
         effective[spec.name] = value
     return effective
+
+
+# --- Param kinds added for the training suites (accuracy, transfer, hparams). ---
+
+AUTO = "auto"  # a param value meaning "let the suite decide", e.g. dropout from the data set size
+ParamScalar = int | float | str | bool
+ParamList = list[ParamScalar]  # the canonical value of a list_of param
+
+
+def flag(name: str, default: bool) -> ParamSpec:
+    """Declares a boolean param; only JSON ``true`` and ``false`` are accepted."""
+    return ParamSpec(name, default, "true or false", lambda v: v if isinstance(v, bool) else None)
+
+
+def text(name: str, default: str) -> ParamSpec:
+    """Declares a free string param that must not be empty, such as a weights file path."""
+    return ParamSpec(name, default, "a non-empty string", lambda v: v if isinstance(v, str) and v.strip() else None)
+
+
+def fraction_or_auto(name: str, default: float | str) -> ParamSpec:
+    """Declares a number param in [0, 1) that also accepts ``"auto"``, such as a dropout rate."""
+
+    def coerce(value: object) -> float | str | None:
+        if value == AUTO:
+            return AUTO
+        number = _number(value)
+        return number if number is not None and 0 <= number < 1 else None
+
+    return ParamSpec(name, default, f'"{AUTO}" or a number in [0, 1)', coerce)
+
+
+def list_of(item: ParamSpec, default: Sequence[ParamScalar]) -> ParamSpec:
+    """Declares a param holding a non-empty list whose items each pass ``item``'s check.
+
+    A single scalar is accepted as a one-item list, so ``--set learning_rates=0.001`` works as well as
+    ``--set learning_rates=[0.001,0.0001]``. The canonical value is a list (as YAML and JSON spell it).
+
+    Args:
+        item: The spec of one item; its name becomes the list param's name and its ``expected`` text
+            describes the items.
+        default: The default items.
+
+    Returns:
+        The list param's spec.
+    """
+
+    def coerce(value: object) -> ParamList | None:
+        items = value if isinstance(value, list) else [value]
+        accepted = [item.coerce(entry) for entry in items]
+        if not accepted or any(entry is None for entry in accepted):
+            return None
+        return [entry for entry in accepted if entry is not None]
+
+    return ParamSpec(
+        item.name,
+        cast(ParamValue, list(default)),
+        f"a non-empty list (or a single value) of items each {item.expected}",
+        cast(Callable[[object], ParamValue | None], coerce),
+    )

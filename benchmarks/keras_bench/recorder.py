@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from typing import Literal
 
 from keras_bench.progress import warn
-from keras_bench.results import MetadataValue, Sample, metric_names
+from keras_bench.results import ErrorEntry, MetadataValue, Sample, metric_names
 from keras_bench.stop import StopRequest
 
 TimingBucket = Literal["import", "data", "compute"]
+ERROR_MESSAGE_CHARS = 2000  # longest error message kept by add_error
 
 
 class RunRecorder:
@@ -36,6 +37,9 @@ class RunRecorder:
         self.seconds: dict[TimingBucket, float] = {"import": 0.0, "data": 0.0, "compute": 0.0}
         self.failed_stage: str | None = None
         self.stop = StopRequest()
+        # Failures the suite survived and went on after (one combination of a grid); the CLI writes them
+        # into the document's errors ahead of any failure that ended the run.
+        self.errors: list[ErrorEntry] = []
 
     @contextmanager
     def phase(self, stage: str, bucket: TimingBucket) -> Iterator[None]:
@@ -94,3 +98,22 @@ class RunRecorder:
         sample = Sample(benchmark, metric, float(value), unit, dict(metadata))
         self.samples.append(sample)
         return sample
+
+    def add_error(self, stage: str, error: BaseException, limit: int = ERROR_MESSAGE_CHARS) -> ErrorEntry:
+        """Records a failure the suite survived, such as one grid point running out of memory.
+
+        Args:
+            stage: Where it failed, with what distinguishes it: ``"throughput model=resnet50 batch_size=256"``.
+            error: The exception.
+            limit: Longest message kept; backend errors (an out-of-memory report) can run to pages.
+
+        Returns:
+            The entry, as the document's ``errors`` list will carry it.
+        """
+        message = str(error).strip() or type(error).__name__
+        if len(message) > limit:
+            message = message[: limit - 3] + "..."
+        entry = ErrorEntry(stage, type(error).__name__, message)
+        self.errors.append(entry)
+        warn(f"{stage}: {entry.type}: {message.splitlines()[0]}")
+        return entry

@@ -19,8 +19,8 @@ VARIANT_KEYS = [
     "optimizer", "learning_rate", "momentum", "dropout", "strategy", "replicas", "workers", "worker_index",
     "per_replica_batch", "backend",
 ]
-# Curve points (one per epoch) carry this key; the summary leaves them to the samples view and charts.
-CURVE_KEY = "epoch"
+# Curve points (one per epoch, benchmark "train_curve" and the like) are left to the samples view and charts.
+CURVE_SUFFIX = "_curve"
 # Columns the summary shows first, with the labels a user reads.
 SUMMARY_LABELS = {
     "train_throughput.images_per_sec": "train_images_per_sec",
@@ -51,10 +51,10 @@ def samples_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
         record.update(json.loads(row["metadata_json"] or "{}"))
         records.append(record)
     frame = pd.DataFrame.from_records(records)
-    for key in [*VARIANT_KEYS, CURVE_KEY]:
+    for key in VARIANT_KEYS:
         if key not in frame.columns:
             frame[key] = None
-        elif key in ("batch_size", "image_size", "replicas", "workers", "worker_index", "per_replica_batch", "epoch") \
+        elif key in ("batch_size", "image_size", "replicas", "workers", "worker_index", "per_replica_batch") \
                 and frame[key].dtype.kind == "f" and (frame[key].dropna() % 1 == 0).all():
             # A run without samples makes the column float; a batch size is still an integer.
             frame[key] = frame[key].astype("Int64")
@@ -70,7 +70,8 @@ def summary_frame(samples: pd.DataFrame) -> pd.DataFrame:
 
     if samples.empty:
         return pd.DataFrame(columns=RUN_COLUMNS)
-    frame = samples[samples[CURVE_KEY].isna()].copy()
+    curve = samples["benchmark"].fillna("").str.endswith(CURVE_SUFFIX)
+    frame = samples[~curve].copy()
     variants = [key for key in VARIANT_KEYS if frame[key].notna().any()]
     index = RUN_COLUMNS + variants
     for key in index:

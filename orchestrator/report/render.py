@@ -70,7 +70,23 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
             if c not in taken and (c in _HEADLINE_LABELS or c.rsplit(".", 1)[-1] in HEADLINE_METRICS)
         ]
     shown = frame[lead + variants + figures + tail].dropna(axis=1, how="all")
-    return shown.rename(columns=LABELS)
+    return shown.rename(columns=lambda column: LABELS.get(column) or _metric_label(column))
+
+
+_BENCHMARK_WORDS = {"train_throughput": "train", "inference_throughput": "infer", "train": "", "hparams": ""}
+_METRIC_WORDS = {
+    "images_per_sec": "img/s", "accuracy": "acc", "time_to_accuracy_s": "time to acc s",
+    "epochs_to_accuracy": "epochs to acc", "scaling_efficiency": "scaling eff", "step_time_ms_p50": "step ms p50",
+}
+
+
+def _metric_label(column: str) -> str:
+    """Shortens a "benchmark.metric" column for reading: "train.time_to_accuracy_s" → "time to acc s"."""
+    benchmark, dot, metric = column.rpartition(".")
+    if not dot:
+        return column
+    words = [_BENCHMARK_WORDS.get(benchmark, benchmark.replace("_", " ")), _METRIC_WORDS.get(metric, metric)]
+    return " ".join(word for word in words if word)
 
 
 def rich_table(frame: pd.DataFrame, title: str) -> Table:

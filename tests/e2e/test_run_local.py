@@ -185,12 +185,13 @@ def test_help_imports_neither_tensorflow_keras_boto3_nor_azure(argv: list[str]) 
     assert "HEAVY []" in result.stdout
 
 
-def test_the_real_payload_refusing_a_param_fails_the_run_with_its_message(home: Path) -> None:
-    result = run_cli(home, "run", "--provider", "local", "--set", "model=resnet9000")
+def test_the_real_payload_failing_mid_run_fails_the_run_with_its_message(home: Path) -> None:
+    # Only the running suite knows how many steps there are, so this passes the plan-time check.
+    result = run_cli(home, "run", "--provider", "local", "--set", "warmup_steps=100000")
     assert result.returncode == 1
-    assert "model" in result.stderr and "resnet9000" in result.stderr  # the payload's own line, in the log tail
+    assert "warmup_steps" in result.stderr and "100000" in result.stderr  # the payload's line, in the log tail
     [(state, log_tail)] = _rows(home, "SELECT state, log_tail FROM runs")
-    assert state == "failed" and "resnet9000" in log_tail
+    assert state == "failed" and "warmup_steps" in log_tail
 
 
 def test_a_run_spec_file_drives_the_run_and_reports_go_to_files(
@@ -216,11 +217,23 @@ write([sample("train_throughput", "images_per_sec", 42.0)])
 def test_a_machine_without_the_backend_fails_in_prepare_and_is_still_torn_down(home: Path) -> None:
     import importlib.util
 
-    if importlib.util.find_spec("jax") is not None:
-        pytest.skip("jax is installed here, so prepare would pass")
-    result = run_cli(home, "run", "--backend", "jax")
+    missing = [backend for backend in ("torch", "jax") if importlib.util.find_spec(backend) is None]
+    if not missing:
+        pytest.skip("both jax and torch are installed here, so prepare would pass")
+    result = run_cli(home, "run", "--backend", missing[0])
     assert result.returncode == 1
-    assert "lacks: jax" in result.stderr and "hint:" in result.stderr
+    assert f"lacks: {missing[0]}" in result.stderr and "hint:" in result.stderr
     outcomes = dict(_rows(home, "SELECT step, outcome FROM events"))
     assert outcomes["prepare"] == "failed" and outcomes["teardown"] == "ok" and "execute" not in outcomes
     assert not list((home / "machines").iterdir())
+
+
+def test_a_param_the_payload_rejects_is_refused_before_anything_is_created(home: Path) -> None:
+    result = run_cli(home, "run", "--suite", "accuracy", "--set", "dropout=1.5")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: invalid param 'dropout': expected \"auto\" or a number in [0, 1), received 1.5"
+    )
+    assert not home.exists()
+    ok = run_cli(home, "run", "--suite", "accuracy", "--set", "dropout=0.3", "--dry-run")
+    assert ok.returncode == 0 and "dropout=0.3" in ok.stdout

@@ -63,9 +63,9 @@ def test_per_epoch_curve_points_stay_out_of_the_summary(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.create_run("r-1", provider="local", suite="accuracy", name=None, spec={})
     samples = [
-        _sample("train", "accuracy", 0.5, model="cnn", epoch=1),
-        _sample("train", "accuracy", 0.9, model="cnn", epoch=2),
-        _sample("train", "accuracy", 0.96, model="cnn"),
+        _sample("train_curve", "accuracy", 0.5, model="cnn", epoch=1),
+        _sample("train_curve", "accuracy", 0.9, model="cnn", epoch=2),
+        _sample("train", "accuracy", 0.96, model="cnn", epoch=2),
     ]
     store.finish_run("r-1", state="succeeded", duration_s=1.0, error=None, log_tail=None,
                      results={"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}, costs=[])
