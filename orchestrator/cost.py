@@ -91,3 +91,28 @@ def price_run(
         CostLine(name, parts[name], billed[name], price_per_hour, billed[name] / 3600.0 * price_per_hour, rule.name)
         for name in ("setup", "compute", "teardown")
     ]
+
+
+HOURS_PER_MONTH = 730.0  # 8,760 h / 12
+
+
+def monthly_rental_per_hour(per_month_usd: float, utilisation: float) -> float:
+    """Returns the effective hourly price of a box rented by the month and used ``utilisation`` of the time.
+
+    Raises:
+        SpecError: utilisation is not in (0, 1].
+    """
+    if not 0 < utilisation <= 1:
+        raise SpecError("price.utilisation", utilisation, "a fraction of the month in (0, 1]")
+    return per_month_usd / (HOURS_PER_MONTH * utilisation)
+
+
+def owned_per_hour(*, purchase_usd: float, lifetime_years: float, watts: float, kwh_usd: float) -> float:
+    """Returns an owned box's cost per hour of use: purchase spread over its life, plus the power it draws.
+
+    The purchase is spread over every hour of its lifetime (it loses value whether used or not); power is
+    paid only while it runs.
+    """
+    if lifetime_years <= 0:
+        raise SpecError("price.owned.lifetime_years", lifetime_years, "a number of years greater than 0")
+    return purchase_usd / (lifetime_years * 8760.0) + watts / 1000.0 * kwh_usd

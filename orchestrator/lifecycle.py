@@ -9,12 +9,15 @@ a machine behind.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import shlex
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -24,11 +27,20 @@ from typing import Any, Protocol
 
 from orchestrator.cost import billing_rule, price_run
 from orchestrator.errors import EnvironmentNotReady, OrchestrateError, PayloadFailed, RemoteError, RunInterrupted
-from orchestrator.payload import SUITE_FILE, build_bundle, check_params, suite_document
+from orchestrator.payload import (
+    SAFE_EXTRACT,
+    SUITE_FILE,
+    Bundle,
+    build_bundle,
+    check_params,
+    payload_requirements,
+    suite_document,
+)
 from orchestrator.providers import get_provider
 from orchestrator.providers.base import LaunchRequest, Machine, Offer, Provider
-from orchestrator.remote import DetachedProcess, LocalTransport, Transport, check, follow
+from orchestrator.remote import DetachedProcess, Transport, check, follow
 from orchestrator.results import parse_results
+from orchestrator.ssh_machine import transport_to
 from orchestrator.spec import ParamValue, RunSpec, SuiteSpec, load_suite, resolve_params
 from orchestrator.store import Store
 
@@ -63,7 +75,12 @@ def make_plan(spec: RunSpec) -> Plan:
     params = resolve_params(suite, spec.params)
     check_params(suite.name, params)
     price = spec.machine.price_per_hour or 0.0
-    offer = Offer(instance_type=spec.machine.instance_type or spec.provider, price_per_hour=price)
+    instance_type = spec.machine.instance_type or spec.provider
+    if spec.machine.hosts:
+        instance_type = "host:" + ",".join(spec.machine.hosts)
+    elif spec.machine.gpu:
+        instance_type = f"gpu:{spec.machine.gpu}"
+    offer = Offer(instance_type=instance_type, price_per_hour=price)
     duration = SETUP_ESTIMATE_S.get(spec.provider, 120.0) + suite.estimated_duration_s
     rule = billing_rule(offer.billing_rule)
     cost = rule.billed_seconds(duration) / 3600.0 * price * spec.machine.count
@@ -99,17 +116,6 @@ class RunOutcome:
 def new_run_id() -> str:
     """Returns a sortable, unique run id such as ``r-20261128-180102-3fa9``."""
     return f"r-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
-def transport_for(machine: Machine) -> Transport:
-    """Returns how to reach a machine.
-
-    Raises:
-        RemoteError: no transport exists for the machine's provider yet.
-    """
-    if machine.provider == "local":
-        return LocalTransport()
-    raise RemoteError(f"no transport for provider {machine.provider!r}")
 
 
 class _Signals:
@@ -171,6 +177,26 @@ class RunContext:
     provider_factory: Callable[[str, Path], Provider] = field(default=get_provider)
 
 
+@dataclass
+class _Node:
+    """One machine of a run and what the run has done on it."""
+
+    machine: Machine
+    transport: Transport | None = None
+    workdir: str = ""  # absolute path of the run directory on the machine
+    python: str = "python3"
+    payload_dir: str = ""  # absolute path holding keras_bench on the machine
+    process: DetachedProcess | None = None
+    collected: bool = False
+    results: dict[str, Any] | None = None
+    log_tail: str | None = None
+
+    def reach(self) -> Transport:
+        if self.transport is None:
+            raise RemoteError(f"no connection to {self.machine.id}")
+        return self.transport
+
+
 class _Run:
     """One execution of a plan; use :func:`execute_plan`."""
 
@@ -181,12 +207,21 @@ class _Run:
         self.store = ctx.store
         self.marks = _Timeline()
         self.machines: list[Machine] = []
+        self.nodes: list[_Node] = []
         self.provider: Provider | None = None
-        self.transport: Transport | None = None
-        self.process: DetachedProcess | None = None
-        self.collected = False
-        self.results: dict[str, Any] | None = None
-        self.log_tail: str | None = None
+        self.cancel = threading.Event()
+
+    @property
+    def results(self) -> dict[str, dict[str, Any]]:
+        """Validated results documents by machine id."""
+        return {n.machine.id: n.results for n in self.nodes if n.results is not None}
+
+    @property
+    def log_tail(self) -> str | None:
+        tails = [(n.machine.id, n.log_tail) for n in self.nodes if n.log_tail]
+        if len(tails) == 1:
+            return tails[0][1]
+        return "\n".join(f"[{host}] {line}" for host, tail in tails for line in (tail or "").splitlines()) or None
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, str]]:
@@ -208,6 +243,39 @@ class _Run:
         self.store.end_event(event_id, outcome, note.get("detail"))
         self.ctx.reporter.step(self.run_id, name, outcome, note.get("detail"))
 
+    def on_every_node(self, name: str, work: Callable[[_Node], str]) -> None:
+        """Runs one step on every machine at once; the step fails with the first error after all have ended.
+
+        Args:
+            name: the step's name, recorded as one event.
+            work: does the step on one node and returns a detail for the event.
+        """
+        with self.step(name) as note:
+            if len(self.nodes) == 1:
+                note["detail"] = work(self.nodes[0])
+                return
+            with ThreadPoolExecutor(max_workers=len(self.nodes), thread_name_prefix=name) as pool:
+                futures = {pool.submit(work, node): node for node in self.nodes}
+                try:
+                    wait(futures)
+                except BaseException:
+                    self.cancel.set()  # interrupted: workers stop at their next poll
+                    raise
+            details, errors = [], []
+            for future, node in futures.items():
+                error = future.exception()
+                if error is None:
+                    details.append(f"{node.machine.id}: {future.result()}")
+                else:
+                    errors.append((node, error))
+                    details.append(f"{node.machine.id}: {error}")
+            note["detail"] = "; ".join(details)
+            if errors:
+                node, first = errors[0]
+                if isinstance(first, OrchestrateError):
+                    raise type(first)(f"{node.machine.id}: {first}", hint=first.hint) from first
+                raise first
+
     # the steps -------------------------------------------------------------------------------------
 
     def provision(self) -> None:
@@ -219,6 +287,7 @@ class _Run:
                 offer=self.plan.offer,
                 count=spec.machine.count,
                 tags={"orchestrate-run": self.run_id},
+                wait_s=spec.machine.wait_s,
             )
             # Recorded before the provider is called, so a crash mid-launch can still be cleaned up.
             row_id = self.store.record_launch_request(self.run_id, spec.provider, asdict(request))
@@ -229,104 +298,169 @@ class _Run:
                     row_id, machine_id=machine.id, address=machine.address, launched_at=machine.launched_at,
                     extra={"workdir": machine.workdir, **machine.extra},
                 )
+            self.nodes = [_Node(machine) for machine in self.machines]
             note["detail"] = ", ".join(f"{m.id} at {m.address}" for m in self.machines)
 
-    def connect(self) -> None:
-        machine = self.machines[0]
-        with self.step("connect") as note:
-            self.transport = transport_for(machine)
-            check(self.transport, "true", what=f"reaching {machine.address}", timeout=30.0)
-            note["detail"] = f"{machine.user}@{machine.address}"
+    def connect(self, node: _Node) -> str:
+        machine = node.machine
+        node.transport = transport_to(machine, self.ctx.home)
+        workdir = shlex.quote(machine.workdir)
+        out = check(node.transport, f"mkdir -p {workdir} && chmod 700 {workdir} && cd {workdir} && pwd",
+                    what=f"creating the run directory on {machine.id}")
+        node.workdir = out.decode().strip()
+        return f"{machine.user}@{machine.address}:{machine.port or ''} {node.workdir}".replace(": ", " ")
 
-    def prepare(self) -> None:
-        machine, transport = self.machines[0], self._transport()
-        python = machine.extra.get("python", "python3")
+    def prepare(self, node: _Node) -> str:
+        machine, transport = node.machine, node.reach()
+        mode = machine.extra.get("prepare", "image")
+        node.python = machine.extra.get("python", "python3")
+        detail = ""
+        if mode == "venv":
+            detail = self._prepare_venv(node) + "; "
+        if mode == "none":
+            return f"none: python {node.python}, not checked"
         modules = ["keras", BACKEND_MODULES[self.plan.spec.backend]]
-        with self.step("prepare") as note:
-            probe = (
-                "import importlib.util as u, sys; "
-                f"missing = [m for m in {modules!r} if u.find_spec(m) is None]; "
-                "print(' '.join(missing) or sys.version.split()[0]); sys.exit(1 if missing else 0)"
+        probe = (
+            "import importlib.util as u, sys; "
+            f"missing = [m for m in {modules!r} if u.find_spec(m) is None]; "
+            "print(' '.join(missing) or sys.version.split()[0]); sys.exit(1 if missing else 0)"
+        )
+        result = transport.run(f"{shlex.quote(node.python)} -c {shlex.quote(probe)}", timeout=120.0)
+        answer = result.stdout.decode(errors="replace").strip()
+        if result.exit_code != 0:
+            missing = answer or result.stderr.decode(errors="replace").strip()[-200:]
+            raise EnvironmentNotReady(
+                f"the payload's Python ({node.python}) on {machine.address} lacks: {missing}",
+                hint="install the payload extra there (pip install 'orchestrate[payload]') or use prepare: venv",
             )
-            result = transport.run(f"{shlex.quote(python)} -c {shlex.quote(probe)}", timeout=60.0)
-            answer = result.stdout.decode(errors="replace").strip()
-            if result.exit_code != 0:
-                missing = answer or result.stderr.decode(errors="replace").strip()[-200:]
-                raise EnvironmentNotReady(
-                    f"the payload's Python ({python}) on {machine.address} lacks: {missing}",
-                    hint="install the payload extra there: pip install 'orchestrate[payload]'",
-                )
-            note["detail"] = f"python {answer} with {', '.join(modules)}"
+        return detail + f"python {answer} with {', '.join(modules)}"
 
-    def push(self) -> None:
-        machine, transport = self.machines[0], self._transport()
-        with self.step("push") as note:
-            bundle = build_bundle(suite_document(self.plan.suite.name, self.run_id, self.plan.params))
-            transport.put_bytes(bundle.archive, f"{machine.workdir}/{BUNDLE_FILE}")
-            check(
-                transport,
-                f"cd {shlex.quote(machine.workdir)} && tar -xzf {BUNDLE_FILE} && rm -f {BUNDLE_FILE}",
-                what="unpacking the payload",
-            )
-            note["detail"] = f"{bundle.files} files, {len(bundle.archive)} bytes, sha256 {bundle.content_hash[:12]}"
+    def _prepare_venv(self, node: _Node) -> str:
+        machine, transport = node.machine, node.reach()
+        requirements = machine.extra.get("requirements")
+        wanted = requirements.split("\n") if requirements is not None else payload_requirements()
+        wanted = [r for r in wanted if r.strip()]
+        digest = hashlib.sha256("\n".join([node.python, *sorted(wanted)]).encode()).hexdigest()[:16]
+        base = shlex.quote(machine.extra.get("workdir_base", "orchestrate"))
+        venv = f"{base}/venvs/{digest}"
+        install = f" && {venv}/bin/python -m pip install -q {shlex.join(wanted)}" if wanted else ""
+        command = (
+            f"mkdir -p {base}/venvs && if [ -f {venv}/.ready ]; then echo reused; else rm -rf {venv} && "
+            f"{shlex.quote(node.python)} -m venv {venv}{install} && touch {venv}/.ready && echo created; fi"
+            f" && cd {venv} && pwd"
+        )
+        out = check(transport, command, what=f"preparing a venv on {machine.id}", timeout=1800.0)
+        action, _, path = out.decode().strip().partition("\n")
+        node.python = f"{path.strip()}/bin/python"
+        return f"venv {digest} {action}"
 
-    def execute(self) -> None:
-        machine, transport = self.machines[0], self._transport()
-        python = machine.extra.get("python", "python3")
-        with self.step("execute") as note:
-            self.store.set_state(self.run_id, "running")
-            self.process = DetachedProcess(transport, machine.workdir)
-            env = {
-                "PYTHONPATH": machine.workdir,
-                "PYTHONUNBUFFERED": "1",
-                "KERAS_BACKEND": self.plan.spec.backend,
-                "TF_CPP_MIN_LOG_LEVEL": "2",
-            }
-            argv = [python, "-m", "keras_bench", "--suite", SUITE_FILE, "--out", RESULTS_FILE]
-            self.marks.execute_start = self.ctx.clock()
-            pgid = self.process.start(argv, env)
-            note["detail"] = f"process group {pgid}"
-            exit_code = follow(
-                self.process,
-                timeout_s=self.plan.spec.timeout_s,
-                on_output=self.ctx.reporter.output,
-                poll_interval_s=self.ctx.poll_interval_s,
-                clock=self.ctx.clock,
-                sleep=self.ctx.sleep,
-            )
+    def push(self, node: _Node, bundle: Bundle, suite_bytes: bytes) -> str:
+        machine, transport = node.machine, node.reach()
+        base = shlex.quote(machine.extra.get("workdir_base", str(Path(node.workdir).parent.parent)))
+        cache = f"{base}/payload/{bundle.content_hash[:16]}"
+        out = check(transport, f"mkdir -p {cache} && cd {cache} && pwd && [ -f .complete ] && echo cached || true",
+                    what=f"looking for the payload on {machine.id}")
+        lines = out.decode().split()
+        node.payload_dir = lines[0]
+        transport.put_bytes(suite_bytes, f"{node.workdir}/{SUITE_FILE}")
+        if lines[1:] == ["cached"]:
+            return f"payload {bundle.content_hash[:12]} already there, not sent"
+        archive = f"{node.workdir}/{BUNDLE_FILE}"
+        transport.put_bytes(bundle.archive, archive)
+        check(
+            transport,
+            f"{shlex.quote(node.python)} -c {shlex.quote(SAFE_EXTRACT)} {shlex.quote(archive)} "
+            f"{shlex.quote(node.payload_dir)} && rm -f {shlex.quote(archive)} && touch "
+            f"{shlex.quote(node.payload_dir)}/.complete",
+            what=f"unpacking the payload on {machine.id}",
+        )
+        return f"{bundle.files} files, {len(bundle.archive)} bytes, sha256 {bundle.content_hash[:12]}"
+
+    def execute(self, node: _Node, worker_index: int) -> str:
+        machine, transport = node.machine, node.reach()
+        node.process = DetachedProcess(transport, node.workdir)
+        env = {
+            "PYTHONPATH": node.payload_dir,
+            "PYTHONUNBUFFERED": "1",
+            "KERAS_BACKEND": self.plan.spec.backend,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+        if self.plan.spec.multi_node and len(self.nodes) > 1:
+            env["TF_CONFIG"] = tf_config(self.machines, worker_index, self.plan.spec.multi_node_port)
+        argv = [node.python, "-m", "keras_bench", "--suite", SUITE_FILE, "--out", RESULTS_FILE]
+        pgid = node.process.start(argv, env)
+        prefix = f"[{machine.id}] " if len(self.nodes) > 1 else ""
+        exit_code = follow(
+            node.process,
+            timeout_s=self.plan.spec.timeout_s,
+            on_output=lambda text: self.ctx.reporter.output(
+                "".join(prefix + line for line in text.splitlines(keepends=True)) if prefix else text
+            ),
+            poll_interval_s=self.ctx.poll_interval_s,
+            clock=self.ctx.clock,
+            sleep=self.ctx.sleep,
+            cancelled=self.cancel.is_set,
+        )
+        if exit_code != 0:
+            raise PayloadFailed(f"the payload exited with code {exit_code}")
+        return f"process group {pgid} exited with code 0"
+
+    def run_payload(self) -> None:
+        self.store.set_state(self.run_id, "running")
+        self.marks.execute_start = self.ctx.clock()
+        index = {id(node): i for i, node in enumerate(self.nodes)}
+        try:
+            self.on_every_node("execute", lambda node: self.execute(node, index[id(node)]))
+        finally:
             self.marks.execute_end = self.ctx.clock()
-            note["detail"] = f"process group {pgid} exited with code {exit_code}"
-            if exit_code != 0:
-                raise PayloadFailed(f"the payload exited with code {exit_code}")
 
     def collect(self) -> None:
-        """Fetches the results document and the log tail: after success, failure or interrupt alike."""
-        if self.process is None or self.collected:
+        """Fetches results documents and log tails: after success, failure or interrupt alike."""
+        started = [n for n in self.nodes if n.process is not None and not n.collected]
+        if not started:
             return
-        self.collected = True
-        with self.step("collect") as note:
-            self.log_tail = self.process.log_tail()
-            raw = self.process.read_file(RESULTS_FILE)
+
+        def work(node: _Node) -> str:
+            assert node.process is not None
+            node.collected = True
+            node.log_tail = node.process.log_tail()
+            raw = node.process.read_file(RESULTS_FILE)
             if raw is None:
-                note["outcome"], note["detail"] = "failed", "no results document"
-                return
+                raise PayloadFailed("no results document")
             document = parse_results(raw)
             if document.get("run_id") != self.run_id:
                 raise PayloadFailed(
                     f"the results document belongs to run {document.get('run_id')!r}, not {self.run_id!r}"
                 )
-            self.results = document
-            note["detail"] = f"{len(document['samples'])} samples, {len(document['errors'])} payload errors"
+            node.results = document
+            return f"{len(document['samples'])} samples, {len(document['errors'])} payload errors"
+
+        nodes, self.nodes = self.nodes, started
+        try:
+            self.on_every_node("collect", work)
+        finally:
+            self.nodes = nodes
+
+    def stop_payloads(self) -> None:
+        """Kills every payload that may still run (interrupt, failure on another node)."""
+        self.cancel.set()
+        for node in self.nodes:
+            if node.process is not None:
+                with suppress(OrchestrateError):
+                    node.process.kill()
 
     def teardown(self) -> None:
         if not self.machines or self.provider is None:
             return
         with self.step("teardown") as note:
-            if self.process is not None and self.marks.execute_end is None:
-                self.process.kill()
+            if self.marks.execute_end is None or self.cancel.is_set():
+                self.stop_payloads()
+            for node in self.nodes:
+                if node.transport is not None:
+                    node.transport.close()
             if self.plan.spec.keep:
                 note["outcome"] = "skipped"
-                note["detail"] = "--keep: left " + ", ".join(m.workdir for m in self.machines)
+                note["detail"] = "--keep: left " + ", ".join(f"{m.id}:{m.workdir}" for m in self.machines)
                 return
             self.provider.terminate(self.machines)
             self.store.mark_terminated(self.run_id)
@@ -340,21 +474,29 @@ class _Run:
         with self.step("price") as note:
             start_exec = marks.execute_start or end
             end_exec = marks.execute_end or (end if marks.execute_start else start_exec)
+            per_hour = sum(
+                float(m.extra["price_per_hour"]) if "price_per_hour" in m.extra else self.plan.offer.price_per_hour
+                for m in self.machines
+            )
             lines = price_run(
                 setup_s=start_exec - marks.launch,
                 compute_s=end_exec - start_exec,
                 teardown_s=end - end_exec,
-                price_per_hour=self.plan.offer.price_per_hour * len(self.machines or [None]),
+                price_per_hour=per_hour,
                 rule=billing_rule(self.plan.offer.billing_rule),
             )
             total = sum(line.amount_usd for line in lines)
-            note["detail"] = f"${total:.4f} at ${self.plan.offer.price_per_hour:g}/h ({lines[0].rule})"
+            note["detail"] = f"${total:.4f} at ${per_hour:g}/h for {len(self.machines)} machine(s) ({lines[0].rule})"
             return [asdict(line) for line in lines]
 
-    def _transport(self) -> Transport:
-        if self.transport is None:
-            raise RemoteError("no connection to the machine")
-        return self.transport
+
+def tf_config(machines: Sequence[Machine], index: int, port: int) -> str:
+    """Returns the TF_CONFIG of worker ``index``: every machine's private address, one port per worker.
+
+    Ports differ per worker so that several workers on one address (loopback tests) do not collide.
+    """
+    workers = [f"{m.private_address or m.address}:{port + i}" for i, m in enumerate(machines)]
+    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
 
 
 def execute_plan(plan: Plan, ctx: RunContext, *, run_id: str | None = None) -> RunOutcome:
@@ -385,12 +527,16 @@ def execute_plan(plan: Plan, ctx: RunContext, *, run_id: str | None = None) -> R
                     event, "ok", f"suite {plan.suite.name}, estimated {plan.estimated_duration_s:.0f} s"
                 )
                 run.provision()
-                run.connect()
-                run.prepare()
-                run.push()
-                run.execute()
+                run.on_every_node("connect", run.connect)
+                run.on_every_node("prepare", run.prepare)
+                bundle = build_bundle()
+                suite_bytes = json.dumps(
+                    suite_document(plan.suite.name, run_id, plan.params), indent=2, sort_keys=True
+                ).encode()
+                run.on_every_node("push", lambda node: run.push(node, bundle, suite_bytes))
+                run.run_payload()
                 run.collect()
-                if run.results is None:
+                if len(run.results) < len(run.nodes):
                     raise PayloadFailed("the payload exited 0 but wrote no results document")
                 outcome.state = "succeeded"
             except (RunInterrupted, KeyboardInterrupt) as error:
@@ -412,9 +558,8 @@ def execute_plan(plan: Plan, ctx: RunContext, *, run_id: str | None = None) -> R
 
 def _finish(run: _Run, outcome: RunOutcome, ctx: RunContext, started: float) -> None:
     """Collect (if not yet), teardown, price and record, each guarded so one failure does not skip the rest."""
-    if outcome.state == "interrupted" and run.process is not None:
-        with suppress(OrchestrateError):
-            run.process.kill()
+    if outcome.state != "succeeded":
+        run.stop_payloads()
         run.marks.execute_end = run.marks.execute_end or ctx.clock()
     try:
         run.collect()
@@ -429,7 +574,8 @@ def _finish(run: _Run, outcome: RunOutcome, ctx: RunContext, started: float) -> 
         if outcome.state == "succeeded":
             outcome.state = "failed"
     costs = run.price()
-    outcome.results = run.results
+    results = run.results
+    outcome.results = next(iter(results.values()), None)
     outcome.log_tail = run.log_tail
     outcome.duration_s = ctx.clock() - started
     outcome.cost_usd = sum(row["amount_usd"] for row in costs)
@@ -440,7 +586,7 @@ def _finish(run: _Run, outcome: RunOutcome, ctx: RunContext, started: float) -> 
         duration_s=outcome.duration_s,
         error=outcome.error,
         log_tail=outcome.log_tail if outcome.state != "succeeded" else None,
-        results=run.results,
+        results=results or None,
         costs=costs,
     )
     ctx.store.end_event(event, "ok", outcome.state)

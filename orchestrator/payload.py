@@ -90,11 +90,11 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def build_bundle(suite_document: dict[str, Any]) -> Bundle:
-    """Packs ``keras_bench`` and the suite document into a reproducible ``.tar.gz``.
+def build_bundle() -> Bundle:
+    """Packs the ``keras_bench`` package into a reproducible ``.tar.gz`` with a manifest.
 
-    Args:
-        suite_document: what the payload reads as ``--suite``: schema_version, suite, run_id, params.
+    The suite document travels separately (it differs per run), so equal payload code gives an equal
+    content hash, and a machine that already holds that hash is not sent the bundle again.
 
     Returns:
         The archive bytes, with a manifest of every member's sha256.
@@ -103,7 +103,6 @@ def build_bundle(suite_document: dict[str, Any]) -> Bundle:
     members: dict[str, bytes] = {}
     for path in _payload_files(source):
         members[f"{PAYLOAD_PACKAGE}/{path.relative_to(source).as_posix()}"] = path.read_bytes()
-    members[SUITE_FILE] = json.dumps(suite_document, indent=2, sort_keys=True).encode()
     manifest = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())}
     manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
     buffer = io.BytesIO()
@@ -156,3 +155,42 @@ def check_params(suite: str, params: dict[str, Any], *, timeout_s: float = 60.0)
             f"checking the suite params with the payload failed (exit {result.returncode}): "
             f"{lines[-1] if lines else 'no output'}"
         )
+
+
+# Run on the machine with its Python: extracts a bundle refusing absolute paths, "..", links and devices, so
+# an archive can never write outside its directory. argv: archive, destination.
+SAFE_EXTRACT = """
+import os, sys, tarfile
+archive, dest = sys.argv[1], os.path.realpath(sys.argv[2])
+with tarfile.open(archive, "r:gz") as tar:
+    members = tar.getmembers()
+    for m in members:
+        target = os.path.realpath(os.path.join(dest, m.name))
+        if m.name.startswith("/") or ".." in m.name.split("/") or not (m.isfile() or m.isdir()) \\
+                or os.path.commonpath([dest, target]) != dest:
+            sys.exit("unsafe member in payload bundle: " + repr(m.name))
+    for m in members:
+        target = os.path.join(dest, m.name)
+        if m.isdir():
+            os.makedirs(target, mode=0o755, exist_ok=True)
+            continue
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        with tar.extractfile(m) as src, open(target, "wb") as out:
+            out.write(src.read())
+"""
+
+
+def payload_requirements() -> list[str]:
+    """Returns what a fresh venv on a machine needs to run the payload: the ``payload`` extra of this package."""
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires("orchestrate") or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    chosen = []
+    for line in requires:
+        requirement, _, marker = line.partition(";")
+        if "extra" in marker and "payload" in marker:
+            chosen.append(requirement.strip())
+    return chosen or ["keras>=3.5", "tensorflow>=2.16", "numpy>=1.26", "scikit-learn>=1.3", "jsonschema>=4.20"]

@@ -26,6 +26,7 @@ from orchestrator.errors import PayloadFailed, RemoteError
 PID_FILE = "pid"
 LOG_FILE = "payload.log"
 EXIT_FILE = "exit_code"
+STARTED_MARK = ".started"  # a directory: mkdir is atomic, so only the first start command launches
 # One poll reads at most this much of the log, so a chatty payload cannot stall the loop.
 MAX_LOG_CHUNK = 1 << 20
 
@@ -119,16 +120,19 @@ class DetachedProcess:
 
         The wrapper shell writes its pid (which is the group id), runs the payload with output to the log,
         and writes the exit code atomically when it ends. Stdin is closed; nothing ties it to this process.
+        The command is idempotent (a ``mkdir`` marker guards the launch), so a transport may re-run it after a
+        dropped connection without starting the payload twice.
         """
         payload = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), *argv])
         wrapper = (
-            f"echo $$ > {PID_FILE}; {payload} > {LOG_FILE} 2>&1; "
+            f"echo $$ > {PID_FILE}.part && mv {PID_FILE}.part {PID_FILE}; {payload} > {LOG_FILE} 2>&1; "
             f"echo $? > {EXIT_FILE}.part && mv {EXIT_FILE}.part {EXIT_FILE}"
         )
         command = (
-            f"cd {shlex.quote(self.run_dir)} && rm -f {PID_FILE} {EXIT_FILE} && "
-            f"(setsid /bin/sh -c {shlex.quote(wrapper)} < /dev/null > /dev/null 2>&1 &) && "
-            f"for i in $(seq 1 100); do [ -s {PID_FILE} ] && cat {PID_FILE} && exit 0; sleep 0.05; done; exit 1"
+            f"cd {shlex.quote(self.run_dir)} && "
+            f"if mkdir {STARTED_MARK} 2>/dev/null; then rm -f {PID_FILE} {EXIT_FILE} && "
+            f"(setsid /bin/sh -c {shlex.quote(wrapper)} < /dev/null > /dev/null 2>&1 &); fi && "
+            f"for i in $(seq 1 200); do [ -s {PID_FILE} ] && cat {PID_FILE} && exit 0; sleep 0.05; done; exit 1"
         )
         out = check(self.transport, command, what="starting the payload", timeout=30.0)
         try:
@@ -195,6 +199,7 @@ def follow(
     poll_interval_s: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> int:
     """Tails a detached payload until it exits, and returns its exit code.
 
@@ -205,9 +210,10 @@ def follow(
         poll_interval_s: seconds between polls.
         clock: monotonic seconds (injected in tests).
         sleep: how to wait between polls (injected in tests).
+        cancelled: returns True when the run is being stopped (an interrupt seen by another thread).
 
     Raises:
-        PayloadFailed: the payload ran past ``timeout_s`` or vanished without an exit code.
+        PayloadFailed: the payload ran past ``timeout_s``, vanished without an exit code, or was cancelled.
     """
     deadline = clock() + timeout_s
     while True:
@@ -222,6 +228,8 @@ def follow(
             return result.exit_code
         if result.status == "vanished":
             raise PayloadFailed("the payload died without writing an exit code (killed from outside?)")
+        if cancelled():
+            raise PayloadFailed("stopped: the run is being interrupted")
         if clock() >= deadline:
             process.kill()
             raise PayloadFailed(f"the payload ran past the run timeout of {timeout_s:g} s and was killed",

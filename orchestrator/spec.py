@@ -34,6 +34,9 @@ class MachineSpec(_Strict):
     spot: bool = False
     region: str | None = None
     price_per_hour: float | None = Field(default=None, ge=0)  # USD; overrides the catalog's price
+    hosts: list[str] | None = None  # rented: these inventory boxes (one run on each, in parallel)
+    gpu: str | None = None  # rented: any inventory box with this GPU model
+    wait_s: float = Field(default=0.0, ge=0, le=24 * 3600)  # how long to wait for a busy box
 
 
 class SuiteSpec(_Strict):
@@ -55,6 +58,8 @@ class RunSpec(_Strict):
     backend: Backend = "tensorflow"
     timeout_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)  # the payload is killed past this
     keep: bool = False  # leave the machine up after the run
+    multi_node: bool = False  # one training across the machines (TF_CONFIG per worker), not one run on each
+    multi_node_port: int = Field(default=23456, ge=1024, le=65000)  # worker i listens on port + i
     name: str | None = None  # a label for reports
 
     @field_validator("provider")

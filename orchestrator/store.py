@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,10 +18,29 @@ from typing import Any
 
 from orchestrator.errors import StoreError, UnknownRun
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+_DOCUMENTS_AND_LEASES = """
+CREATE TABLE IF NOT EXISTS documents (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    host TEXT NOT NULL,
+    host_json TEXT,
+    software_json TEXT,
+    timings_json TEXT,
+    errors_json TEXT,
+    utilisation_json TEXT,
+    PRIMARY KEY (run_id, host)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    host TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    holder_pid INTEGER NOT NULL,
+    acquired_at TEXT NOT NULL
+);
+"""
 # What each schema version adds to the one before; a store is brought up to date when opened.
 _MIGRATIONS = {
     2: "ALTER TABLE runs ADD COLUMN utilisation_json TEXT;",
+    3: "ALTER TABLE samples ADD COLUMN host TEXT;" + _DOCUMENTS_AND_LEASES,
 }
 
 _SCHEMA = """
@@ -72,7 +91,8 @@ CREATE TABLE IF NOT EXISTS samples (
     metric TEXT NOT NULL,
     value REAL NOT NULL,
     unit TEXT NOT NULL,
-    metadata_json TEXT NOT NULL
+    metadata_json TEXT NOT NULL,
+    host TEXT
 );
 CREATE TABLE IF NOT EXISTS costs (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -170,7 +190,7 @@ class Store:
                 )
             # executescript commits on its own. A new store gets the current schema; an older one its migrations.
             if version == 0:
-                self._db.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+                self._db.executescript(_SCHEMA + _DOCUMENTS_AND_LEASES + f"PRAGMA user_version={SCHEMA_VERSION};")
             for target in range(version + 1, SCHEMA_VERSION + 1) if version else ():
                 self._db.executescript(f"BEGIN; {_MIGRATIONS[target]} PRAGMA user_version={target}; COMMIT;")
         except sqlite3.Error as error:
@@ -216,47 +236,52 @@ class Store:
         duration_s: float,
         error: str | None,
         log_tail: str | None,
-        results: dict[str, Any] | None,
+        results: Mapping[str, dict[str, Any]] | None,
         costs: Sequence[dict[str, Any]],
     ) -> None:
         """Records a run's end in one transaction: final state, results (samples and facts) and costs.
 
         Args:
-            results: a results document that has already been validated, or None.
+            results: validated results documents by host (the machine each came from), or None. The run row
+                keeps the first document's facts; every document's facts and samples are kept by host.
             costs: rows with component, seconds, billed_seconds, price_per_hour, amount_usd, rule.
         """
         if state not in FINAL_STATES:
             raise ValueError(f"final state expected, received {state!r}")
+        documents = list((results or {}).items())
         with self._transaction() as db:
             db.execute(
                 "UPDATE runs SET state=?, finished_at=?, duration_s=?, error=?, log_tail=? WHERE id=?",
                 (state, now().isoformat(), duration_s, error, log_tail, run_id),
             )
-            if results is not None:
+            for position, (host, document) in enumerate(documents):
+                facts = [json.dumps(document.get(key)) for key in ("host", "software", "timings")]
+                facts += [json.dumps(document.get("errors", [])), json.dumps(document.get("utilisation", []))]
+                if position == 0:
+                    db.execute(
+                        "UPDATE runs SET host_json=?, software_json=?, timings_json=?, results_errors_json=?, "
+                        "utilisation_json=? WHERE id=?",
+                        (*facts, run_id),
+                    )
                 db.execute(
-                    "UPDATE runs SET host_json=?, software_json=?, timings_json=?, results_errors_json=?, "
-                    "utilisation_json=? WHERE id=?",
-                    (
-                        json.dumps(results.get("host")),
-                        json.dumps(results.get("software")),
-                        json.dumps(results.get("timings")),
-                        json.dumps(results.get("errors", [])),
-                        json.dumps(results.get("utilisation", [])),
-                        run_id,
-                    ),
+                    "INSERT OR REPLACE INTO documents (run_id, host, host_json, software_json, timings_json, "
+                    "errors_json, utilisation_json) VALUES (?,?,?,?,?,?,?)",
+                    (run_id, host, *facts),
                 )
                 db.executemany(
-                    "INSERT INTO samples (run_id, benchmark, metric, value, unit, metadata_json) VALUES (?,?,?,?,?,?)",
+                    "INSERT INTO samples (run_id, host, benchmark, metric, value, unit, metadata_json) "
+                    "VALUES (?,?,?,?,?,?,?)",
                     [
                         (
                             run_id,
+                            host,
                             s["benchmark"],
                             s["metric"],
                             float(s["value"]),
                             s["unit"],
                             json.dumps(s.get("metadata", {}), sort_keys=True),
                         )
-                        for s in results["samples"]
+                        for s in document["samples"]
                     ],
                 )
             db.executemany(
@@ -423,6 +448,40 @@ class Store:
             )
             for r in rows
         ]
+
+    # leases ----------------------------------------------------------------------------------------
+
+    def acquire_lease(self, host: str, run_id: str, *, holder_pid: int, alive: Callable[[int], bool]) -> str | None:
+        """Takes the lease on a host for a run, atomically.
+
+        A lease whose run has ended, or whose holding process is gone, is stale and is taken over.
+
+        Returns:
+            None when the lease is now this run's; otherwise the id of the run that holds it.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT l.run_id, l.holder_pid, r.state FROM leases l LEFT JOIN runs r ON r.id = l.run_id "
+                "WHERE l.host = ?",
+                (host,),
+            ).fetchone()
+            if row is not None and row["run_id"] != run_id:
+                if row["state"] not in FINAL_STATES and alive(int(row["holder_pid"])):
+                    return str(row["run_id"])
+            db.execute(
+                "INSERT OR REPLACE INTO leases (host, run_id, holder_pid, acquired_at) VALUES (?,?,?,?)",
+                (host, run_id, holder_pid, now().isoformat()),
+            )
+            return None
+
+    def release_lease(self, host: str, run_id: str) -> None:
+        """Gives a host's lease back, if this run holds it."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM leases WHERE host = ? AND run_id = ?", (host, run_id))
+
+    def leases(self) -> dict[str, str]:
+        """Returns the held leases: host → run id."""
+        return {r["host"]: r["run_id"] for r in self._db.execute("SELECT host, run_id FROM leases").fetchall()}
 
     # reading for reports ---------------------------------------------------------------------------
 

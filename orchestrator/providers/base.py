@@ -51,6 +51,7 @@ class LaunchRequest:
     image: str | None = None
     user_data: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    wait_s: float = 0.0  # how long to wait for capacity (a busy rented box) before giving up
 
 
 @dataclass(frozen=True)

@@ -34,3 +34,14 @@ def test_a_run_is_split_into_setup_compute_and_teardown_and_the_minimum_lands_on
 def test_an_unknown_rule_is_a_spec_error() -> None:
     with pytest.raises(SpecError, match="billing_rule"):
         billing_rule("per_fortnight")
+
+
+def test_a_monthly_rental_and_an_owned_box_are_priced_per_hour() -> None:
+    from orchestrator.cost import monthly_rental_per_hour, owned_per_hour
+
+    assert monthly_rental_per_hour(730.0, 1.0) == pytest.approx(1.0)
+    assert monthly_rental_per_hour(730.0, 0.25) == pytest.approx(4.0)  # used a quarter of the time
+    # 2,628 USD over 3 years is 0.1 USD/h; 500 W at 0.30 USD/kWh is 0.15 USD/h.
+    assert owned_per_hour(purchase_usd=2628, lifetime_years=3, watts=500, kwh_usd=0.30) == pytest.approx(0.25)
+    with pytest.raises(SpecError, match="utilisation"):
+        monthly_rental_per_hour(100, 0)

@@ -69,3 +69,16 @@ def test_a_payload_killed_from_outside_is_reported_with_its_exit_code(tmp_path: 
     code = follow(process, timeout_s=60, on_output=lambda _: None, poll_interval_s=0.05)
     assert code == 137
     assert "about to die" in process.log_tail()
+
+
+def test_starting_twice_launches_the_payload_once(tmp_path: Path) -> None:
+    # A transport re-runs the start command after a dropped connection; the payload must not run twice.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    process = DetachedProcess(LocalTransport(), str(run_dir))
+    script = "import time\nprint('started', flush=True)\ntime.sleep(1)"
+    first = process.start([sys.executable, "-c", script], {})
+    second = process.start([sys.executable, "-c", script], {})
+    assert first == second
+    follow(process, timeout_s=60, on_output=lambda _: None, poll_interval_s=0.05)
+    assert process.log_tail().count("started") == 1

@@ -31,7 +31,7 @@ def store(tmp_path: Path) -> Store:
         store.create_run(run_id, provider="local", suite="smoke", name=None, spec={})
         store.finish_run(
             run_id, state="succeeded" if samples else "failed", duration_s=10.0, error=None, log_tail=None,
-            results={"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples},
+            results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}},
             costs=[{"component": "compute", "seconds": 10.0, "billed_seconds": 10.0, "price_per_hour": 36.0,
                     "amount_usd": 0.1, "rule": "per_second"}],
         )
@@ -68,7 +68,7 @@ def test_per_epoch_curve_points_stay_out_of_the_summary(tmp_path: Path) -> None:
         _sample("train", "accuracy", 0.96, model="cnn", epoch=2),
     ]
     store.finish_run("r-1", state="succeeded", duration_s=1.0, error=None, log_tail=None,
-                     results={"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}, costs=[])
+                     results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}}, costs=[])
     frame = samples_frame(store, ["r-1"])
     summary = summary_frame(frame)
     assert len(frame) == 3

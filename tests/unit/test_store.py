@@ -20,7 +20,7 @@ def test_the_store_uses_wal_and_keeps_runs_events_and_samples(tmp_path: Path) ->
     store.end_event(event, "ok", "made")
     sample = {"benchmark": "train", "metric": "accuracy", "value": 0.97, "unit": "fraction", "metadata": {}}
     store.finish_run("r-1", state="succeeded", duration_s=3.0, error=None, log_tail=None,
-                     results=_doc("r-1", [sample]),
+                     results={"m": _doc("r-1", [sample])},
                      costs=[{"component": "compute", "seconds": 3.0, "billed_seconds": 3.0,
                              "price_per_hour": 3600.0, "amount_usd": 3.0, "rule": "per_second"}])
     store.close()
@@ -39,7 +39,7 @@ def test_ingest_is_all_or_nothing(tmp_path: Path) -> None:
     bad = {"benchmark": "train", "metric": "loss", "value": None, "unit": "", "metadata": {}}
     with pytest.raises((StoreError, TypeError)):
         store.finish_run("r-1", state="succeeded", duration_s=1.0, error=None, log_tail=None,
-                         results=_doc("r-1", [good, bad]), costs=[])
+                         results={"m": _doc("r-1", [good, bad])}, costs=[])
     assert store.get_run("r-1").state == "provisioning"
     assert store.query("SELECT COUNT(*) FROM samples")[0][0] == 0
 
@@ -80,7 +80,7 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_runs(tmp_path: Pat
 
     from orchestrator import store as store_module
 
-    v1_schema = store_module._SCHEMA.replace(",\n    utilisation_json TEXT", "")
+    v1_schema = store_module._SCHEMA.replace(",\n    utilisation_json TEXT", "").replace(",\n    host TEXT", "")
     with sqlite3.connect(tmp_path / "state.db") as db:
         db.executescript(v1_schema + "PRAGMA user_version=1;")
         db.execute("INSERT INTO runs (id, state, provider, suite, spec_json, created_at) "
@@ -89,5 +89,20 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_runs(tmp_path: Pat
     assert store.query("PRAGMA user_version")[0][0] == store_module.SCHEMA_VERSION
     assert store.get_run("r-old").state == "succeeded"
     store.finish_run("r-old", state="succeeded", duration_s=1.0, error=None, log_tail=None, costs=[],
-                     results={**_doc("r-old", []), "utilisation": [{"t": 0.0, "gpu": 0, "util_pct": 50}]})
+                     results={"m": {**_doc("r-old", []), "utilisation": [{"t": 0.0, "gpu": 0, "util_pct": 50}]}})
     assert "util_pct" in store.query("SELECT utilisation_json FROM runs")[0][0]
+
+
+def test_a_lease_is_held_by_one_live_run_and_taken_over_when_stale(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for run_id in ("r-1", "r-2"):
+        store.create_run(run_id, provider="rented", suite="smoke", name=None, spec={})
+    assert store.acquire_lease("box", "r-1", holder_pid=111, alive=lambda pid: True) is None
+    assert store.acquire_lease("box", "r-2", holder_pid=222, alive=lambda pid: True) == "r-1"
+    # The holder's process died without releasing: stale, taken over.
+    assert store.acquire_lease("box", "r-2", holder_pid=222, alive=lambda pid: pid != 111) is None
+    assert store.leases() == {"box": "r-2"}
+    store.release_lease("box", "r-1")  # not r-1's any more: nothing changes
+    assert store.leases() == {"box": "r-2"}
+    store.release_lease("box", "r-2")
+    assert store.leases() == {}

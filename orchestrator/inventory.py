@@ -1,0 +1,159 @@
+"""The inventory of rented and owned boxes reached over SSH: a YAML file validated with pydantic.
+
+Default location: ``$ORCHESTRATE_INVENTORY``, else ``$ORCHESTRATE_HOME/inventory.yaml``.
+
+.. code-block:: yaml
+
+    hosts:
+      - name: lab-4090
+        host: 203.0.113.10
+        user: ubuntu
+        key_path: ~/.ssh/lab_ed25519
+        host_key: "ssh-ed25519 AAAAC3Nz..."   # or a fingerprint: "SHA256:..."
+        gpu: {model: RTX 4090, count: 1}
+        price: {per_month: 350, utilisation: 0.5}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orchestrator.cost import monthly_rental_per_hour, owned_per_hour
+from orchestrator.errors import SpecError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GpuSpec(_Strict):
+    """The box's accelerators."""
+
+    model: str | None = None  # e.g. "RTX 4090"; None for a CPU-only box
+    count: int = Field(default=1, ge=0)
+
+
+class OwnedBox(_Strict):
+    """What an owned box costs: purchase over its life, plus power."""
+
+    purchase_usd: float = Field(ge=0)
+    lifetime_years: float = Field(gt=0)
+    watts: float = Field(ge=0)
+    kwh_usd: float = Field(ge=0)
+
+
+class Price(_Strict):
+    """One of: per hour, per month at a utilisation, or an owned box."""
+
+    per_hour: float | None = Field(default=None, ge=0)
+    per_month: float | None = Field(default=None, ge=0)
+    utilisation: float = Field(default=1.0, gt=0, le=1)  # share of the month the box is used
+    owned: OwnedBox | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Price:
+        kinds = [k for k in (self.per_hour, self.per_month, self.owned) if k is not None]
+        if len(kinds) != 1:
+            raise ValueError("exactly one of per_hour, per_month or owned")
+        return self
+
+    def usd_per_hour(self) -> float:
+        """Returns the price of one hour of use."""
+        if self.per_hour is not None:
+            return self.per_hour
+        if self.per_month is not None:
+            return monthly_rental_per_hour(self.per_month, self.utilisation)
+        assert self.owned is not None
+        return owned_per_hour(**self.owned.model_dump())
+
+
+class InventoryHost(_Strict):
+    """One box reachable over SSH."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    host: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str
+    key_path: Path
+    host_key: str | None = None  # "ssh-ed25519 AAAA…" or "SHA256:…"
+    trust_on_first_use: bool = False
+    private_address: str | None = None  # for multi-node training; defaults to host
+    gpu: GpuSpec = Field(default_factory=GpuSpec)
+    price: Price = Field(default_factory=lambda: Price(per_hour=0.0))
+    prepare: Literal["image", "venv", "none"] = "image"
+    python: str = "python3"  # the interpreter with Keras (image), or that creates the venv (venv)
+    requirements: list[str] | None = None  # for prepare: venv; None means the payload's own list
+    workdir: str = "orchestrate"  # base directory on the box, relative to the user's home unless absolute
+
+    @model_validator(mode="after")
+    def _pinned_or_trusted(self) -> InventoryHost:
+        if self.host_key is None and not self.trust_on_first_use:
+            raise ValueError("host_key (a public key line or SHA256 fingerprint), or trust_on_first_use: true")
+        return self
+
+
+class Inventory(_Strict):
+    """All boxes of the inventory file."""
+
+    hosts: list[InventoryHost]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Inventory:
+        names = [h.name for h in self.hosts]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"host names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def select(self, *, names: list[str] | None = None, gpu: str | None = None) -> list[InventoryHost]:
+        """Returns the hosts a run may use: the named ones, or those with the GPU model, or all.
+
+        Raises:
+            SpecError: a name is not in the inventory, or no host has the GPU model.
+        """
+        if names:
+            by_name = {h.name: h for h in self.hosts}
+            unknown = [n for n in names if n not in by_name]
+            if unknown:
+                raise SpecError("host", unknown[0], "a host of the inventory: " + ", ".join(sorted(by_name)))
+            return [by_name[n] for n in names]
+        if gpu:
+            chosen = [h for h in self.hosts if (h.gpu.model or "").lower() == gpu.lower()]
+            if not chosen:
+                models = sorted({h.gpu.model for h in self.hosts if h.gpu.model})
+                raise SpecError("gpu", gpu, "a GPU model of the inventory: " + (", ".join(models) or "none listed"))
+            return chosen
+        return list(self.hosts)
+
+
+def inventory_path(home: Path) -> Path:
+    """Returns where the inventory is read from."""
+    return Path(os.environ.get("ORCHESTRATE_INVENTORY") or home / "inventory.yaml")
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Reads and validates an inventory file.
+
+    Raises:
+        SpecError: the file is missing, not YAML, or a field is invalid (named with its host's index).
+    """
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(
+            "inventory", str(path), "an existing inventory YAML file",
+            hint="write one (see `orchestrate inventory --help`) or set ORCHESTRATE_INVENTORY",
+        ) from None
+    except yaml.YAMLError:
+        raise SpecError("inventory", str(path), "a valid YAML file") from None
+    try:
+        return Inventory.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "inventory"
+        raise SpecError(f"inventory {field}", first["input"], first["msg"].removeprefix("Value error, ")) from None
