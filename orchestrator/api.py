@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import SpecError
 from orchestrator.store import EventRow, MachineRow, RunRow, Store, default_home
@@ -134,3 +134,92 @@ def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | 
     finally:
         store.close()
     return gone
+
+
+def inventory_rows(*, home: Path | None = None) -> list[dict[str, Any]]:
+    """Returns the inventory's boxes with their hourly price and the run that holds each lease."""
+    from orchestrator.inventory import inventory_path, load_inventory
+
+    home = home or default_home()
+    inventory = load_inventory(inventory_path(home))
+    store = Store(home)
+    try:
+        leases = store.leases()
+    finally:
+        store.close()
+    return [
+        {
+            "name": h.name,
+            "address": f"{h.user}@{h.host}:{h.port}",
+            "gpu": f"{h.gpu.count} x {h.gpu.model}" if h.gpu.model else "none",
+            "price_per_hour": h.price.usd_per_hour(),
+            "prepare": h.prepare,
+            "host_key": "trust on first use" if h.host_key is None else h.host_key[:24] + "…",
+            "leased_by": leases.get(h.name),
+        }
+        for h in inventory.hosts
+    ]
+
+
+# Run on a box by `inventory check` with its Python: versions, whether Keras imports, and the GPUs.
+_CHECK_PROBE = """
+import json, platform, shutil, subprocess
+facts = {"python": platform.python_version(), "keras": None, "backend": None, "gpus": ""}
+try:
+    import keras
+    facts["keras"] = keras.__version__
+    facts["backend"] = keras.backend.backend()
+except Exception as error:
+    facts["problem"] = "keras does not import: " + str(error).splitlines()[0][:200]
+if shutil.which("nvidia-smi"):
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                         text=True, timeout=30).stdout
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    facts["gpus"] = ", ".join(f"{names.count(n)} x {n}" for n in sorted(set(names)))
+print(json.dumps(facts))
+"""
+
+
+def inventory_check(names: list[str] | None = None, *, home: Path | None = None) -> list[dict[str, Any]]:
+    """Checks boxes in parallel: reachable with the pinned host key, Python, Keras and backend, GPUs.
+
+    Returns:
+        One dict per box: name, reachable, python, keras, backend, gpus, and problem (None when all is well).
+    """
+    import json
+    import shlex
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestrator.errors import OrchestrateError
+    from orchestrator.inventory import InventoryHost, inventory_path, load_inventory
+    from orchestrator.providers.rented import machine_for
+    from orchestrator.ssh_machine import transport_to
+
+    home = home or default_home()
+    hosts = load_inventory(inventory_path(home)).select(names=names)
+
+    def check_one(host: InventoryHost) -> dict[str, Any]:
+        result: dict[str, Any] = {"name": host.name, "reachable": False, "problem": None}
+        try:
+            transport = transport_to(machine_for(host, "check"), home, connect_timeout_s=30.0)
+        except OrchestrateError as error:
+            result["problem"] = str(error)
+            return result
+        result["reachable"] = True
+        try:
+            answer = transport.run(f"{shlex.quote(host.python)} -c {shlex.quote(_CHECK_PROBE)}", timeout=300.0)
+            if answer.exit_code != 0:
+                stderr = answer.stderr.decode(errors="replace").strip().splitlines()
+                result["problem"] = f"{host.python} failed: {stderr[-1] if stderr else 'no output'}"
+            else:
+                result.update(json.loads(answer.stdout.decode().strip().splitlines()[-1]))
+        except (OrchestrateError, ValueError) as error:
+            result["problem"] = str(error)
+        finally:
+            transport.close()
+        return result
+
+    if not hosts:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
+        return list(pool.map(check_one, hosts))

@@ -80,8 +80,26 @@ class _RunReporter:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.started: dict[str, float] = {}
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def upload(self, host: str, sent: int, total: int) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("  upload {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                console=out, transient=True,
+            )
+            self.progress.start()
+        if host not in self.tasks:
+            self.tasks[host] = self.progress.add_task(host, total=total)
+        self.progress.update(self.tasks[host], completed=sent)
 
     def step(self, run_id: str, step: str, outcome: str, detail: str | None) -> None:
+        if step == "push" and outcome != "start" and self.progress is not None:
+            self.progress.stop()
+            self.progress, self.tasks = None, {}
         if outcome == "start":
             self.started[step] = time.monotonic()
             if step == "execute":
@@ -105,7 +123,11 @@ class _RunReporter:
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a suite param; repeatable.")
 @click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), help="Keras backend for the payload.")
 @click.option("--instance-type", help="Machine type to launch (provider's name).")
-@click.option("--count", type=int, help="Number of machines.")
+@click.option("--count", type=int, help="Number of machines (the suite runs on each, in parallel).")
+@click.option("--host", "hosts", multiple=True, metavar="NAME", help="Rented: this inventory box; repeatable.")
+@click.option("--gpu", help="Rented: any inventory box with this GPU model.")
+@click.option("--lease-wait", "wait_s", type=float, help="Rented: seconds to wait for a busy box (default 0).")
+@click.option("--multi-node", is_flag=True, default=None, help="Train one model across the machines (TF_CONFIG).")
 @click.option("--price-per-hour", type=float, help="USD per machine-hour to price the run at (local box: default 0).")
 @click.option("--timeout", "timeout_s", type=float, help="Seconds the payload may run before it is killed.")
 @click.option("--name", help="A label for reports.")
@@ -120,6 +142,10 @@ def run(
     backend: str | None,
     instance_type: str | None,
     count: int | None,
+    hosts: tuple[str, ...],
+    gpu: str | None,
+    wait_s: float | None,
+    multi_node: bool | None,
     price_per_hour: float | None,
     timeout_s: float | None,
     name: str | None,
@@ -135,6 +161,9 @@ def run(
       orchestrate run --provider local --suite smoke --set epochs=3 --set batch_size=64
       orchestrate run -f run.yaml --keep
       orchestrate run --provider local --dry-run
+      orchestrate run --provider rented --host lab-4090 --lease-wait 600
+      orchestrate run --provider rented --gpu "RTX 4090" --count 2 --suite throughput
+      orchestrate run --provider rented --host a --host b --suite scaling --multi-node
 
     Exit codes: 0 succeeded, 1 failed, 2 bad input, 130 interrupted.
     """
@@ -142,15 +171,13 @@ def run(
     from orchestrator.spec import build_run_spec, parse_assignment
 
     params = dict(parse_assignment(text) for text in assignments) or None
-    machine = {
-        key: value
-        for key, value in {"instance_type": instance_type, "count": count, "price_per_hour": price_per_hour}.items()
-        if value is not None
-    } or None
+    machine_flags = {"instance_type": instance_type, "count": count, "price_per_hour": price_per_hour,
+                     "hosts": list(hosts) or None, "gpu": gpu, "wait_s": wait_s}
+    machine = {key: value for key, value in machine_flags.items() if value is not None} or None
     spec = build_run_spec(
         file,
         {"provider": provider, "suite": suite, "params": params, "machine": machine, "backend": backend,
-         "timeout_s": timeout_s, "name": name, "keep": keep},
+         "timeout_s": timeout_s, "name": name, "keep": keep, "multi_node": multi_node},
     )
     if dry_run:
         _print_plan(api.plan(spec))
@@ -316,6 +343,90 @@ def down(run_ids: tuple[str, ...], everything: bool) -> None:
 
     gone = api.down(run_ids, everything=everything)
     out.print(f"terminated {len(gone)} machine(s)" + (": " + ", ".join(gone) if gone else ""))
+
+
+@cli.group()
+def inventory() -> None:
+    """Rented and owned boxes reached over SSH ($ORCHESTRATE_HOME/inventory.yaml, or $ORCHESTRATE_INVENTORY).
+
+    \b
+    An inventory file:
+      hosts:
+        - name: lab-4090
+          host: 203.0.113.10
+          user: ubuntu
+          key_path: ~/.ssh/lab_ed25519
+          host_key: "ssh-ed25519 AAAAC3Nz..."     # or "SHA256:...", or trust_on_first_use: true
+          gpu: {model: RTX 4090, count: 1}
+          price: {per_month: 350, utilisation: 0.5}   # or per_hour: 0.8, or owned: {...}
+          prepare: image                          # image | venv | none
+          python: /opt/venv/bin/python
+
+    \b
+    Examples:
+      orchestrate inventory list
+      orchestrate inventory check
+      orchestrate inventory check --host lab-4090
+    """
+
+
+@inventory.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inventory_list(as_json: bool) -> None:
+    """List the inventory's boxes, their price per hour and which run holds each.
+
+    \b
+    Example:
+      orchestrate inventory list
+    """
+    from rich.table import Table
+
+    from orchestrator import api
+
+    rows = api.inventory_rows()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="inventory")
+    for column in ("name", "address", "gpu", "price/h", "prepare", "host key", "leased by"):
+        table.add_column(column, justify="right" if column == "price/h" else "left")
+    for row in rows:
+        table.add_row(row["name"], row["address"], row["gpu"], f"${row['price_per_hour']:.4f}", row["prepare"],
+                      row["host_key"], row["leased_by"] or "")
+    out.print(table)
+
+
+@inventory.command("check")
+@click.option("--host", "hosts", multiple=True, metavar="NAME", help="Only these boxes; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inventory_check(hosts: tuple[str, ...], as_json: bool) -> None:
+    """Check each box: reachable with its pinned host key, its GPUs, and whether Keras and a backend import.
+
+    Exits 1 when any box fails.
+
+    \b
+    Examples:
+      orchestrate inventory check
+      orchestrate inventory check --host lab-4090 --json
+    """
+    from rich.table import Table
+
+    from orchestrator import api
+
+    results = api.inventory_check(list(hosts) or None)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        table = Table(title="inventory check")
+        for column in ("name", "reachable", "python", "keras", "backend", "gpus", "problem"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            table.add_row(r["name"], "[green]yes[/]" if r["reachable"] else "[red]no[/]", r.get("python") or "",
+                          r.get("keras") or "", r.get("backend") or "", r.get("gpus") or "",
+                          escape(r.get("problem") or ""))
+        out.print(table)
+    if any(r.get("problem") for r in results):
+        sys.exit(1)
 
 
 def main() -> None:

@@ -87,3 +87,7 @@ class RunInterrupted(OrchestrateError):
 
 class StoreError(OrchestrateError):
     """The run store could not be read or written."""
+
+
+class SSHAuthError(RemoteError):
+    """The machine refused the SSH key, or the key could not be loaded; no command was run."""

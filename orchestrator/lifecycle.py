@@ -40,8 +40,8 @@ from orchestrator.providers import get_provider
 from orchestrator.providers.base import LaunchRequest, Machine, Offer, Provider
 from orchestrator.remote import DetachedProcess, Transport, check, follow
 from orchestrator.results import parse_results
-from orchestrator.ssh_machine import transport_to
 from orchestrator.spec import ParamValue, RunSpec, SuiteSpec, load_suite, resolve_params
+from orchestrator.ssh_machine import transport_to
 from orchestrator.store import Store
 
 STEPS = ("plan", "provision", "connect", "prepare", "push", "execute", "collect", "teardown", "price", "record")
@@ -96,6 +96,10 @@ class Reporter(Protocol):
 
     def output(self, text: str) -> None:
         """New text from the payload's log."""
+        ...
+
+    def upload(self, host: str, sent: int, total: int) -> None:
+        """Progress of the payload bundle's upload to one machine."""
         ...
 
 
@@ -366,7 +370,9 @@ class _Run:
         if lines[1:] == ["cached"]:
             return f"payload {bundle.content_hash[:12]} already there, not sent"
         archive = f"{node.workdir}/{BUNDLE_FILE}"
-        transport.put_bytes(bundle.archive, archive)
+        transport.put_bytes(
+            bundle.archive, archive, progress=lambda sent, total: self.ctx.reporter.upload(machine.id, sent, total)
+        )
         check(
             transport,
             f"{shlex.quote(node.python)} -c {shlex.quote(SAFE_EXTRACT)} {shlex.quote(archive)} "

@@ -47,8 +47,10 @@ class Transport(Protocol):
         """Runs a shell command string and returns its exit code and output."""
         ...
 
-    def put_bytes(self, data: bytes, remote_path: str) -> None:
-        """Writes ``data`` to a file on the machine, creating or replacing it."""
+    def put_bytes(
+        self, data: bytes, remote_path: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Writes ``data`` to a file on the machine, creating or replacing it; ``progress(sent, total)``."""
         ...
 
     def close(self) -> None:
@@ -69,12 +71,16 @@ class LocalTransport:
             raise RemoteError(f"command timed out after {timeout:g} s: {command[:120]}") from error
         return CommandResult(completed.returncode, completed.stdout, completed.stderr)
 
-    def put_bytes(self, data: bytes, remote_path: str) -> None:
+    def put_bytes(
+        self, data: bytes, remote_path: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> None:
         """Writes the file atomically (temporary name, then rename)."""
         path = Path(remote_path)
         tmp = path.with_name(path.name + ".part")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+        if progress is not None:
+            progress(len(data), len(data))
 
     def close(self) -> None:
         """Nothing to release for local subprocesses."""

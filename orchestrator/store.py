@@ -465,9 +465,9 @@ class Store:
                 "WHERE l.host = ?",
                 (host,),
             ).fetchone()
-            if row is not None and row["run_id"] != run_id:
-                if row["state"] not in FINAL_STATES and alive(int(row["holder_pid"])):
-                    return str(row["run_id"])
+            held_by_another = row is not None and row["run_id"] != run_id
+            if held_by_another and row["state"] not in FINAL_STATES and alive(int(row["holder_pid"])):
+                return str(row["run_id"])
             db.execute(
                 "INSERT OR REPLACE INTO leases (host, run_id, holder_pid, acquired_at) VALUES (?,?,?,?)",
                 (host, run_id, holder_pid, now().isoformat()),

@@ -124,7 +124,9 @@ class RentedProvider:
                 for host in candidates:
                     if len(held) == need or host in held:
                         continue
-                    holder = store.acquire_lease(host.name, request.run_id, holder_pid=os.getpid(), alive=_process_alive)
+                    holder = store.acquire_lease(
+                        host.name, request.run_id, holder_pid=os.getpid(), alive=_process_alive
+                    )
                     if holder is None:
                         held.append(host)
                         busy.pop(host.name, None)

@@ -68,7 +68,8 @@ def test_per_epoch_curve_points_stay_out_of_the_summary(tmp_path: Path) -> None:
         _sample("train", "accuracy", 0.96, model="cnn", epoch=2),
     ]
     store.finish_run("r-1", state="succeeded", duration_s=1.0, error=None, log_tail=None,
-                     results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}}, costs=[])
+                     results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}},
+                     costs=[])
     frame = samples_frame(store, ["r-1"])
     summary = summary_frame(frame)
     assert len(frame) == 3

@@ -1,0 +1,551 @@
+"""The SSH transport: the :class:`~orchestrator.remote.Transport` contract over one pinned paramiko connection.
+
+Imported only when an SSH provider runs, so ``orchestrate --help`` never loads paramiko.
+
+What it guarantees:
+    * The host key is checked during key exchange, before authentication (paramiko's ``SSHClient.connect``
+      verifies the presented key right after ``start_client`` and only then calls ``_auth``), against the key or
+      fingerprint the inventory pins, or an entry already in ``known_hosts``. A mismatch raises
+      :class:`~orchestrator.errors.HostKeyMismatch` with both fingerprints; no key, no command, nothing was sent.
+    * Trust on first use only where the target says so; the key is then pinned in ``known_hosts``.
+    * Only the given private key authenticates: no agent, no ``~/.ssh`` keys, no agent or environment forwarding.
+    * Connecting retries with capped exponential backoff while the machine boots; a connection that drops under
+      a command is re-established and the command run again (callers pass only idempotent commands).
+    * paramiko and socket exceptions become :mod:`orchestrator.errors` here, once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import paramiko
+
+from orchestrator.errors import ConnectTimeout, HostKeyMismatch, RemoteError, SpecError, SSHAuthError
+from orchestrator.remote import CommandResult
+
+if TYPE_CHECKING:
+    from orchestrator.remote import Transport
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+# Backoff between connection attempts while a machine boots: 0.5 s, 1 s, 2 s, … capped at 10 s.
+_FIRST_DELAY_S = 0.5
+_MAX_DELAY_S = 10.0
+# One attempt (TCP connect, banner, key exchange, auth) gets at least this long, so that an attempt started just
+# before the deadline can still succeed, and at most this long, so that a black-holed attempt is abandoned.
+_MIN_ATTEMPT_S = 2.0
+_MAX_ATTEMPT_S = 30.0
+# The transport thread closes its channels a moment before it marks itself inactive: wait this long to tell a
+# dead connection from a command that merely ended without an exit status (killed by a signal).
+_SETTLE_S = 0.5
+# An SFTP upload that receives nothing for this long is on a dead connection.
+_SFTP_STALL_S = 120.0
+_CHANNEL_OPEN_MAX_S = 30.0
+_READ_CHUNK = 1 << 16
+_KEY_TYPES = frozenset(
+    {"ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"}
+)
+_ACCEPTED_PIN = 'an OpenSSH public key line such as "ssh-ed25519 AAAA…" or a fingerprint such as "SHA256:…"'
+
+
+def fingerprint(key_line_or_pkey: str | paramiko.PKey) -> str:
+    """Returns the OpenSSH SHA256 fingerprint (``ssh-keygen -l`` style, ``SHA256:`` and unpadded base64).
+
+    Args:
+        key_line_or_pkey: a public key line ``"ssh-ed25519 AAAA… [comment]"``, a paramiko key, or a fingerprint
+            (returned normalised).
+    """
+    if isinstance(key_line_or_pkey, str):
+        text = key_line_or_pkey.strip()
+        if text.startswith("SHA256:"):
+            return text.rstrip("=")
+        blob = _parse_key_line(text)[1]
+    else:
+        blob = key_line_or_pkey.asbytes()
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """One machine to reach over SSH, as the provider or the inventory describes it."""
+
+    host: str
+    port: int
+    user: str
+    key_path: Path  # the private key (ed25519, ECDSA or RSA, unencrypted) that authenticates to this host
+    host_key: str | None = None  # pinned "ssh-ed25519 AAAA…" line, or an OpenSSH fingerprint "SHA256:…"
+    trust_on_first_use: bool = False  # accept and record an unknown key once; only where the inventory says so
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise SpecError("port", self.port, "an integer from 1 to 65535")
+        if self.host_key is not None and not self.host_key.strip().startswith("SHA256:"):
+            _parse_key_line(self.host_key)
+
+    @property
+    def address(self) -> str:
+        """``user@host:port``, for messages."""
+        return f"{self.user}@{self.host}:{self.port}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The host as OpenSSH writes it in ``known_hosts``: ``[host]:port`` unless the port is 22."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class _Pin:
+    """The host key a connection must see, and where that expectation came from."""
+
+    fingerprint: str  # of the first key, for messages
+    keys: tuple[Any, ...]  # paramiko public keys (one per key type); empty when only a fingerprint is pinned
+    source: str  # "the inventory" or the known_hosts path
+
+
+class _ConnectionLost(Exception):
+    """The SSH connection died under an operation; the operation may be retried on a new one."""
+
+
+class SSHTransport:
+    """Runs commands on one machine over SSH and uploads files to it (the ``Transport`` contract).
+
+    Connects lazily on first use; :meth:`connect` connects eagerly. Safe to share between threads.
+
+    Args:
+        target: the machine and how to authenticate to it.
+        known_hosts: OpenSSH ``known_hosts`` file with previously trusted keys; trust-on-first-use writes to it.
+        connect_timeout_s: how long a first connection keeps retrying while the machine boots.
+        command_retry_s: how long a command or upload keeps reconnecting after its connection dropped.
+        clock: monotonic seconds for the backoff deadlines (injected in tests).
+        sleep: how to wait between connection attempts (injected in tests).
+    """
+
+    def __init__(
+        self,
+        target: SSHTarget,
+        *,
+        known_hosts: Path,
+        connect_timeout_s: float = 300.0,
+        command_retry_s: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.target = target
+        self.known_hosts = known_hosts
+        self.connect_timeout_s = connect_timeout_s
+        self.command_retry_s = command_retry_s
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.RLock()
+        self._client: Any = None
+        self._private_key: Any = None
+        self._presented_fingerprint: str | None = None
+        self._closes = 0  # counts close() calls, so an operation cut by close() is not retried
+
+    @property
+    def host_key_fingerprint(self) -> str | None:
+        """The fingerprint of the host key the server presented last (also after a refused one), else None."""
+        return self._presented_fingerprint
+
+    def __enter__(self) -> SSHTransport:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Connects now unless already connected, retrying with backoff for up to ``connect_timeout_s``.
+
+        Raises:
+            HostKeyMismatch: the presented host key is not the pinned one, or no key is pinned (nothing was sent).
+            SSHAuthError: the key could not be loaded or the server refused it.
+            ConnectTimeout: no SSH connection within ``connect_timeout_s``.
+            RemoteError: the host name does not resolve, or the server speaks no common SSH algorithms.
+        """
+        self._live_client(None)
+
+    def run(self, command: str, *, timeout: float = 60.0) -> CommandResult:
+        """Runs a shell command string (no pty, stdin closed) and returns its exit code and output.
+
+        If the connection drops before the exit status arrives, it reconnects (for up to ``command_retry_s``)
+        and runs the command again: pass only idempotent commands. A command killed by a signal has exit code -1
+        (SSH reports a signal, not a status).
+
+        Args:
+            command: the shell command line; quote every argument with ``shlex.quote``.
+            timeout: seconds one attempt may take; past it the channel is closed and the connection discarded
+                (a silent connection may be dead without TCP knowing).
+
+        Raises:
+            RemoteError: the command timed out or the channel failed; ConnectTimeout when the connection did not
+                come back; HostKeyMismatch or SSHAuthError when reconnecting met a different machine or key.
+        """
+        return self._with_reconnect(lambda client: self._exec(client, command, timeout))
+
+    def put_bytes(
+        self, data: bytes, remote_path: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Uploads ``data`` over SFTP to ``remote_path.part``, then renames it over ``remote_path`` (atomic).
+
+        A relative ``remote_path`` is relative to the login directory; ``~`` is not expanded. After a dropped
+        connection the upload starts again from the beginning.
+
+        Args:
+            data: the file's whole content.
+            remote_path: where it goes on the machine; the parent directory must exist.
+            progress: called with ``(bytes_sent, total)`` as the upload advances, and with ``(total, total)`` at
+                the end.
+
+        Raises:
+            RemoteError: the upload or the rename failed (permissions, missing directory, disk full).
+        """
+        self._with_reconnect(lambda client: self._upload(client, data, remote_path, progress))
+
+    def close(self) -> None:
+        """Closes the connection; the next call reconnects."""
+        with self._lock:
+            client, self._client = self._client, None
+            self._closes += 1
+        if client is not None:
+            client.close()
+
+    # Connecting ------------------------------------------------------------------------------------------------
+
+    def _live_client(self, deadline: float | None) -> Any:
+        """Returns the connected client, connecting first (until ``deadline``, else ``connect_timeout_s``)."""
+        with self._lock:
+            if self._client is not None and _is_active(self._client):
+                return self._client
+            self._discard(self._client)
+            if deadline is None:
+                deadline, why = self._clock() + self.connect_timeout_s, f"within {self.connect_timeout_s:g} s"
+            else:
+                why = f"again within {self.command_retry_s:g} s after the connection dropped"
+            self._client = self._connect_until(deadline, why)
+            return self._client
+
+    def _connect_until(self, deadline: float, why: str) -> Any:
+        """Connects, retrying transient failures with capped exponential backoff until ``deadline``."""
+        self._expected_pin()  # refuse before opening a socket when nothing is pinned
+        key = self._load_private_key()
+        delay = _FIRST_DELAY_S
+        attempts = 0
+        while True:
+            attempts += 1
+            remaining = deadline - self._clock()
+            try:
+                return self._connect_once(key, min(_MAX_ATTEMPT_S, max(_MIN_ATTEMPT_S, remaining)))
+            except (OSError, EOFError, paramiko.SSHException) as error:
+                last_error = error
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise ConnectTimeout(
+                    f"{self.target.address} did not accept an SSH connection {why} ({attempts} attempts); "
+                    f"last error: {_describe(last_error)}",
+                    hint="check that the machine is running, that sshd is up and that port "
+                    f"{self.target.port} is open to this computer",
+                )
+            logger.debug("%s: attempt %d failed (%s); retrying in %.1f s", self.target.address, attempts,
+                         _describe(last_error), min(delay, remaining))
+            self._sleep(min(delay, remaining))
+            delay = min(delay * 2, _MAX_DELAY_S)
+
+    def _connect_once(self, key: Any, attempt_timeout: float) -> Any:
+        """One connection attempt; transient failures propagate as OSError, EOFError or SSHException."""
+        pin = self._expected_pin()
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(_PresentedKeyCheck(self, pin))
+        # paramiko compares the keys it holds for this host itself (asking the server for the first one's type),
+        # and raises BadHostKeyException on a mismatch.
+        for known in pin.keys if pin is not None else ():
+            client.get_host_keys().add(self.target.known_hosts_name, known.get_name(), known)
+        try:
+            client.connect(
+                hostname=self.target.host, port=self.target.port, username=self.target.user, pkey=key,
+                timeout=attempt_timeout, banner_timeout=attempt_timeout, auth_timeout=attempt_timeout,
+                allow_agent=False, look_for_keys=False,
+            )
+        except BaseException as error:
+            client.close()
+            self._translate_fatal(error, pin)
+            raise
+        self._presented_fingerprint = fingerprint(client.get_transport().get_remote_server_key())
+        return client
+
+    def _translate_fatal(self, error: BaseException, pin: _Pin | None) -> None:
+        """Raises the Orchestrate error for a connection failure that retrying cannot fix; returns otherwise."""
+        target = self.target
+        if isinstance(error, paramiko.BadHostKeyException):
+            self._presented_fingerprint = fingerprint(error.key)
+            source = pin.source if pin is not None else str(self.known_hosts)
+            raise self._mismatch(fingerprint(error.expected_key), error.key, source) from None
+        if isinstance(error, paramiko.AuthenticationException):
+            raise SSHAuthError(
+                f"{target.address} refused the SSH key {target.key_path}: {_describe(error)}",
+                hint=f"add the matching public key to ~{target.user}/.ssh/authorized_keys on the machine",
+            ) from error
+        if isinstance(error, socket.gaierror):
+            raise RemoteError(f"cannot resolve the host name {target.host!r}: {error}") from error
+        if isinstance(error, paramiko.ssh_exception.IncompatiblePeer):
+            raise RemoteError(f"{target.address} shares no SSH algorithms with paramiko: {error}") from error
+
+    def _expected_pin(self) -> _Pin | None:
+        """Returns the key to expect: the inventory's pin, else a ``known_hosts`` entry, else None under TOFU.
+
+        Raises:
+            HostKeyMismatch: nothing is pinned and trust-on-first-use is off (raised before any connection).
+        """
+        target = self.target
+        if target.host_key is not None:
+            text = target.host_key.strip()
+            if text.startswith("SHA256:"):
+                return _Pin(fingerprint(text), (), "the inventory")
+            key_type, blob = _parse_key_line(text)
+            key = paramiko.PKey.from_type_string(key_type, blob)
+            return _Pin(fingerprint(key), (key,), "the inventory")
+        known = self._known_keys()
+        if known:
+            return _Pin(fingerprint(known[0]), known, str(self.known_hosts))
+        if target.trust_on_first_use:
+            return None
+        raise HostKeyMismatch(
+            f"no pinned host key for {target.host}:{target.port}; add host_key to the inventory or set "
+            f"trust_on_first_use (nothing was sent; {self.known_hosts} has no entry for {target.known_hosts_name})",
+            hint='get it on the machine with "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub" and pin it as '
+            'host_key: "SHA256:…"',
+        )
+
+    def _known_keys(self) -> tuple[Any, ...]:
+        """Returns the keys ``known_hosts`` holds for this host, ed25519 first."""
+        if not self.known_hosts.exists():
+            return ()
+        keys = paramiko.HostKeys()
+        try:
+            keys.load(str(self.known_hosts))
+        except (OSError, UnicodeDecodeError) as error:
+            raise RemoteError(f"cannot read {self.known_hosts}: {error}") from error
+        entries = keys.lookup(self.target.known_hosts_name) or {}
+        return tuple(entries[key_type] for key_type in sorted(entries.keys(), key=lambda t: t != "ssh-ed25519"))
+
+    def _record_first_use(self, key: Any) -> None:
+        """Appends the presented key to ``known_hosts`` (file 0600, a new parent directory 0700)."""
+        line = f"{self.target.known_hosts_name} {key.get_name()} {key.get_base64()}\n"
+        try:
+            self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor = os.open(self.known_hosts, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(descriptor, "a") as file:
+                file.write(line)
+        except OSError as error:  # not a connection failure: must not be retried as one
+            raise RemoteError(f"cannot record the host key of {self.target.address} in {self.known_hosts}: "
+                              f"{error}") from error
+        logger.info("%s: trusted on first use, host key %s recorded in %s", self.target.address,
+                    fingerprint(key), self.known_hosts)
+
+    def _mismatch(self, expected: str, presented: Any, source: str) -> HostKeyMismatch:
+        target = self.target
+        if source == "the inventory":
+            hint = "if the machine was rebuilt, put its new key in the inventory's host_key"
+        else:
+            hint = f"if the machine was rebuilt, remove the line for {target.known_hosts_name} from {source}"
+        return HostKeyMismatch(
+            f"host key mismatch for {target.host}:{target.port}: expected {expected} (pinned in {source}), "
+            f"the machine presented {fingerprint(presented)} ({presented.get_name()}); "
+            "nothing was sent (the connection ended before authentication)",
+            hint=hint + "; otherwise someone may be intercepting the connection",
+        )
+
+    def _load_private_key(self) -> Any:
+        if self._private_key is None:
+            try:
+                self._private_key = paramiko.PKey.from_path(self.target.key_path)
+            except (OSError, ValueError, TypeError, paramiko.SSHException) as error:
+                raise SSHAuthError(
+                    f"cannot load the SSH private key {self.target.key_path} for {self.target.address}: "
+                    f"{_describe(error)}",
+                    hint="key_path must be an unencrypted ed25519, ECDSA or RSA private key readable by you",
+                ) from error
+        return self._private_key
+
+    def _discard(self, client: Any) -> None:
+        """Closes ``client`` and forgets it if it is still the current one."""
+        if client is None:
+            return
+        with self._lock:
+            if self._client is client:
+                self._client = None
+        client.close()
+
+    # Operations ------------------------------------------------------------------------------------------------
+
+    def _with_reconnect(self, operation: Callable[[Any], _T]) -> _T:
+        """Runs ``operation`` on a live client; on a lost connection reconnects and runs it again."""
+        retry_deadline: float | None = None
+        closes = self._closes
+        while True:
+            client = self._live_client(retry_deadline)
+            try:
+                return operation(client)
+            except _ConnectionLost as lost:
+                self._discard(client)
+                if self._closes != closes:
+                    raise RemoteError(f"the SSH connection to {self.target.address} was closed") from lost
+                if retry_deadline is None:
+                    retry_deadline = self._clock() + self.command_retry_s
+                elif self._clock() >= retry_deadline:
+                    raise RemoteError(
+                        f"the SSH connection to {self.target.address} kept dropping for "
+                        f"{self.command_retry_s:g} s; last: {lost}"
+                    ) from lost
+                logger.warning("%s: connection lost (%s); reconnecting to run it again", self.target.address, lost)
+            except BaseException:
+                self._discard(client)
+                raise
+
+    def _exec(self, client: Any, command: str, timeout: float) -> CommandResult:
+        transport = client.get_transport()
+        # Real time, not the injected clock: this deadline bounds waiting on a socket.
+        deadline = time.monotonic() + timeout
+        try:
+            channel = transport.open_session(timeout=min(timeout, _CHANNEL_OPEN_MAX_S))
+            try:
+                channel.exec_command(command)
+                channel.shutdown_write()
+                stdout, stderr, finished = _read_until_exit(channel, deadline)
+                exit_code = int(channel.exit_status)
+            finally:
+                channel.close()
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            if _is_lost(transport):
+                raise _ConnectionLost(_describe(error)) from error
+            raise RemoteError(f"running a command on {self.target.address} failed: {_describe(error)}") from error
+        if not finished:
+            raise RemoteError(f"command timed out after {timeout:g} s on {self.target.address}: {command[:60]}")
+        if exit_code == -1 and _is_lost(transport):
+            raise _ConnectionLost("the connection closed before the command's exit status arrived")
+        return CommandResult(exit_code, stdout, stderr)
+
+    def _upload(
+        self, client: Any, data: bytes, remote_path: str, progress: Callable[[int, int], None] | None
+    ) -> None:
+        transport = client.get_transport()
+        total = len(data)
+        last_reported = -1
+
+        def report(sent: int, _size: int) -> None:
+            nonlocal last_reported
+            last_reported = sent
+            if progress is not None:
+                progress(sent, total)
+
+        part = remote_path + ".part"
+        try:
+            sftp = client.open_sftp()
+            try:
+                sftp.get_channel().settimeout(_SFTP_STALL_S)
+                sftp.putfo(io.BytesIO(data), part, file_size=total, callback=report, confirm=True)
+                sftp.posix_rename(part, remote_path)
+            finally:
+                sftp.close()
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            # The server answered with a status: the connection is alive.
+            answered = isinstance(error, (FileNotFoundError, PermissionError))
+            if not answered and (isinstance(error, TimeoutError) or _is_lost(transport)):
+                raise _ConnectionLost(_describe(error)) from error
+            raise RemoteError(
+                f"uploading {total} bytes to {self.target.address}:{remote_path} failed: {_describe(error)}"
+            ) from error
+        if progress is not None and last_reported != total:
+            progress(total, total)
+
+
+class _PresentedKeyCheck:
+    """paramiko's missing-host-key policy when it holds no full key: a pinned fingerprint, or first use.
+
+    paramiko calls it after key exchange and before authentication; raising aborts the connection.
+    """
+
+    def __init__(self, transport: SSHTransport, pin: _Pin | None) -> None:
+        self.transport = transport
+        self.pin = pin
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        """Accepts ``key`` if it matches the pinned fingerprint, or records it under trust-on-first-use."""
+        presented = fingerprint(key)
+        self.transport._presented_fingerprint = presented
+        if self.pin is None:
+            self.transport._record_first_use(key)
+            return
+        if presented != self.pin.fingerprint:  # only a fingerprint is pinned: paramiko held no key to compare
+            raise self.transport._mismatch(self.pin.fingerprint, key, self.pin.source)
+
+
+def _parse_key_line(text: str) -> tuple[str, bytes]:
+    """Splits ``"ssh-ed25519 AAAA… [comment]"`` into the key type and the key blob, checking they agree."""
+    fields = text.split()
+    if len(fields) < 2 or fields[0] not in _KEY_TYPES:
+        raise SpecError("host_key", text[:80], _ACCEPTED_PIN)
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except ValueError:
+        raise SpecError("host_key", text[:80], _ACCEPTED_PIN, hint="the base64 part is damaged") from None
+    length = int.from_bytes(blob[:4], "big")
+    if blob[4 : 4 + length] != fields[0].encode():
+        raise SpecError("host_key", text[:80], _ACCEPTED_PIN, hint="the key type does not match the key data")
+    return fields[0], blob
+
+
+def _read_until_exit(channel: Any, deadline: float) -> tuple[bytes, bytes, bool]:
+    """Reads stdout and stderr together (neither can fill the window and stall the other) until the command
+    has exited and both streams ended, or the deadline passed. Returns ``(stdout, stderr, finished)``."""
+    stdout, stderr = bytearray(), bytearray()
+    while True:
+        if channel.recv_ready():
+            stdout += channel.recv(_READ_CHUNK)
+            continue
+        if channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(_READ_CHUNK)
+            continue
+        remaining = deadline - time.monotonic()
+        # OpenSSH may send the exit status before the last output, so wait for end of file too.
+        if channel.eof_received or channel.closed:
+            return bytes(stdout), bytes(stderr), bool(channel.status_event.wait(max(0.0, remaining)))
+        if remaining <= 0:
+            return bytes(stdout), bytes(stderr), False
+        select.select([channel], [], [], min(remaining, 1.0))
+
+
+def _is_active(client: Any) -> bool:
+    transport = client.get_transport()
+    return transport is not None and bool(transport.is_active())
+
+
+def _is_lost(transport: Any) -> bool:
+    """Whether the connection under ``transport`` is dead (as opposed to one channel failing)."""
+    if transport.is_active():
+        transport.join(timeout=_SETTLE_S)
+    return not transport.is_active()
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+if TYPE_CHECKING:
+
+    def _satisfies_transport(ssh: SSHTransport) -> Transport:
+        return ssh

@@ -1,0 +1,249 @@
+"""Runs on rented boxes: the real CLI against real sshd processes on 127.0.0.1 (issue 4's must-shows)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import FAKE_MAIN_HEADER, cli_env, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _rows(home: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(home / "state.db") as db:
+        return list(db.execute(sql).fetchall())
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Callable[..., Path]:
+    """Writes an inventory of the given servers; each box gets its own work directory under tmp_path."""
+
+    def write(servers: list[Any], **overrides: Any) -> Path:
+        hosts = []
+        for i, server in enumerate(servers):
+            entry = {
+                "name": f"box{i}",
+                "host": server.host,
+                "port": server.port,
+                "user": server.user,
+                "key_path": str(server.client_key_path),
+                "host_key": server.host_key,
+                "gpu": {"model": "T4", "count": 1},
+                "price": {"per_hour": 3.6},
+                "prepare": "image",
+                "python": sys.executable,
+                "workdir": str(tmp_path / f"box{i}-home" / "orchestrate"),
+            }
+            entry.update(overrides)
+            hosts.append(entry)
+        path = tmp_path / "inventory.yaml"
+        path.write_text(yaml.safe_dump({"hosts": hosts}))
+        return path
+
+    return write
+
+
+def _rented(home: Path, inventory_file: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(home, "run", "--provider", "rented", *args, ORCHESTRATE_INVENTORY=str(inventory_file), **env)
+
+
+def test_a_whole_run_on_a_rented_box_is_pushed_prepared_executed_collected_and_recorded(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], tmp_path: Path
+) -> None:
+    server = sshd()
+    inventory_file = inventory([server])
+    result = _rented(home, inventory_file, "--host", "box0", "--set", "epochs=3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [(run_id, state)] = _rows(home, "SELECT id, state FROM runs")
+    assert state == "succeeded"
+    steps = dict(_rows(home, "SELECT step, outcome FROM events"))
+    assert all(steps[s] == "ok" for s in ("connect", "prepare", "push", "execute", "collect", "teardown"))
+    hosts = {row[0] for row in _rows(home, "SELECT DISTINCT host FROM samples")}
+    assert hosts == {"box0"}
+    assert _rows(home, "SELECT value FROM samples WHERE benchmark='train' AND metric='epochs'") == [(3.0,)]
+    box = tmp_path / "box0-home" / "orchestrate"
+    assert not (box / "runs" / str(run_id)).exists()  # torn down
+    assert list((box / "payload").glob("*/.complete"))  # the payload stays cached by content hash
+    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
+    assert "Accepted publickey" in server.log()
+    # The same payload is not sent twice.
+    again = _rented(home, inventory_file, "--host", "box0", "--set", "epochs=1", "--quiet")
+    assert again.returncode == 0
+    [(detail,)] = _rows(home, "SELECT detail FROM events WHERE step='push' ORDER BY id DESC LIMIT 1")
+    assert "already there, not sent" in detail
+
+
+def test_a_box_with_another_host_key_is_refused_and_nothing_is_pushed(
+    home: Path, sshd: Callable[..., Any], make_host_key: Callable[..., Path], inventory: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    genuine = sshd()
+    pinned = genuine.host_key
+    genuine.stop()
+    impostor = sshd(port=genuine.port, host_key_path=make_host_key())
+    inventory_file = inventory([impostor], host_key=pinned)
+    result = _rented(home, inventory_file, "--host", "box0")
+    assert result.returncode == 1
+    assert "host key" in result.stderr.lower() and impostor.host_key_fingerprint in result.stderr
+    assert dict(_rows(home, "SELECT step, outcome FROM events"))["connect"] == "failed"
+    assert "push" not in dict(_rows(home, "SELECT step, outcome FROM events"))
+    assert not (tmp_path / "box0-home").exists()
+    assert "Accepted publickey" not in impostor.log()
+
+
+def test_a_cut_ssh_connection_mid_run_does_not_cost_the_run(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], fake_payload: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + """
+for i in range(40):
+    print("tick", i, flush=True)
+    time.sleep(0.1)
+write([sample("train_throughput", "images_per_sec", 7.0)])
+""")
+    server = sshd()
+    inventory_file = inventory([server])
+    orchestrate = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "--provider", "rented", "--host", "box0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=cli_env(home, ORCHESTRATE_INVENTORY=str(inventory_file), ORCHESTRATE_PAYLOAD_DIR=str(package)),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        logs: list[Path] = []
+        while time.monotonic() < deadline and not any("tick 5" in p.read_text() for p in logs):
+            logs = list((tmp_path / "box0-home").glob("orchestrate/runs/*/payload.log"))
+            time.sleep(0.1)
+        assert logs, "the payload never started"
+        assert server.cut_connections(), "no live SSH connection to cut"
+        output, _ = orchestrate.communicate(timeout=120)
+    finally:
+        if orchestrate.poll() is None:
+            orchestrate.kill()
+    assert orchestrate.returncode == 0, output
+    ticks = [line for line in output.splitlines() if "tick" in line]
+    assert len(ticks) == 40 and len(set(ticks)) == 40  # every line once: tailing resumed at the last byte
+    assert _rows(home, "SELECT state FROM runs") == [("succeeded",)]
+    assert _rows(home, "SELECT value FROM samples") == [(7.0,)]
+
+
+def test_two_runs_asking_for_one_box_never_run_on_it_together(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], fake_payload: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    spans = tmp_path / "spans.txt"
+    package = fake_payload(FAKE_MAIN_HEADER + f"""
+start = time.time(); time.sleep(1.5); end = time.time()
+with open({str(spans)!r}, "a") as f:
+    f.write(f"{{start}} {{end}}\\n")
+write([sample("train_throughput", "images_per_sec", 1.0)])
+""")
+    inventory_file = inventory([sshd()])
+    results: list[subprocess.CompletedProcess[str]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(_rented(
+            home, inventory_file, "--host", "box0", "--lease-wait", "120", "--quiet",
+            ORCHESTRATE_PAYLOAD_DIR=str(package),
+        )))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    spans_seen = sorted(tuple(map(float, line.split())) for line in spans.read_text().splitlines())
+    (_, first_end), (second_start, _) = spans_seen
+    assert first_end <= second_start, "the two payloads overlapped on one box"
+
+
+def test_a_busy_box_fails_clearly_when_the_wait_runs_out(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path]
+) -> None:
+    import os
+
+    from orchestrator.store import Store
+
+    inventory_file = inventory([sshd()])
+    store = Store(home)
+    store.create_run("r-holder", provider="rented", suite="smoke", name=None, spec={})
+    assert store.acquire_lease("box0", "r-holder", holder_pid=os.getpid(), alive=lambda pid: True) is None
+    store.close()
+    result = _rented(home, inventory_file, "--host", "box0")
+    assert result.returncode == 1
+    assert "no free box after waiting 0 s: in use: box0 (run r-holder)" in result.stderr
+
+
+def test_four_boxes_run_the_suite_in_parallel_with_results_per_host(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], fake_payload: Callable[[str], Path],
+) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + """
+time.sleep(2)
+write([sample("train_throughput", "images_per_sec", 10.0)])
+""")
+    servers = [sshd() for _ in range(4)]
+    inventory_file = inventory(servers)
+    started = time.monotonic()
+    args = [arg for i in range(4) for arg in ("--host", f"box{i}")]
+    result = _rented(home, inventory_file, *args, ORCHESTRATE_PAYLOAD_DIR=str(package))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(row[0] for row in _rows(home, "SELECT host FROM samples")) == ["box0", "box1", "box2", "box3"]
+    assert _rows(home, "SELECT COUNT(*) FROM documents") == [(4,)]
+    assert _rows(home, "SELECT COUNT(*) FROM machines WHERE state = 'terminated'") == [(4,)]
+    # Each payload sleeps 2 s: serial would take 8 s of payload alone. Not a timing assertion on speed,
+    # a check that the four ran at once (generous bound for a loaded machine).
+    assert elapsed < 8 + 20
+    [(cost,)] = _rows(home, "SELECT SUM(amount_usd) FROM costs")
+    assert cost > 0  # four boxes at 3.6 USD/h each
+
+
+def test_hostile_strings_in_the_spec_and_inventory_execute_nothing(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], fake_payload: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "pwned"
+    package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 1.0)])\n')
+    server = sshd()
+    hostile = f"x; touch {marker}; $(touch {marker}) `touch {marker}`"
+    # A hostile param travels in the suite document; a hostile work directory on the command line, quoted.
+    inventory_file = inventory([server], workdir=str(tmp_path / f"home {hostile}"))
+    result = _rented(home, inventory_file, "--host", "box0", "--set", f"model={hostile}",
+                     ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert result.returncode == 0, result.stderr
+    # A hostile interpreter name is run as one (missing) program, not as a shell command.
+    inventory_file = inventory([server], python=f"python3; touch {marker}")
+    result = _rented(home, inventory_file, "--host", "box0", ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert result.returncode == 1 and "lacks" in result.stderr
+    assert not marker.exists()
+
+
+def test_inventory_list_and_check_report_each_box(
+    home: Path, sshd: Callable[..., Any], make_host_key: Callable[..., Path], inventory: Callable[..., Path]
+) -> None:
+    good = sshd()
+    wrong_key = sshd(host_key_path=make_host_key())
+    inventory_file = inventory([good, wrong_key])
+    with open(inventory_file) as f:
+        data = yaml.safe_load(f)
+    data["hosts"][1]["host_key"] = good.host_key  # box1 presents another key than the pinned one
+    inventory_file.write_text(yaml.safe_dump(data))
+    env = {"ORCHESTRATE_INVENTORY": str(inventory_file)}
+    listed = json.loads(run_cli(home, "inventory", "list", "--json", **env).stdout)
+    assert [(r["name"], r["price_per_hour"]) for r in listed] == [("box0", 3.6), ("box1", 3.6)]
+    check = run_cli(home, "inventory", "check", "--json", **env)
+    assert check.returncode == 1
+    by_name = {r["name"]: r for r in json.loads(check.stdout)}
+    assert by_name["box0"]["reachable"] and by_name["box0"]["keras"] and by_name["box0"]["problem"] is None
+    assert not by_name["box1"]["reachable"] and "host key" in by_name["box1"]["problem"].lower()
