@@ -324,20 +324,25 @@ class _Run:
         if mode == "none":
             return f"none: python {node.python}, not checked"
         modules = ["keras", BACKEND_MODULES[self.plan.spec.backend]]
+        # find_spec, not import: TensorFlow's import costs seconds, and the payload imports it anyway.
         probe = (
-            "import importlib.util as u, sys; "
+            "import importlib.util as u, shutil, subprocess, sys; "
             f"missing = [m for m in {modules!r} if u.find_spec(m) is None]; "
-            "print(' '.join(missing) or sys.version.split()[0]); sys.exit(1 if missing else 0)"
+            "print(' '.join(missing) or sys.version.split()[0]); "
+            "smi = shutil.which('nvidia-smi'); "
+            "print(subprocess.run([smi, '--query-gpu=name', '--format=csv,noheader'], capture_output=True, "
+            "text=True, timeout=30).stdout.strip().replace(chr(10), ', ') if smi else 'no GPU'); "
+            "sys.exit(1 if missing else 0)"
         )
         result = transport.run(f"{shlex.quote(node.python)} -c {shlex.quote(probe)}", timeout=120.0)
-        answer = result.stdout.decode(errors="replace").strip()
+        answer, _, gpus = result.stdout.decode(errors="replace").strip().partition("\n")
         if result.exit_code != 0:
             missing = answer or result.stderr.decode(errors="replace").strip()[-200:]
             raise EnvironmentNotReady(
-                f"the payload's Python ({node.python}) on {machine.address} lacks: {missing}",
+                f"{detail}the payload's Python ({node.python}) on {machine.address} lacks: {missing}",
                 hint="install the payload extra there (pip install 'orchestrate[payload]') or use prepare: venv",
             )
-        return detail + f"python {answer} with {', '.join(modules)}"
+        return detail + f"python {answer} with {', '.join(modules)}; GPUs: {gpus.strip() or 'no GPU'}"
 
     def _prepare_venv(self, node: _Node) -> str:
         machine, transport = node.machine, node.reach()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -178,9 +179,30 @@ class Store:
             home.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._enable_wal()
+            self._create_or_migrate()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the run store at {self.path}: {error}") from error
+
+    def _enable_wal(self, wait_s: float = 10.0) -> None:
+        # Switching a new database to WAL takes an exclusive lock and does not wait on the busy handler, so
+        # two processes opening a new store at once retry here, bounded.
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _create_or_migrate(self) -> None:
+        """Brings the schema up to date in one write transaction (other openers wait on its lock)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -188,13 +210,19 @@ class Store:
                     f"{SCHEMA_VERSION}",
                     hint="upgrade Orchestrate",
                 )
-            # executescript commits on its own. A new store gets the current schema; an older one its migrations.
-            if version == 0:
-                self._db.executescript(_SCHEMA + _DOCUMENTS_AND_LEASES + f"PRAGMA user_version={SCHEMA_VERSION};")
-            for target in range(version + 1, SCHEMA_VERSION + 1) if version else ():
-                self._db.executescript(f"BEGIN; {_MIGRATIONS[target]} PRAGMA user_version={target}; COMMIT;")
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot open the run store at {self.path}: {error}") from error
+            # A new store gets the current schema; an older one its migrations, in order.
+            scripts = [_SCHEMA + _DOCUMENTS_AND_LEASES] if version == 0 else [
+                _MIGRATIONS[target] for target in range(version + 1, SCHEMA_VERSION + 1)
+            ]
+            for script in scripts:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         """Closes the database connection."""

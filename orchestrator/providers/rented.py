@@ -10,6 +10,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -159,22 +160,27 @@ class RentedProvider:
         from orchestrator.remote import DetachedProcess
         from orchestrator.ssh_machine import transport_to
 
-        failures = []
+        def clean(machine: Machine) -> str | None:
+            try:
+                transport = transport_to(machine, self.home, connect_timeout_s=60.0)
+                try:
+                    DetachedProcess(transport, machine.workdir).kill()
+                    transport.run(f"rm -rf {shlex.quote(machine.workdir)}", timeout=120.0)
+                finally:
+                    transport.close()
+            except OrchestrateError as error:
+                return f"{machine.id}: {error}"
+            return None
+
+        if not machines:
+            return
+        # Boxes are cleaned at once; leases are given back whatever happened on the box.
+        with ThreadPoolExecutor(max_workers=min(16, len(machines))) as pool:
+            failures = [failure for failure in pool.map(clean, machines) if failure]
         store = Store(self.home)
         try:
             for machine in machines:
-                run_id = machine.workdir.rstrip("/").rsplit("/", 1)[-1]
-                try:
-                    transport = transport_to(machine, self.home)
-                    try:
-                        DetachedProcess(transport, machine.workdir).kill()
-                        transport.run(f"rm -rf {shlex.quote(machine.workdir)}", timeout=120.0)
-                    finally:
-                        transport.close()
-                except OrchestrateError as error:
-                    failures.append(f"{machine.id}: {error}")
-                finally:
-                    store.release_lease(machine.id, run_id)
+                store.release_lease(machine.id, machine.workdir.rstrip("/").rsplit("/", 1)[-1])
         finally:
             store.close()
         if failures:

@@ -247,3 +247,39 @@ def test_inventory_list_and_check_report_each_box(
     by_name = {r["name"]: r for r in json.loads(check.stdout)}
     assert by_name["box0"]["reachable"] and by_name["box0"]["keras"] and by_name["box0"]["problem"] is None
     assert not by_name["box1"]["reachable"] and "host key" in by_name["box1"]["problem"].lower()
+
+
+def test_multi_node_trains_one_model_across_two_boxes_with_tf_config_per_worker(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], tmp_path: Path
+) -> None:
+    from tests.integration.conftest import free_port
+
+    inventory_file = inventory([sshd(), sshd()])
+    spec = tmp_path / "run.yaml"
+    spec.write_text(yaml.safe_dump({
+        "provider": "rented", "suite": "scaling", "multi_node": True, "multi_node_port": free_port(),
+        "machine": {"hosts": ["box0", "box1"]},
+        "params": {"per_replica_batch": 8, "image_size": 16, "steps": 4, "warmup_steps": 2, "repeats": 1,
+                   "worker_timeout_s": 120},
+    }))
+    result = run_cli(home, "run", "-f", str(spec), ORCHESTRATE_INVENTORY=str(inventory_file))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    workers = _rows(
+        home, "SELECT host, json_extract(metadata_json, '$.worker_index'), json_extract(metadata_json, '$.workers') "
+        "FROM samples WHERE benchmark = 'worker_train_throughput' AND metric = 'images_per_sec' ORDER BY host",
+    )
+    assert workers == [("box0", 0, 2), ("box1", 1, 2)]
+
+
+def test_prepare_venv_creates_a_venv_once_and_reuses_it_by_requirements_hash(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], tmp_path: Path
+) -> None:
+    # No requirements (so nothing is downloaded): the venv is made, and the probe then says what it lacks.
+    inventory_file = inventory([sshd()], prepare="venv", requirements=[])
+    first = _rented(home, inventory_file, "--host", "box0")
+    second = _rented(home, inventory_file, "--host", "box0")
+    assert first.returncode == second.returncode == 1
+    assert "lacks: keras tensorflow" in first.stderr and "prepare: venv" in first.stderr
+    details = [row[0] for row in _rows(home, "SELECT detail FROM events WHERE step = 'prepare' ORDER BY id")]
+    assert "created" in details[0] and "reused" in details[1]
+    assert len(list((tmp_path / "box0-home" / "orchestrate" / "venvs").glob("*/.ready"))) == 1

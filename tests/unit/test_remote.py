@@ -82,3 +82,33 @@ def test_starting_twice_launches_the_payload_once(tmp_path: Path) -> None:
     assert first == second
     follow(process, timeout_s=60, on_output=lambda _: None, poll_interval_s=0.05)
     assert process.log_tail().count("started") == 1
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_the_bundle_extractor_refuses_members_that_reach_outside(tmp_path: Path, kind: str) -> None:
+    import io
+    import subprocess
+    import tarfile
+
+    from orchestrator.payload import SAFE_EXTRACT
+
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        good = tarfile.TarInfo("keras_bench/__init__.py")
+        tar.addfile(good, io.BytesIO(b""))
+        if kind == "symlink":
+            link = tarfile.TarInfo("keras_bench/link")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+            tar.addfile(link)
+        else:
+            name = "../escaped.txt" if kind == "dotdot" else str(tmp_path / "escaped.txt")
+            evil = tarfile.TarInfo(name)
+            evil.size = 3
+            tar.addfile(evil, io.BytesIO(b"bad"))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    result = subprocess.run([sys.executable, "-c", SAFE_EXTRACT, str(archive), str(dest)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0 and "unsafe member" in result.stderr
+    assert not (tmp_path / "escaped.txt").exists()
+    assert list(dest.iterdir()) == []  # nothing extracted at all, not even the good member

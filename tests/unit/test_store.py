@@ -106,3 +106,21 @@ def test_a_lease_is_held_by_one_live_run_and_taken_over_when_stale(tmp_path: Pat
     assert store.leases() == {"box": "r-2"}
     store.release_lease("box", "r-2")
     assert store.leases() == {}
+
+
+def test_many_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    # Every process imports first, then opens the store at the same instant.
+    opener = (
+        "import sys, time; from pathlib import Path; from orchestrator.store import Store\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); Store(Path(sys.argv[1]))"
+    )
+    start_at = str(time.time() + 2.0)
+    processes = [
+        subprocess.Popen([sys.executable, "-c", opener, str(tmp_path / "home"), start_at]) for _ in range(8)
+    ]
+    assert [p.wait(timeout=60) for p in processes] == [0] * 8
+    assert Store(tmp_path / "home").query("PRAGMA journal_mode")[0][0] == "wal"
