@@ -125,8 +125,10 @@ def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | 
                 for row in rows:
                     if row.provider == provider_name and row.machine_id and row.machine_id not in found:
                         found[row.machine_id] = Machine(
-                            id=row.machine_id, provider=row.provider, address=row.address or "", port=0,
-                            user="", workdir=row.extra.get("workdir", ""), launched_at=datetime.now(UTC),
+                            id=row.machine_id, provider=row.provider, address=row.address or "",
+                            port=int(row.extra.get("port") or 0), user=row.extra.get("user", ""),
+                            workdir=row.extra.get("workdir", ""), launched_at=datetime.now(UTC),
+                            host_key=row.extra.get("host_key") or None, extra=row.extra,
                         )
                 provider.terminate(list(found.values()))
                 gone.extend(found)

@@ -300,7 +300,8 @@ class _Run:
             for machine in self.machines:
                 self.store.record_machine(
                     row_id, machine_id=machine.id, address=machine.address, launched_at=machine.launched_at,
-                    extra={"workdir": machine.workdir, **machine.extra},
+                    extra={"workdir": machine.workdir, "port": str(machine.port), "user": machine.user,
+                           "host_key": machine.host_key or "", **machine.extra},
                 )
             self.nodes = [_Node(machine) for machine in self.machines]
             note["detail"] = ", ".join(f"{m.id} at {m.address}" for m in self.machines)

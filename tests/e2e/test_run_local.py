@@ -171,12 +171,14 @@ def test_keep_leaves_the_machine_and_down_removes_it(home: Path, fake_payload: C
     assert "terminated 0 machine" in run_cli(home, "down", "--all").stdout
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["report", "--help"], ["status", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["run", "--help"], ["report", "--help"], ["status", "--help"], ["inventory", "--help"]]
+)
 def test_help_imports_neither_tensorflow_keras_boto3_nor_azure(argv: list[str]) -> None:
     probe = (
         "import sys\nfrom orchestrator.cli import main\nsys.argv = ['orchestrate', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'boto3', 'azure', 'pandas'})\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'boto3', 'azure', 'pandas', 'paramiko'})\n"
         "print('HEAVY', heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60,

@@ -283,3 +283,21 @@ def test_prepare_venv_creates_a_venv_once_and_reuses_it_by_requirements_hash(
     details = [row[0] for row in _rows(home, "SELECT detail FROM events WHERE step = 'prepare' ORDER BY id")]
     assert "created" in details[0] and "reused" in details[1]
     assert len(list((tmp_path / "box0-home" / "orchestrate" / "venvs").glob("*/.ready"))) == 1
+
+
+def test_a_kept_rented_run_is_torn_down_later_by_down(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], fake_payload: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 1.0)])\n')
+    inventory_file = inventory([sshd()])
+    kept = _rented(home, inventory_file, "--host", "box0", "--keep", ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert kept.returncode == 0, kept.stderr
+    [(run_id,)] = _rows(home, "SELECT id FROM runs")
+    run_dir = tmp_path / "box0-home" / "orchestrate" / "runs" / str(run_id)
+    assert (run_dir / "results.json").exists()
+    down = run_cli(home, "down", str(run_id), ORCHESTRATE_INVENTORY=str(inventory_file))
+    assert down.returncode == 0, down.stderr
+    assert not run_dir.exists()
+    assert _rows(home, "SELECT state FROM machines") == [("terminated",)]
+    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
