@@ -178,7 +178,8 @@ def test_help_imports_neither_tensorflow_keras_boto3_nor_azure(argv: list[str]) 
     probe = (
         "import sys\nfrom orchestrator.cli import main\nsys.argv = ['orchestrate', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'boto3', 'azure', 'pandas', 'paramiko'})\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules}\n"
+        "               & {'tensorflow', 'keras', 'boto3', 'azure', 'pandas', 'paramiko'})\n"
         "print('HEAVY', heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60,
