@@ -258,13 +258,17 @@ class _Run:
             if len(self.nodes) == 1:
                 note["detail"] = work(self.nodes[0])
                 return
-            with ThreadPoolExecutor(max_workers=len(self.nodes), thread_name_prefix=name) as pool:
-                futures = {pool.submit(work, node): node for node in self.nodes}
-                try:
-                    wait(futures)
-                except BaseException:
-                    self.cancel.set()  # interrupted: workers stop at their next poll
-                    raise
+            pool = ThreadPoolExecutor(max_workers=len(self.nodes), thread_name_prefix=name)
+            futures = {pool.submit(work, node): node for node in self.nodes}
+            try:
+                wait(futures)
+            except BaseException:
+                # Interrupted: do not wait for the workers here; payload tails stop at their next poll and
+                # teardown stops what they started.
+                self.cancel.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
             details, errors = [], []
             for future, node in futures.items():
                 error = future.exception()
@@ -277,7 +281,7 @@ class _Run:
             if errors:
                 node, first = errors[0]
                 if isinstance(first, OrchestrateError):
-                    raise type(first)(f"{node.machine.id}: {first}", hint=first.hint) from first
+                    first.args = (f"{node.machine.id}: {first}",)  # same error, saying which machine
                 raise first
 
     # the steps -------------------------------------------------------------------------------------

@@ -301,3 +301,18 @@ def test_a_kept_rented_run_is_torn_down_later_by_down(
     assert not run_dir.exists()
     assert _rows(home, "SELECT state FROM machines") == [("terminated",)]
     assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
+
+
+def test_one_bad_box_of_two_fails_the_run_naming_it_and_both_are_released(
+    home: Path, sshd: Callable[..., Any], make_host_key: Callable[..., Path], inventory: Callable[..., Path],
+) -> None:
+    good, other = sshd(), sshd()
+    inventory_file = inventory([good, other])
+    data = yaml.safe_load(inventory_file.read_text())
+    data["hosts"][1]["host_key"] = good.host_key  # box1 will present another key than the pinned one
+    inventory_file.write_text(yaml.safe_dump(data))
+    result = _rented(home, inventory_file, "--host", "box0", "--host", "box1")
+    assert result.returncode == 1
+    assert "box1: " in result.stderr and "box0: " not in result.stderr.split("error:")[-1]
+    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
+    assert "Accepted publickey" not in other.log()
