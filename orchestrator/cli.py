@@ -429,6 +429,97 @@ def inventory_check(hosts: tuple[str, ...], as_json: bool) -> None:
         sys.exit(1)
 
 
+@cli.group(invoke_without_command=True)
+@click.option("--gpu", help="Only offers whose accelerator contains this text (case-insensitive), e.g. K80.")
+@click.option("--provider", "-p", help="Only this provider's offers: aws, azure, rented, owned.")
+@click.option("--max-price", type=click.FloatRange(min=0), help="Only offers at most this many USD per hour.")
+@click.option("--sort", "sort_key", type=click.Choice(["price", "price_per_gpu"]), default="price",
+              show_default=True, help="Cheapest first, per machine-hour or per GPU-hour (on-demand).")
+@click.option("--all", "include_retired", is_flag=True, help="Include retired offers.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def catalog(
+    ctx: click.Context, gpu: str | None, provider: str | None, max_price: float | None, sort_key: str,
+    include_retired: bool, as_json: bool,
+) -> None:
+    """What can be launched and what an hour of it costs, with the source and date of every price.
+
+    The catalog in force is $ORCHESTRATE_HOME/offers.csv when it exists (written by `catalog refresh`),
+    else the one shipped with Orchestrate.
+
+    \b
+    Examples:
+      orchestrate catalog
+      orchestrate catalog --gpu K80 --all
+      orchestrate catalog --provider aws --max-price 5 --sort price_per_gpu
+      orchestrate catalog --gpu a100 --json
+      orchestrate catalog refresh --provider azure
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich import box
+    from rich.table import Table
+
+    from orchestrator.catalog import catalog_path, filter_offers, load_offers, sort_offers
+
+    offers = sort_offers(
+        filter_offers(load_offers(), gpu=gpu, provider=provider, max_price=max_price,
+                      include_retired=include_retired),
+        sort_key,
+    )
+    if as_json:
+        click.echo(json.dumps([offer.to_json() for offer in offers], indent=2))
+        return
+    if not offers:
+        out.print("no offers match" + ("" if include_retired else " (retired offers are hidden: add --all)"))
+        return
+    table = Table(title=f"catalog ({catalog_path()})", caption="prices: USD, on-demand unless marked spot",
+                  box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in ("provider", "instance type", "accelerator", "GiB/GPU", "vCPUs", "mem GiB", "region",
+                   "$/h", "spot $/h", "$/GPU-h", "billing", "status", "as of"):
+        numeric = column in ("GiB/GPU", "vCPUs", "mem GiB") or "$" in column
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold",
+                         no_wrap=column != "accelerator", min_width=18 if column == "accelerator" else None)
+    for o in offers:
+        per_gpu = o.price_per_gpu_hour
+        status_text = f"[red]retired[/]\n{o.retired_on}" if o.retired else (
+            f"retires\n{o.retired_on}" if o.retired_on else "[green]available[/]")
+        table.add_row(
+            o.provider, escape(o.instance_type), f"{o.gpu_count} × {escape(o.accelerator)}",
+            f"{o.gpu_memory_gib:g}", str(o.vcpus), f"{o.memory_gib:g}", o.region,
+            f"{o.on_demand_per_hour:.4g}", "" if o.spot_per_hour is None else f"{o.spot_per_hour:.4g}",
+            "" if per_gpu is None else f"{per_gpu:.4g}", o.billing_rule, status_text, o.as_of.isoformat(),
+        )
+    out.print(table)
+    out.print("[dim]sources: `orchestrate catalog --json` (field source) or the catalog file[/]")
+
+
+@catalog.command("refresh")
+@click.option("--provider", "-p", required=True, type=click.Choice(["aws", "azure"]), help="Whose prices to fetch.")
+@click.option("--region", help="Price this region (AWS: us-east-1; Azure: eastus) instead of each row's own.")
+@click.option("--endpoint-url", help="Another address for the price API (AWS endpoint, or Azure prices URL).")
+def catalog_refresh(provider: str, region: str | None, endpoint_url: str | None) -> None:
+    """Fetch current prices for the catalog's available offers and write $ORCHESTRATE_HOME/offers.csv.
+
+    AWS prices come from the AWS Price List API (boto3 `pricing`, Linux, shared tenancy, on-demand; it needs
+    AWS credentials in the environment and has no spot prices). Azure prices come from the Azure Retail Prices
+    API (no credentials; Linux pay-as-you-go and Spot). Nothing is written if a request fails.
+
+    \b
+    Examples:
+      orchestrate catalog refresh --provider aws
+      orchestrate catalog refresh --provider azure --region westeurope
+      orchestrate catalog refresh --provider aws --endpoint-url http://127.0.0.1:4566
+    """
+    from orchestrator.catalog.refresh import refresh_catalog
+
+    result = refresh_catalog(provider, region=region, endpoint_url=endpoint_url)
+    for update in result.updates:
+        out.print(escape(update.describe()))
+    priced = sum(1 for update in result.updates if update.new is not None)
+    out.print(f"wrote {result.path} ({priced} of {len(result.updates)} {provider} offers priced)")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

@@ -9,7 +9,6 @@ a machine behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import shlex
@@ -26,16 +25,16 @@ from types import FrameType
 from typing import Any, Protocol
 
 from orchestrator.cost import billing_rule, price_run
-from orchestrator.errors import EnvironmentNotReady, OrchestrateError, PayloadFailed, RemoteError, RunInterrupted
+from orchestrator.errors import OrchestrateError, PayloadFailed, RemoteError, RunInterrupted
 from orchestrator.payload import (
     SAFE_EXTRACT,
     SUITE_FILE,
     Bundle,
     build_bundle,
     check_params,
-    payload_requirements,
     suite_document,
 )
+from orchestrator.prepare import prepare_machine
 from orchestrator.providers import get_provider
 from orchestrator.providers.base import LaunchRequest, Machine, Offer, Provider
 from orchestrator.remote import DetachedProcess, Transport, check, follow
@@ -320,53 +319,18 @@ class _Run:
         return f"{machine.user}@{machine.address}:{machine.port or ''} {node.workdir}".replace(": ", " ")
 
     def prepare(self, node: _Node) -> str:
-        machine, transport = node.machine, node.reach()
-        mode = machine.extra.get("prepare", "image")
-        node.python = machine.extra.get("python", "python3")
-        detail = ""
-        if mode == "venv":
-            detail = self._prepare_venv(node) + "; "
-        if mode == "none":
-            return f"none: python {node.python}, not checked"
-        modules = ["keras", BACKEND_MODULES[self.plan.spec.backend]]
-        # find_spec, not import: TensorFlow's import costs seconds, and the payload imports it anyway.
-        probe = (
-            "import importlib.util as u, shutil, subprocess, sys; "
-            f"missing = [m for m in {modules!r} if u.find_spec(m) is None]; "
-            "print(' '.join(missing) or sys.version.split()[0]); "
-            "smi = shutil.which('nvidia-smi'); "
-            "print(subprocess.run([smi, '--query-gpu=name', '--format=csv,noheader'], capture_output=True, "
-            "text=True, timeout=30).stdout.strip().replace(chr(10), ', ') if smi else 'no GPU'); "
-            "sys.exit(1 if missing else 0)"
+        machine = node.machine
+        node.python, detail = prepare_machine(
+            node.reach(),
+            machine_id=machine.id,
+            address=machine.address,
+            mode=machine.extra.get("prepare", "image"),
+            python=machine.extra.get("python", "python3"),
+            backend_module=BACKEND_MODULES[self.plan.spec.backend],
+            workdir_base=machine.extra.get("workdir_base", "orchestrate"),
+            requirements=machine.extra.get("requirements"),
         )
-        result = transport.run(f"{shlex.quote(node.python)} -c {shlex.quote(probe)}", timeout=120.0)
-        answer, _, gpus = result.stdout.decode(errors="replace").strip().partition("\n")
-        if result.exit_code != 0:
-            missing = answer or result.stderr.decode(errors="replace").strip()[-200:]
-            raise EnvironmentNotReady(
-                f"{detail}the payload's Python ({node.python}) on {machine.address} lacks: {missing}",
-                hint="install the payload extra there (pip install 'orchestrate[payload]') or use prepare: venv",
-            )
-        return detail + f"python {answer} with {', '.join(modules)}; GPUs: {gpus.strip() or 'no GPU'}"
-
-    def _prepare_venv(self, node: _Node) -> str:
-        machine, transport = node.machine, node.reach()
-        requirements = machine.extra.get("requirements")
-        wanted = requirements.split("\n") if requirements is not None else payload_requirements()
-        wanted = [r for r in wanted if r.strip()]
-        digest = hashlib.sha256("\n".join([node.python, *sorted(wanted)]).encode()).hexdigest()[:16]
-        base = shlex.quote(machine.extra.get("workdir_base", "orchestrate"))
-        venv = f"{base}/venvs/{digest}"
-        install = f" && {venv}/bin/python -m pip install -q {shlex.join(wanted)}" if wanted else ""
-        command = (
-            f"mkdir -p {base}/venvs && if [ -f {venv}/.ready ]; then echo reused; else rm -rf {venv} && "
-            f"{shlex.quote(node.python)} -m venv {venv}{install} && touch {venv}/.ready && echo created; fi"
-            f" && cd {venv} && pwd"
-        )
-        out = check(transport, command, what=f"preparing a venv on {machine.id}", timeout=1800.0)
-        action, _, path = out.decode().strip().partition("\n")
-        node.python = f"{path.strip()}/bin/python"
-        return f"venv {digest} {action}"
+        return detail
 
     def push(self, node: _Node, bundle: Bundle, suite_bytes: bytes) -> str:
         machine, transport = node.machine, node.reach()

@@ -172,14 +172,16 @@ def test_keep_leaves_the_machine_and_down_removes_it(home: Path, fake_payload: C
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["run", "--help"], ["report", "--help"], ["status", "--help"], ["inventory", "--help"]]
+    "argv",
+    [["--help"], ["run", "--help"], ["report", "--help"], ["status", "--help"], ["inventory", "--help"],
+     ["catalog", "--help"], ["catalog", "refresh", "--help"]],
 )
 def test_help_imports_neither_tensorflow_keras_boto3_nor_azure(argv: list[str]) -> None:
     probe = (
         "import sys\nfrom orchestrator.cli import main\nsys.argv = ['orchestrate', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules}\n"
-        "               & {'tensorflow', 'keras', 'boto3', 'azure', 'pandas', 'paramiko'})\n"
+        "               & {'tensorflow', 'keras', 'boto3', 'azure', 'pandas', 'paramiko', 'botocore'})\n"
         "print('HEAVY', heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60,

@@ -1,0 +1,83 @@
+"""The prepare step: make a machine's Python ready for the payload (``image``, ``venv`` or ``none``), then check it."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+
+from orchestrator.errors import EnvironmentNotReady
+from orchestrator.payload import payload_requirements
+from orchestrator.remote import Transport, check
+
+
+def prepare_machine(
+    transport: Transport,
+    *,
+    machine_id: str,
+    address: str,
+    mode: str,
+    python: str,
+    backend_module: str,
+    workdir_base: str,
+    requirements: str | None,
+) -> tuple[str, str]:
+    """Readies the payload's interpreter on a machine.
+
+    Args:
+        mode: ``image`` (Keras is there), ``venv`` (create one, cached by requirements hash) or ``none``.
+        python: the interpreter that has Keras (image) or that creates the venv (venv).
+        backend_module: the Keras backend's module that must be importable (``tensorflow``, ``jax``, ``torch``).
+        workdir_base: the machine's Orchestrate directory (venvs live in ``<base>/venvs``).
+        requirements: newline-separated requirements for the venv; None means the payload extra's list.
+
+    Returns:
+        The interpreter the payload will run with, and a detail line for the event.
+
+    Raises:
+        EnvironmentNotReady: Keras or the backend is missing; the message names what.
+    """
+    detail = ""
+    if mode == "venv":
+        python, detail = _venv(transport, machine_id, python, workdir_base, requirements)
+        detail += "; "
+    if mode == "none":
+        return python, f"none: python {python}, not checked"
+    modules = ["keras", backend_module]
+    # find_spec, not import: TensorFlow's import costs seconds, and the payload imports it anyway.
+    probe = (
+        "import importlib.util as u, shutil, subprocess, sys; "
+        f"missing = [m for m in {modules!r} if u.find_spec(m) is None]; "
+        "print(' '.join(missing) or sys.version.split()[0]); "
+        "smi = shutil.which('nvidia-smi'); "
+        "print(subprocess.run([smi, '--query-gpu=name', '--format=csv,noheader'], capture_output=True, "
+        "text=True, timeout=30).stdout.strip().replace(chr(10), ', ') if smi else 'no GPU'); "
+        "sys.exit(1 if missing else 0)"
+    )
+    result = transport.run(f"{shlex.quote(python)} -c {shlex.quote(probe)}", timeout=120.0)
+    answer, _, gpus = result.stdout.decode(errors="replace").strip().partition("\n")
+    if result.exit_code != 0:
+        missing = answer or result.stderr.decode(errors="replace").strip()[-200:]
+        raise EnvironmentNotReady(
+            f"{detail}the payload's Python ({python}) on {address} lacks: {missing}",
+            hint="install the payload extra there (pip install 'orchestrate[payload]') or use prepare: venv",
+        )
+    return python, detail + f"python {answer} with {', '.join(modules)}; GPUs: {gpus.strip() or 'no GPU'}"
+
+
+def _venv(
+    transport: Transport, machine_id: str, python: str, workdir_base: str, requirements: str | None
+) -> tuple[str, str]:
+    wanted = requirements.split("\n") if requirements is not None else payload_requirements()
+    wanted = [r for r in wanted if r.strip()]
+    digest = hashlib.sha256("\n".join([python, *sorted(wanted)]).encode()).hexdigest()[:16]
+    base = shlex.quote(workdir_base)
+    venv = f"{base}/venvs/{digest}"
+    install = f" && {venv}/bin/python -m pip install -q {shlex.join(wanted)}" if wanted else ""
+    command = (
+        f"mkdir -p {base}/venvs && if [ -f {venv}/.ready ]; then echo reused; else rm -rf {venv} && "
+        f"{shlex.quote(python)} -m venv {venv}{install} && touch {venv}/.ready && echo created; fi"
+        f" && cd {venv} && pwd"
+    )
+    out = check(transport, command, what=f"preparing a venv on {machine_id}", timeout=1800.0)
+    action, _, path = out.decode().strip().partition("\n")
+    return f"{path.strip()}/bin/python", f"venv {digest} {action}"
