@@ -225,3 +225,128 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
         return []
     with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
         return list(pool.map(check_one, hosts))
+
+
+if TYPE_CHECKING:
+    from orchestrator.breakeven import BreakevenReport
+
+
+def _run_prices(store: Store, run_ids: Sequence[str]) -> dict[str, float]:
+    """Returns each run's USD per machine-hour: its billed amount over its billed hours (runs with costs only)."""
+    if not run_ids:
+        return {}
+    marks = ",".join("?" * len(run_ids))
+    rows = store.query(
+        f"SELECT run_id, SUM(amount_usd) AS amount, SUM(billed_seconds) AS billed FROM costs "
+        f"WHERE run_id IN ({marks}) GROUP BY run_id",
+        list(run_ids),
+    )
+    return {row["run_id"]: row["amount"] / (row["billed"] / 3600.0) for row in rows if row["billed"]}
+
+
+def report_frames_derived(
+    run_ids: Sequence[str] = (),
+    *,
+    last: int | None = None,
+    baseline: str | None = None,
+    references: bool = False,
+    home: Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Returns (samples, summary) as :func:`report_frames` does, the summary with derived metrics added.
+
+    The summary gains ``price_per_hour`` (each run's billed amount over its billed hours) and the columns of
+    :data:`orchestrator.report.metrics.DERIVED_COLUMNS`.
+
+    Args:
+        run_ids: runs to report (ids or unique prefixes); by default the newest ``last`` runs, or all.
+        last: the newest N runs.
+        baseline: a run id (or a reference id such as ``ref-01``) for ``speedup_over_baseline``.
+        references: append the published reference rows (``reference=True``, with their ``source``).
+        home: the Orchestrate home.
+
+    Raises:
+        UnknownRun: a run id matches no run.
+        SpecError: the baseline is not a row of the report.
+    """
+    from orchestrator.report.metrics import with_derived_metrics
+    from orchestrator.report.references import with_references
+
+    home = home or default_home()
+    samples, summary = report_frames(run_ids, last=last, home=home)
+    store = Store(home)
+    try:
+        prices = _run_prices(store, list(dict.fromkeys(summary.get("run_id", []))))
+    finally:
+        store.close()
+    summary = summary.assign(price_per_hour=summary["run_id"].map(prices)) if "run_id" in summary else summary
+    if references:
+        summary = with_references(summary)
+    elif "reference" not in summary.columns:
+        summary = summary.assign(reference=False)
+    if baseline is not None and "run_id" in summary.columns and baseline not in set(summary["run_id"]):
+        # A baseline given as a unique prefix of a stored run resolves like any run id.
+        store = Store(home)
+        try:
+            baseline = store.resolve_run_id(baseline)
+        finally:
+            store.close()
+    return samples, with_derived_metrics(summary, baseline=baseline)
+
+
+def breakeven(
+    gpu_hours_per_month: float,
+    run_ids: Sequence[str] = (),
+    *,
+    gpu: str | None = None,
+    owned: dict[str, float] | None = None,
+    home: Path | None = None,
+) -> BreakevenReport:
+    """Prices each option (catalog cloud offers, inventory boxes, an owned box given here) for one month.
+
+    Throughput is the best training images/s per GPU of the given runs, else of the newest run that measured
+    one; without any, the report has costs but no dollars per million images.
+
+    Args:
+        gpu_hours_per_month: GPU-hours of use in a month (>= 0).
+        run_ids: runs whose training throughput to use.
+        gpu: only options whose accelerator contains this text.
+        owned: an owned box: purchase_usd, lifetime_years, watts, kwh_usd and optionally gpu_count.
+        home: the Orchestrate home (its catalog, inventory and store).
+
+    Returns:
+        A :class:`orchestrator.breakeven.BreakevenReport`.
+
+    Raises:
+        SpecError: negative hours, a bad owned box, or an invalid catalog or inventory.
+        UnknownRun: a run id matches no run.
+    """
+    from orchestrator.breakeven import breakeven_report, catalog_options, inventory_options, owned_option
+    from orchestrator.catalog.offers import load_offers
+    from orchestrator.inventory import inventory_path, load_inventory
+    from orchestrator.report.metrics import images_per_sec_per_gpu
+
+    if not gpu_hours_per_month >= 0:
+        raise SpecError("gpu-hours-per-month", gpu_hours_per_month, "a number of GPU-hours >= 0")
+    home = home or default_home()
+    options = catalog_options(load_offers(home=home), gpu=gpu)
+    if inventory_path(home).is_file():
+        options += inventory_options(load_inventory(inventory_path(home)).hosts, gpu=gpu)
+    if owned is not None:
+        options.append(owned_option(
+            "owned box (command line)", purchase_usd=owned["purchase_usd"], lifetime_years=owned["lifetime_years"],
+            watts=owned["watts"], kwh_usd=owned["kwh_usd"], gpu_count=int(owned.get("gpu_count", 1)),
+            source="command line",
+        ))
+    throughput: float | None = None
+    used: list[str] = []
+    candidates = [list(run_ids)] if run_ids else [[row.id] for row in reversed(list_runs(home=home))]
+    for ids in candidates:
+        _, summary = report_frames(ids, home=home)
+        if summary.empty or "run_id" not in summary:
+            continue
+        per_gpu = images_per_sec_per_gpu(summary).dropna()
+        if not per_gpu.empty:
+            throughput = float(per_gpu.max())
+            used = list(dict.fromkeys(summary.loc[per_gpu.index, "run_id"]))
+            break
+    return breakeven_report(options, gpu_hours_per_month, throughput, used)

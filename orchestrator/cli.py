@@ -288,12 +288,19 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
 @cli.command()
 @click.argument("run_ids", nargs=-1)
 @click.option("--last", type=click.IntRange(min=1), help="The newest N runs (default: all runs).")
-@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), default="table",
-              show_default=True, help="Output format.")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "parquet", "html"]),
+              default="table", show_default=True,
+              help="Output format; parquet and html (one self-contained file with charts) need -o.")
 @click.option("--view", type=click.Choice(["summary", "samples"]), default="summary", show_default=True,
               help="One row per run and variant, or one row per sample.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of the terminal.")
-def report(run_ids: tuple[str, ...], last: int | None, fmt: str, view: str, output: Path | None) -> None:
+@click.option("--all", "every_run", is_flag=True, help="Every recorded run (the default when no RUN or --last).")
+@click.option("--baseline", metavar="RUN|ref-NN", help="Speed-up over this run (or published reference row).")
+@click.option("--references", is_flag=True, help="Show published reference throughputs beside your runs.")
+def report(
+    run_ids: tuple[str, ...], last: int | None, fmt: str, view: str, output: Path | None, every_run: bool,
+    baseline: str | None, references: bool,
+) -> None:
     """Compare runs: training and inference images/sec, accuracy, duration and cost.
 
     \b
@@ -301,12 +308,29 @@ def report(run_ids: tuple[str, ...], last: int | None, fmt: str, view: str, outp
       orchestrate report --last 1
       orchestrate report r-20261128-180102-3fa9 --format md
       orchestrate report --format csv --view samples -o samples.csv
+      orchestrate report --all --format html -o report.html
+      orchestrate report --references --baseline ref-01 --format md
     """
     from orchestrator import api
-    from orchestrator.report.render import render_text, rich_table
+    from orchestrator.report.render import FILE_FORMATS, render_text, rich_table, write_parquet
 
-    samples, summary = api.report_frames(run_ids, last=last)
+    if fmt in FILE_FORMATS and output is None:
+        raise click.UsageError(f"--format {fmt} writes a file: give its path with -o, e.g. -o report.{fmt}")
+    if every_run and (run_ids or last):
+        raise click.UsageError("--all reports every run: leave out RUN ids and --last")
+    samples, summary = api.report_frames_derived(run_ids, last=last, baseline=baseline, references=references)
     frame = summary if view == "summary" else samples
+    if fmt == "parquet" and output is not None:
+        write_parquet(frame, output)
+        err.print(f"wrote {output}")
+        return
+    if fmt == "html" and output is not None:
+        from orchestrator.report.html import render_html
+
+        # The HTML report always has both views: the table is the summary, the curves come from the samples.
+        output.write_text(render_html(samples, summary), encoding="utf-8")
+        err.print(f"wrote {output}")
+        return
     if fmt == "table":
         if output is not None:
             buffer = io.StringIO()
@@ -518,6 +542,83 @@ def catalog_refresh(provider: str, region: str | None, endpoint_url: str | None)
         out.print(escape(update.describe()))
     priced = sum(1 for update in result.updates if update.new is not None)
     out.print(f"wrote {result.path} ({priced} of {len(result.updates)} {provider} offers priced)")
+
+
+@cli.command()
+@click.option("--gpu-hours-per-month", "hours", type=float, required=True, metavar="H",
+              help="GPU-hours of use in a month.")
+@click.option("--runs", "run_ids", multiple=True, metavar="RUN",
+              help="Take the training throughput from this run; repeatable (default: the newest run with one).")
+@click.option("--gpu", help="Only options whose accelerator contains this text (compare like with like).")
+@click.option("--purchase-usd", type=float, help="An owned box to compare: its purchase price.")
+@click.option("--lifetime-years", type=float, default=3.0, show_default=True, help="The owned box's life.")
+@click.option("--watts", type=float, default=0.0, show_default=True, help="The owned box's power draw.")
+@click.option("--kwh-usd", type=float, default=0.15, show_default=True, help="Price of a kWh for the owned box.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def breakeven(
+    hours: float,
+    run_ids: tuple[str, ...],
+    gpu: str | None,
+    purchase_usd: float | None,
+    lifetime_years: float,
+    watts: float,
+    kwh_usd: float,
+    as_json: bool,
+) -> None:
+    """Price each option for a month of GPU-hours, and the hours above which owning beats renting.
+
+    Options: the catalog's cloud offers (on-demand and spot), the inventory's boxes (rented by the month,
+    owned, or by the hour), and an owned box given with --purchase-usd. Dollars per million images use the
+    measured training images/s per GPU on every option.
+
+    \b
+    Examples:
+      orchestrate breakeven --gpu-hours-per-month 200
+      orchestrate breakeven --gpu-hours-per-month 200 --gpu V100 --purchase-usd 2000 --watts 350
+      orchestrate breakeven --gpu-hours-per-month 50 --runs r-20261128-180102-3fa9 --json
+    """
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from orchestrator import api
+    from orchestrator.errors import SpecError
+
+    if hours < 0 or hours != hours:
+        raise SpecError("--gpu-hours-per-month", hours, "a number of GPU-hours >= 0")
+    owned = None
+    if purchase_usd is not None:
+        owned = {"purchase_usd": purchase_usd, "lifetime_years": lifetime_years, "watts": watts, "kwh_usd": kwh_usd}
+    result = api.breakeven(hours, run_ids, gpu=gpu, owned=owned)
+    if as_json:
+        click.echo(json.dumps(asdict(result), indent=2, default=str))
+        return
+    if result.images_per_sec_per_gpu is None:
+        out.print("no run measured training throughput: $ per million images left out")
+    else:
+        out.print(f"throughput {result.images_per_sec_per_gpu:.1f} training images/s per GPU "
+                  f"(runs: {', '.join(result.throughput_runs)})")
+    table = Table(title=f"one month at {hours:g} GPU-hours")
+    for column in ("option", "kind", "gpu", "fixed/month", "per GPU-hour", "month", "$/M images", "owning wins"):
+        numeric = column in ("fixed/month", "per GPU-hour", "month", "$/M images")
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in result.rows:
+        option = row.option
+        per_million = "" if row.usd_per_million_images is None else f"${row.usd_per_million_images:.2f}"
+        wins = ""
+        if row.break_even is not None:
+            be = row.break_even
+            wins = be.owning_wins if be.hours is None else f"{be.owning_wins} {be.hours:.1f} h"
+        month = f"${row.monthly_cost_usd:,.2f}" + (" (over capacity)" if row.over_capacity else "")
+        table.add_row(escape(option.name), option.kind, escape(option.accelerator), f"${option.fixed_per_month:,.2f}",
+                      f"${option.per_gpu_hour:.4f}", month, per_million, wins)
+    out.print(table)
+    lines = [row.break_even.describe() for row in result.rows if row.break_even is not None]
+    if lines:
+        for line in lines:
+            out.print(escape(line))
+    else:
+        out.print("no owned box to compare: add one to the inventory (price: owned) or pass --purchase-usd")
 
 
 def main() -> None:

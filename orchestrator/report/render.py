@@ -1,4 +1,4 @@
-"""Renderers: a rich table for the terminal, Markdown, CSV and JSON."""
+"""Renderers: a rich table for the terminal, Markdown, CSV, JSON and Parquet (the HTML report is in ``html.py``)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     from rich.table import Table
 
-FORMATS = ("table", "md", "csv", "json")
+FORMATS = ("table", "md", "csv", "json", "parquet", "html")
+# Formats that are files, not text for a terminal: they need an output path.
+FILE_FORMATS = ("parquet", "html")
 
 
 def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    # pandas' NA (nullable integer columns) has no truth value; it is missing like None and NaN.
+    if value is None or type(value).__name__ == "NAType" or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
         if value == 0:
@@ -37,6 +42,10 @@ LABELS = {
     "train_seconds": "train s",
     "duration_s": "duration s",
     "cost_usd": "cost $",
+    "train_images_per_usd": "train img/$",
+    "usd_per_million_train_images": "$/M train img",
+    "cost_to_accuracy_usd": "$ to acc",
+    "speedup_over_baseline": "speed-up",
 }
 # Run columns a reader scans first, and the ones that only csv/json need.
 _LEAD = ["run_id", "state", "provider", "suite"]
@@ -48,7 +57,10 @@ HEADLINE_METRICS = (
     "images_per_sec", "accuracy", "time_to_accuracy_s", "epochs_to_accuracy", "scaling_efficiency",
     "model_bytes_gzip", "latency_ms_p50", "sparsity",
 )
-_HEADLINE_LABELS = {"train_images_per_sec", "inference_images_per_sec", "test_accuracy"}
+_HEADLINE_LABELS = {
+    "train_images_per_sec", "inference_images_per_sec", "test_accuracy", "train_images_per_usd",
+    "usd_per_million_train_images", "cost_to_accuracy_usd", "speedup_over_baseline",
+}
 
 
 def _display(frame: pd.DataFrame) -> pd.DataFrame:
@@ -87,6 +99,31 @@ def _metric_label(column: str) -> str:
         return column
     words = [_BENCHMARK_WORDS.get(benchmark, benchmark.replace("_", " ")), _METRIC_WORDS.get(metric, metric)]
     return " ".join(word for word in words if word)
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Returns the columns a reader scans (run, recipe, headline figures, duration, cost) under short labels."""
+    return _display(frame)
+
+
+def format_cell(value: object) -> str:
+    """Formats one cell for reading: blank for missing, few digits for numbers."""
+    return _cell(value)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Writes every column of the frame to a Parquet file (needs pyarrow).
+
+    Object columns that mix types (metadata such as ``restored`` next to numbers) are written as text, since
+    Parquet wants one type per column.
+    """
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            kinds = {type(v) for v in frame[column].dropna()}
+            if len(kinds) > 1:
+                frame[column] = frame[column].map(lambda v: None if v is None or v != v else str(v))
+    frame.to_parquet(path, index=False)
 
 
 def rich_table(frame: pd.DataFrame, title: str) -> Table:

@@ -242,3 +242,24 @@ def test_a_param_the_payload_rejects_is_refused_before_anything_is_created(home:
     assert not home.exists()
     ok = run_cli(home, "run", "--suite", "accuracy", "--set", "dropout=0.3", "--dry-run")
     assert ok.returncode == 0 and "dropout=0.3" in ok.stdout
+
+
+def test_report_all_with_references_and_a_baseline(home: Path, fake_payload: Callable[[str], Path]) -> None:
+    # The stand-in payload reports the "epochs" param as its throughput, so two runs differ by a known factor.
+    package = fake_payload(
+        FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", float(suite["params"]["epochs"]))])\n'
+    )
+    for epochs in (50, 100):
+        result = run_cli(home, "run", "--price-per-hour", "3.6", "--set", f"epochs={epochs}",
+                         ORCHESTRATE_PAYLOAD_DIR=str(package))
+        assert result.returncode == 0, result.stderr
+    first = _rows(home, "SELECT id FROM runs ORDER BY created_at")[0][0]
+    result = run_cli(home, "report", "--all", "--references", "--baseline", str(first), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["run_id"]: row for row in json.loads(result.stdout)}
+    assert rows["ref-01"]["train_images_per_sec"] == 51.9  # K80, TensorFlow's own benchmark page
+    speedups = sorted(row["speedup_over_baseline"] for key, row in rows.items() if key.startswith("r-"))
+    assert speedups == pytest.approx([1.0, 2.0])
+    assert all(row["train_images_per_usd"] > 0 for key, row in rows.items() if key.startswith("r-"))
+    both = run_cli(home, "report", "--all", "--last", "1")
+    assert both.returncode == 2 and "--all" in both.stderr
