@@ -297,9 +297,10 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
 @click.option("--all", "every_run", is_flag=True, help="Every recorded run (the default when no RUN or --last).")
 @click.option("--baseline", metavar="RUN|ref-NN", help="Speed-up over this run (or published reference row).")
 @click.option("--references", is_flag=True, help="Show published reference throughputs beside your runs.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json (for scripts).")
 def report(
     run_ids: tuple[str, ...], last: int | None, fmt: str, view: str, output: Path | None, every_run: bool,
-    baseline: str | None, references: bool,
+    baseline: str | None, references: bool, as_json: bool,
 ) -> None:
     """Compare runs: training and inference images/sec, accuracy, duration and cost.
 
@@ -316,6 +317,8 @@ def report(
 
     if fmt in FILE_FORMATS and output is None:
         raise click.UsageError(f"--format {fmt} writes a file: give its path with -o, e.g. -o report.{fmt}")
+    if as_json:
+        fmt = "json"
     if every_run and (run_ids or last):
         raise click.UsageError("--all reports every run: leave out RUN ids and --last")
     samples, summary = api.report_frames_derived(run_ids, last=last, baseline=baseline, references=references)

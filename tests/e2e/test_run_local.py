@@ -254,7 +254,7 @@ def test_report_all_with_references_and_a_baseline(home: Path, fake_payload: Cal
                          ORCHESTRATE_PAYLOAD_DIR=str(package))
         assert result.returncode == 0, result.stderr
     first = _rows(home, "SELECT id FROM runs ORDER BY created_at")[0][0]
-    result = run_cli(home, "report", "--all", "--references", "--baseline", str(first), "--format", "json")
+    result = run_cli(home, "report", "--all", "--references", "--baseline", str(first), "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["run_id"]: row for row in json.loads(result.stdout)}
     assert rows["ref-01"]["train_images_per_sec"] == 51.9  # K80, TensorFlow's own benchmark page
