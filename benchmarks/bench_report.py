@@ -17,7 +17,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import machine_line, write_section  # noqa: E402
-
 from orchestrator import api  # noqa: E402
 from orchestrator.report.html import render_html  # noqa: E402
 from orchestrator.report.render import render_text  # noqa: E402
