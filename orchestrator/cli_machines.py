@@ -1,0 +1,266 @@
+"""`orchestrate inventory`, `orchestrate catalog` and `orchestrate breakeven`: which machines exist and what they cost.
+
+Registered on the main group in :mod:`orchestrator.cli`; thin over :mod:`orchestrator.api`, rendered with rich.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.markup import escape
+
+from orchestrator.console import out
+
+
+@click.group()
+def inventory() -> None:
+    """Rented and owned boxes reached over SSH ($ORCHESTRATE_HOME/inventory.yaml, or $ORCHESTRATE_INVENTORY).
+
+    \b
+    An inventory file:
+      hosts:
+        - name: lab-4090
+          host: 203.0.113.10
+          user: ubuntu
+          key_path: ~/.ssh/lab_ed25519
+          host_key: "ssh-ed25519 AAAAC3Nz..."     # or "SHA256:...", or trust_on_first_use: true
+          gpu: {model: RTX 4090, count: 1}
+          price: {per_month: 350, utilisation: 0.5}   # or per_hour: 0.8, or owned: {...}
+          prepare: image                          # image | venv | none
+          python: /opt/venv/bin/python
+
+    \b
+    Examples:
+      orchestrate inventory list
+      orchestrate inventory check
+      orchestrate inventory check --host lab-4090
+    """
+
+
+@inventory.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inventory_list(as_json: bool) -> None:
+    """List the inventory's boxes, their price per hour and which run holds each.
+
+    \b
+    Example:
+      orchestrate inventory list
+    """
+    from rich.table import Table
+
+    from orchestrator import api
+
+    rows = api.inventory_rows()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="inventory")
+    for column in ("name", "address", "gpu", "price/h", "prepare", "host key", "leased by"):
+        table.add_column(column, justify="right" if column == "price/h" else "left")
+    for row in rows:
+        table.add_row(row["name"], row["address"], row["gpu"], f"${row['price_per_hour']:.4f}", row["prepare"],
+                      row["host_key"], row["leased_by"] or "")
+    out.print(table)
+
+
+@inventory.command("check")
+@click.option("--host", "hosts", multiple=True, metavar="NAME", help="Only these boxes; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inventory_check(hosts: tuple[str, ...], as_json: bool) -> None:
+    """Check each box: reachable with its pinned host key, its GPUs, and whether Keras and a backend import.
+
+    Exits 1 when any box fails.
+
+    \b
+    Examples:
+      orchestrate inventory check
+      orchestrate inventory check --host lab-4090 --json
+    """
+    from rich.table import Table
+
+    from orchestrator import api
+
+    results = api.inventory_check(list(hosts) or None)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        table = Table(title="inventory check")
+        for column in ("name", "reachable", "python", "keras", "backend", "gpus", "problem"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            table.add_row(r["name"], "[green]yes[/]" if r["reachable"] else "[red]no[/]", r.get("python") or "",
+                          r.get("keras") or "", r.get("backend") or "", r.get("gpus") or "",
+                          escape(r.get("problem") or ""))
+        out.print(table)
+    if any(r.get("problem") for r in results):
+        sys.exit(1)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--gpu", help="Only offers whose accelerator contains this text (case-insensitive), e.g. K80.")
+@click.option("--provider", "-p", help="Only this provider's offers: aws, azure, rented, owned.")
+@click.option("--max-price", type=click.FloatRange(min=0), help="Only offers at most this many USD per hour.")
+@click.option("--sort", "sort_key", type=click.Choice(["price", "price_per_gpu"]), default="price",
+              show_default=True, help="Cheapest first, per machine-hour or per GPU-hour (on-demand).")
+@click.option("--all", "include_retired", is_flag=True, help="Include retired offers.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def catalog(
+    ctx: click.Context, gpu: str | None, provider: str | None, max_price: float | None, sort_key: str,
+    include_retired: bool, as_json: bool,
+) -> None:
+    """What can be launched and what an hour of it costs, with the source and date of every price.
+
+    The catalog in force is $ORCHESTRATE_HOME/offers.csv when it exists (written by `catalog refresh`),
+    else the one shipped with Orchestrate.
+
+    \b
+    Examples:
+      orchestrate catalog
+      orchestrate catalog --gpu K80 --all
+      orchestrate catalog --provider aws --max-price 5 --sort price_per_gpu
+      orchestrate catalog --gpu a100 --json
+      orchestrate catalog refresh --provider azure
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich import box
+    from rich.table import Table
+
+    from orchestrator.catalog import catalog_path, filter_offers, load_offers, sort_offers
+
+    offers = sort_offers(
+        filter_offers(load_offers(), gpu=gpu, provider=provider, max_price=max_price,
+                      include_retired=include_retired),
+        sort_key,
+    )
+    if as_json:
+        click.echo(json.dumps([offer.to_json() for offer in offers], indent=2))
+        return
+    if not offers:
+        out.print("no offers match" + ("" if include_retired else " (retired offers are hidden: add --all)"))
+        return
+    table = Table(title=f"catalog ({catalog_path()})", caption="prices: USD, on-demand unless marked spot",
+                  box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in ("provider", "instance type", "accelerator", "GiB/GPU", "vCPUs", "mem GiB", "region",
+                   "$/h", "spot $/h", "$/GPU-h", "billing", "status", "as of"):
+        numeric = column in ("GiB/GPU", "vCPUs", "mem GiB") or "$" in column
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold",
+                         no_wrap=column != "accelerator", min_width=18 if column == "accelerator" else None)
+    for o in offers:
+        per_gpu = o.price_per_gpu_hour
+        status_text = f"[red]retired[/]\n{o.retired_on}" if o.retired else (
+            f"retires\n{o.retired_on}" if o.retired_on else "[green]available[/]")
+        table.add_row(
+            o.provider, escape(o.instance_type), f"{o.gpu_count} × {escape(o.accelerator)}",
+            f"{o.gpu_memory_gib:g}", str(o.vcpus), f"{o.memory_gib:g}", o.region,
+            f"{o.on_demand_per_hour:.4g}", "" if o.spot_per_hour is None else f"{o.spot_per_hour:.4g}",
+            "" if per_gpu is None else f"{per_gpu:.4g}", o.billing_rule, status_text, o.as_of.isoformat(),
+        )
+    out.print(table)
+    out.print("[dim]sources: `orchestrate catalog --json` (field source) or the catalog file[/]")
+
+
+@catalog.command("refresh")
+@click.option("--provider", "-p", required=True, type=click.Choice(["aws", "azure"]), help="Whose prices to fetch.")
+@click.option("--region", help="Price this region (AWS: us-east-1; Azure: eastus) instead of each row's own.")
+@click.option("--endpoint-url", help="Another address for the price API (AWS endpoint, or Azure prices URL).")
+def catalog_refresh(provider: str, region: str | None, endpoint_url: str | None) -> None:
+    """Fetch current prices for the catalog's available offers and write $ORCHESTRATE_HOME/offers.csv.
+
+    AWS prices come from the AWS Price List API (boto3 `pricing`, Linux, shared tenancy, on-demand; it needs
+    AWS credentials in the environment and has no spot prices). Azure prices come from the Azure Retail Prices
+    API (no credentials; Linux pay-as-you-go and Spot). Nothing is written if a request fails.
+
+    \b
+    Examples:
+      orchestrate catalog refresh --provider aws
+      orchestrate catalog refresh --provider azure --region westeurope
+      orchestrate catalog refresh --provider aws --endpoint-url http://127.0.0.1:4566
+    """
+    from orchestrator.catalog.refresh import refresh_catalog
+
+    result = refresh_catalog(provider, region=region, endpoint_url=endpoint_url)
+    for update in result.updates:
+        out.print(escape(update.describe()))
+    priced = sum(1 for update in result.updates if update.new is not None)
+    out.print(f"wrote {result.path} ({priced} of {len(result.updates)} {provider} offers priced)")
+
+
+@click.command()
+@click.option("--gpu-hours-per-month", "hours", type=float, required=True, metavar="H",
+              help="GPU-hours of use in a month.")
+@click.option("--runs", "run_ids", multiple=True, metavar="RUN",
+              help="Take the training throughput from this run; repeatable (default: the newest run with one).")
+@click.option("--gpu", help="Only options whose accelerator contains this text (compare like with like).")
+@click.option("--purchase-usd", type=float, help="An owned box to compare: its purchase price.")
+@click.option("--lifetime-years", type=float, default=3.0, show_default=True, help="The owned box's life.")
+@click.option("--watts", type=float, default=0.0, show_default=True, help="The owned box's power draw.")
+@click.option("--kwh-usd", type=float, default=0.15, show_default=True, help="Price of a kWh for the owned box.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def breakeven(
+    hours: float,
+    run_ids: tuple[str, ...],
+    gpu: str | None,
+    purchase_usd: float | None,
+    lifetime_years: float,
+    watts: float,
+    kwh_usd: float,
+    as_json: bool,
+) -> None:
+    """Price each option for a month of GPU-hours, and the hours above which owning beats renting.
+
+    Options: the catalog's cloud offers (on-demand and spot), the inventory's boxes (rented by the month,
+    owned, or by the hour), and an owned box given with --purchase-usd. Dollars per million images use the
+    measured training images/s per GPU on every option.
+
+    \b
+    Examples:
+      orchestrate breakeven --gpu-hours-per-month 200
+      orchestrate breakeven --gpu-hours-per-month 200 --gpu V100 --purchase-usd 2000 --watts 350
+      orchestrate breakeven --gpu-hours-per-month 50 --runs r-20261128-180102-3fa9 --json
+    """
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from orchestrator import api
+    from orchestrator.errors import SpecError
+
+    if hours < 0 or hours != hours:
+        raise SpecError("--gpu-hours-per-month", hours, "a number of GPU-hours >= 0")
+    owned = None
+    if purchase_usd is not None:
+        owned = {"purchase_usd": purchase_usd, "lifetime_years": lifetime_years, "watts": watts, "kwh_usd": kwh_usd}
+    result = api.breakeven(hours, run_ids, gpu=gpu, owned=owned)
+    if as_json:
+        click.echo(json.dumps(asdict(result), indent=2, default=str))
+        return
+    if result.images_per_sec_per_gpu is None:
+        out.print("no run measured training throughput: $ per million images left out")
+    else:
+        out.print(f"throughput {result.images_per_sec_per_gpu:.1f} training images/s per GPU "
+                  f"(runs: {', '.join(result.throughput_runs)})")
+    table = Table(title=f"one month at {hours:g} GPU-hours")
+    for column in ("option", "kind", "gpu", "fixed/month", "per GPU-hour", "month", "$/M images", "owning wins"):
+        numeric = column in ("fixed/month", "per GPU-hour", "month", "$/M images")
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in result.rows:
+        option = row.option
+        per_million = "" if row.usd_per_million_images is None else f"${row.usd_per_million_images:.2f}"
+        wins = ""
+        if row.break_even is not None:
+            be = row.break_even
+            wins = be.owning_wins if be.hours is None else f"{be.owning_wins} {be.hours:.1f} h"
+        month = f"${row.monthly_cost_usd:,.2f}" + (" (over capacity)" if row.over_capacity else "")
+        table.add_row(escape(option.name), option.kind, escape(option.accelerator), f"${option.fixed_per_month:,.2f}",
+                      f"${option.per_gpu_hour:.4f}", month, per_million, wins)
+    out.print(table)
+    lines = [row.break_even.describe() for row in result.rows if row.break_even is not None]
+    if lines:
+        for line in lines:
+            out.print(escape(line))
+    else:
+        out.print("no owned box to compare: add one to the inventory (price: owned) or pass --purchase-usd")
