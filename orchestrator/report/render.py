@@ -135,10 +135,10 @@ def rich_table(frame: pd.DataFrame, title: str) -> Table:
     cells = [[_cell(value) for value in row] for row in shown.itertuples(index=False)]
     for i, column in enumerate(shown.columns):
         numeric = shown[column].dtype.kind in "fiu"
-        # Numbers are never cut; text may be, with an ellipsis.
+        # Numbers and run ids (users copy them) are never cut; other text may be, with an ellipsis.
         widest = max([len(row[i]) for row in cells] or [0])
         table.add_column(str(column), justify="right" if numeric else "left", no_wrap=True,
-                         min_width=widest if numeric else None)
+                         min_width=widest if numeric or column == "run" else None)
     for row in cells:
         table.add_row(*row)
     return table
