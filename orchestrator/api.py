@@ -163,25 +163,6 @@ def inventory_rows(*, home: Path | None = None) -> list[dict[str, Any]]:
     ]
 
 
-# Run on a box by `inventory check` with its Python: versions, whether Keras imports, and the GPUs.
-_CHECK_PROBE = """
-import json, platform, shutil, subprocess
-facts = {"python": platform.python_version(), "keras": None, "backend": None, "gpus": ""}
-try:
-    import keras
-    facts["keras"] = keras.__version__
-    facts["backend"] = keras.backend.backend()
-except Exception as error:
-    facts["problem"] = "keras does not import: " + str(error).splitlines()[0][:200]
-if shutil.which("nvidia-smi"):
-    out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                         text=True, timeout=30).stdout
-    names = [line.strip() for line in out.splitlines() if line.strip()]
-    facts["gpus"] = ", ".join(f"{names.count(n)} x {n}" for n in sorted(set(names)))
-print(json.dumps(facts))
-"""
-
-
 def inventory_check(names: list[str] | None = None, *, home: Path | None = None) -> list[dict[str, Any]]:
     """Checks boxes in parallel: reachable with the pinned host key, Python, Keras and backend, GPUs.
 
@@ -194,6 +175,7 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
 
     from orchestrator.errors import OrchestrateError
     from orchestrator.inventory import InventoryHost, inventory_path, load_inventory
+    from orchestrator.prepare import CHECK_PROBE
     from orchestrator.providers.rented import machine_for
     from orchestrator.ssh_machine import transport_to
 
@@ -209,7 +191,7 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
             return result
         result["reachable"] = True
         try:
-            answer = transport.run(f"{shlex.quote(host.python)} -c {shlex.quote(_CHECK_PROBE)}", timeout=300.0)
+            answer = transport.run(f"{shlex.quote(host.python)} -c {shlex.quote(CHECK_PROBE)}", timeout=300.0)
             if answer.exit_code != 0:
                 stderr = answer.stderr.decode(errors="replace").strip().splitlines()
                 result["problem"] = f"{host.python} failed: {stderr[-1] if stderr else 'no output'}"

@@ -316,7 +316,8 @@ class _Run:
         out = check(node.transport, f"mkdir -p {workdir} && chmod 700 {workdir} && cd {workdir} && pwd",
                     what=f"creating the run directory on {machine.id}")
         node.workdir = out.decode().strip()
-        return f"{machine.user}@{machine.address}:{machine.port or ''} {node.workdir}".replace(": ", " ")
+        port = f":{machine.port}" if machine.port else ""
+        return f"{machine.user}@{machine.address}{port} {node.workdir}"
 
     def prepare(self, node: _Node) -> str:
         machine = node.machine

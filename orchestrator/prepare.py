@@ -9,6 +9,31 @@ from orchestrator.errors import EnvironmentNotReady
 from orchestrator.payload import payload_requirements
 from orchestrator.remote import Transport, check
 
+# Python run on a machine (prepare's probe, `inventory check`): its NVIDIA GPUs as "2 x NVIDIA H200", or "".
+GPU_LISTING = """
+import shutil, subprocess
+def gpu_names():
+    if not shutil.which("nvidia-smi"):
+        return ""
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                         text=True, timeout=30).stdout
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    return ", ".join(f"{names.count(n)} x {n}" for n in sorted(set(names)))
+"""
+
+# Run by `inventory check` with a box's Python: versions, whether Keras really imports, and the GPUs, as JSON.
+CHECK_PROBE = GPU_LISTING + """
+import json, platform
+facts = {"python": platform.python_version(), "keras": None, "backend": None, "gpus": gpu_names()}
+try:
+    import keras
+    facts["keras"] = keras.__version__
+    facts["backend"] = keras.backend.backend()
+except Exception as error:
+    facts["problem"] = "keras does not import: " + str(error).splitlines()[0][:200]
+print(json.dumps(facts))
+"""
+
 
 def prepare_machine(
     transport: Transport,
@@ -44,14 +69,12 @@ def prepare_machine(
         return python, f"none: python {python}, not checked"
     modules = ["keras", backend_module]
     # find_spec, not import: TensorFlow's import costs seconds, and the payload imports it anyway.
-    probe = (
-        "import importlib.util as u, shutil, subprocess, sys; "
-        f"missing = [m for m in {modules!r} if u.find_spec(m) is None]; "
-        "print(' '.join(missing) or sys.version.split()[0]); "
-        "smi = shutil.which('nvidia-smi'); "
-        "print(subprocess.run([smi, '--query-gpu=name', '--format=csv,noheader'], capture_output=True, "
-        "text=True, timeout=30).stdout.strip().replace(chr(10), ', ') if smi else 'no GPU'); "
-        "sys.exit(1 if missing else 0)"
+    probe = GPU_LISTING + (
+        "import importlib.util as u, sys\n"
+        f"missing = [m for m in {modules!r} if u.find_spec(m) is None]\n"
+        "print(' '.join(missing) or sys.version.split()[0])\n"
+        "print(gpu_names() or 'no GPU')\n"
+        "sys.exit(1 if missing else 0)\n"
     )
     result = transport.run(f"{shlex.quote(python)} -c {shlex.quote(probe)}", timeout=120.0)
     answer, _, gpus = result.stdout.decode(errors="replace").strip().partition("\n")

@@ -16,7 +16,8 @@ FORMATS = ("table", "md", "csv", "json", "parquet", "html")
 FILE_FORMATS = ("parquet", "html")
 
 
-def _cell(value: object) -> str:
+def format_cell(value: object) -> str:
+    """Formats one cell for reading: blank for missing, few digits for numbers."""
     # pandas' NA (nullable integer columns) has no truth value; it is missing like None and NaN.
     if value is None or type(value).__name__ == "NAType" or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -106,11 +107,6 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return _display(frame)
 
 
-def format_cell(value: object) -> str:
-    """Formats one cell for reading: blank for missing, few digits for numbers."""
-    return _cell(value)
-
-
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Writes every column of the frame to a Parquet file (needs pyarrow).
 
@@ -132,7 +128,7 @@ def rich_table(frame: pd.DataFrame, title: str) -> Table:
 
     shown = _display(frame)
     table = Table(title=title, show_lines=False, caption="all columns: --format csv or json")
-    cells = [[_cell(value) for value in row] for row in shown.itertuples(index=False)]
+    cells = [[format_cell(value) for value in row] for row in shown.itertuples(index=False)]
     for i, column in enumerate(shown.columns):
         numeric = shown[column].dtype.kind in "fiu"
         # Numbers and run ids (users copy them) are never cut; other text may be, with an ellipsis.
@@ -148,7 +144,7 @@ def render_text(frame: pd.DataFrame, fmt: str) -> str:
     """Renders a frame as Markdown, CSV or JSON (records) text."""
     if fmt == "md":
         shown = _display(frame)
-        return str(shown.map(_cell).to_markdown(index=False)) + "\n"
+        return str(shown.map(format_cell).to_markdown(index=False)) + "\n"
     if fmt == "csv":
         return str(frame.to_csv(index=False))
     if fmt == "json":
