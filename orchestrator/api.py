@@ -5,6 +5,7 @@ Heavy modules (pandas, the lifecycle's payload packing) are imported inside the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -210,7 +211,7 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
 
 
 if TYPE_CHECKING:
-    from orchestrator.breakeven import BreakevenReport
+    from orchestrator.breakeven import BreakevenReport, Measured
 
 
 def _run_prices(store: Store, run_ids: Sequence[str]) -> dict[str, float]:
@@ -280,19 +281,21 @@ def breakeven(
     run_ids: Sequence[str] = (),
     *,
     gpu: str | None = None,
-    owned: dict[str, float] | None = None,
+    owned: dict[str, float | str] | None = None,
     home: Path | None = None,
 ) -> BreakevenReport:
-    """Prices each option (catalog cloud offers, inventory boxes, an owned box given here) for one month.
+    """Prices each option (catalog offers, inventory boxes, an owned box given here) for one month.
 
-    Throughput is the best training images/s per GPU of the given runs, else of the newest run that measured
-    one; without any, the report has costs but no dollars per million images.
+    Throughput per GPU comes from the given runs, else from the newest run that measured training throughput
+    on each GPU model (and the newest without a GPU); each option gets its own GPU's figure, measured, scaled by
+    published ratios, or published (see :func:`orchestrator.breakeven.assign_throughput`).
 
     Args:
         gpu_hours_per_month: GPU-hours of use in a month (>= 0).
         run_ids: runs whose training throughput to use.
         gpu: only options whose accelerator contains this text.
-        owned: an owned box: purchase_usd, lifetime_years, watts, kwh_usd and optionally gpu_count.
+        owned: an owned box: purchase_usd, lifetime_years, watts, kwh_usd and optionally gpu_count and gpu
+            (its GPU model, so a run on that GPU prices its images).
         home: the Orchestrate home (its catalog, inventory and store).
 
     Returns:
@@ -302,10 +305,16 @@ def breakeven(
         SpecError: negative hours, a bad owned box, or an invalid catalog or inventory.
         UnknownRun: a run id matches no run.
     """
-    from orchestrator.breakeven import breakeven_report, catalog_options, inventory_options, owned_option
+    from orchestrator.breakeven import (
+        breakeven_report,
+        catalog_options,
+        inventory_options,
+        owned_option,
+        reference_figures,
+    )
     from orchestrator.catalog.offers import load_offers
     from orchestrator.inventory import inventory_path, load_inventory
-    from orchestrator.report.metrics import images_per_sec_per_gpu
+    from orchestrator.report.references import load_references
 
     if not gpu_hours_per_month >= 0:
         raise SpecError("gpu-hours-per-month", gpu_hours_per_month, "a number of GPU-hours >= 0")
@@ -315,20 +324,63 @@ def breakeven(
         options += inventory_options(load_inventory(inventory_path(home)).hosts, gpu=gpu)
     if owned is not None:
         options.append(owned_option(
-            "owned box (command line)", purchase_usd=owned["purchase_usd"], lifetime_years=owned["lifetime_years"],
-            watts=owned["watts"], kwh_usd=owned["kwh_usd"], gpu_count=int(owned.get("gpu_count", 1)),
-            source="command line",
+            "owned box (command line)", purchase_usd=float(owned["purchase_usd"]),
+            lifetime_years=float(owned["lifetime_years"]), watts=float(owned["watts"]),
+            kwh_usd=float(owned["kwh_usd"]), gpu_count=int(float(owned.get("gpu_count", 1))),
+            accelerator=str(owned.get("gpu") or ""), source="command line",
         ))
-    throughput: float | None = None
-    used: list[str] = []
-    candidates = [list(run_ids)] if run_ids else [[row.id] for row in reversed(list_runs(home=home))]
-    for ids in candidates:
-        _, summary = report_frames(ids, home=home)
-        if summary.empty or "run_id" not in summary:
-            continue
-        per_gpu = images_per_sec_per_gpu(summary).dropna()
-        if not per_gpu.empty:
-            throughput = float(per_gpu.max())
-            used = list(dict.fromkeys(summary.loc[per_gpu.index, "run_id"]))
-            break
-    return breakeven_report(options, gpu_hours_per_month, throughput, used)
+    return breakeven_report(options, gpu_hours_per_month, measured_throughput(run_ids, home=home),
+                            reference_figures(load_references()))
+
+
+def measured_throughput(run_ids: Sequence[str] = (), *, home: Path | None = None) -> list[Measured]:
+    """Returns the training images/s per GPU the runs measured, with each run's GPU model.
+
+    With no run ids: the newest run's figure per GPU model (and the newest run without a GPU).
+
+    Raises:
+        UnknownRun: a run id matches no run.
+    """
+    from orchestrator.breakeven import Measured, gpu_family
+    from orchestrator.report.metrics import images_per_sec_per_gpu
+
+    home = home or default_home()
+    _, summary = report_frames(run_ids, home=home)
+    if summary.empty or "run_id" not in summary:
+        return []
+    per_gpu = images_per_sec_per_gpu(summary)
+    store = Store(home)
+    try:
+        gpus = _run_gpus(store, list(dict.fromkeys(summary["run_id"])))
+    finally:
+        store.close()
+    best: dict[str, Measured] = {}
+    for row in summary.assign(_per_gpu=per_gpu).dropna(subset=["_per_gpu"]).to_dict("records"):
+        precision = row.get("precision")
+        candidate = Measured(str(row["run_id"]), gpus.get(str(row["run_id"])), float(row["_per_gpu"]),
+                             precision if isinstance(precision, str) else None)
+        current = best.get(candidate.run_id)
+        if current is None or candidate.images_per_sec_per_gpu > current.images_per_sec_per_gpu:
+            best[candidate.run_id] = candidate
+    if run_ids:
+        return list(best.values())
+    newest: dict[str | None, Measured] = {}
+    for measurement in reversed(list(best.values())):  # the summary lists runs oldest first
+        newest.setdefault(gpu_family(measurement.gpu), measurement)
+    return list(newest.values())
+
+
+def _run_gpus(store: Store, run_ids: Sequence[str]) -> dict[str, str | None]:
+    """Returns each run's first GPU model as its machine reported it (None: no GPU, or not recorded)."""
+    if not run_ids:
+        return {}
+    marks = ",".join("?" * len(run_ids))
+    found: dict[str, str | None] = {}
+    for row in store.query(f"SELECT id, host_json FROM runs WHERE id IN ({marks})", list(run_ids)):
+        try:
+            gpus = json.loads(row["host_json"] or "{}").get("gpus") or []
+        except (ValueError, AttributeError):
+            gpus = []
+        first = gpus[0] if gpus and isinstance(gpus[0], dict) else {}
+        found[row["id"]] = str(first["name"]) if first.get("name") else None
+    return found

@@ -3,26 +3,49 @@
 Every option's month is a straight line in GPU-hours H: ``fixed_per_month + per_gpu_hour × H``.
 
 - Cloud on-demand and spot (catalog offers): no fixed part; the offer's price per GPU-hour.
-- Rented by the month (inventory ``price: {per_month: …}``): the rent is fixed; nothing per hour.
-- Owned box (inventory ``price: {owned: …}``, or given on the command line): the purchase over the months of
-  its life is fixed (it loses value used or not); the power it draws is paid per hour of use.
+- Rented by the month (catalog ``rented`` rows, inventory ``price: {per_month: …}``): the rent is fixed.
+- Owned box (catalog ``owned`` rows, inventory ``price: {owned: …}``, or the command line): the purchase over the
+  months of its life is fixed (it loses value used or not); the power it draws is paid per hour of use.
 - A box priced per hour (inventory ``price: {per_hour: …}``): per GPU-hour, no fixed part.
 
-Catalog rows of rented and owned boxes are left out: the catalog holds their hourly price at a stated
-utilisation, not the fixed and variable parts a break-even needs. Put such boxes in the inventory.
-
-Dollars per million images assume the measured per-GPU throughput on every option, so compare options with
-the GPU that was measured (``--gpu``) to compare like with like.
+Dollars per million images need each option's own images/s per GPU (:func:`assign_throughput`): measured by a
+run on that GPU; else scaled from a run on another GPU by the published ResNet-50 ratio of the two GPUs; and
+when no run measured a GPU at all, the published ResNet-50 training figure itself. A GPU with none of these has
+no figure, rather than a borrowed one.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from orchestrator.cost import HOURS_PER_MONTH
 from orchestrator.errors import SpecError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# A GPU model inside a name: "K80 (one GK210)" → K80, "NVIDIA GeForce RTX 4090" → RTX 4090, "Tesla V100-SXM2" → V100.
+_GPU_MODEL = re.compile(r"\bRTX\s*[A-Z]?\d{3,4}\b|\b[A-Z]{1,2}\d{1,4}[A-Z]?\b")
+_MIXED = ("amp", "fp16", "mixed", "bf16", "bfloat16")
+
+
+def gpu_family(name: str | None) -> str | None:
+    """Returns the GPU model a name contains (memory size and form factor dropped), or None for no GPU."""
+    if not name:
+        return None
+    match = _GPU_MODEL.search(name.upper())
+    return re.sub(r"\s+", " ", match.group(0)) if match else None
+
+
+def precision_class(precision: str | None) -> str:
+    """Returns ``mixed`` for mixed or half precision (AMP, fp16, mixed_bfloat16…), else ``fp32`` (TF32 included)."""
+    text = (precision or "").casefold()
+    return "mixed" if any(word in text for word in _MIXED) else "fp32"
 
 
 @dataclass(frozen=True)
@@ -85,8 +108,12 @@ def break_even(owned: CostOption, other: CostOption) -> BreakEven:
     if hourly_gap > 0:
         return BreakEven(owned.name, other.name, hours, "above") if hours > 0 else \
             BreakEven(owned.name, other.name, None, "always")
-    return BreakEven(owned.name, other.name, hours, "below") if hours > 0 else \
-        BreakEven(owned.name, other.name, None, "never")
+    if hours <= 0:
+        return BreakEven(owned.name, other.name, None, "never")
+    if other.capacity_gpu_hours is not None and hours >= other.capacity_gpu_hours:
+        # Past what the rented box has in a month: owning wins at every use the rental can give.
+        return BreakEven(owned.name, other.name, None, "always")
+    return BreakEven(owned.name, other.name, hours, "below")
 
 
 def owned_option(
@@ -98,9 +125,9 @@ def owned_option(
     Raises:
         SpecError: a negative figure, a lifetime of 0 years or less, or no GPUs.
     """
-    for field, value in (("purchase_usd", purchase_usd), ("watts", watts), ("kwh_usd", kwh_usd)):
+    for label, value in (("purchase_usd", purchase_usd), ("watts", watts), ("kwh_usd", kwh_usd)):
         if value < 0 or math.isnan(value):
-            raise SpecError(field, value, "a number >= 0")
+            raise SpecError(label, value, "a number >= 0")
     if not lifetime_years > 0:
         raise SpecError("lifetime_years", lifetime_years, "a number of years greater than 0")
     if gpu_count < 1:
@@ -114,7 +141,11 @@ def owned_option(
 
 
 def catalog_options(offers: Iterable[object], *, gpu: str | None = None) -> list[CostOption]:
-    """Returns on-demand and spot options for the catalog's available cloud offers with GPUs.
+    """Returns the catalog's available offers with GPUs as options.
+
+    Cloud rows give an on-demand option and, where the row has a spot price, a spot option; ``rented`` rows a
+    monthly rental (their rent from ``terms``); ``owned`` rows an owned box (purchase, lifetime and power from
+    ``terms``).
 
     Args:
         offers: :class:`orchestrator.catalog.offers.Offer` rows.
@@ -125,9 +156,22 @@ def catalog_options(offers: Iterable[object], *, gpu: str | None = None) -> list
     options: list[CostOption] = []
     for offer in offers:
         assert isinstance(offer, Offer)
-        if offer.retired or offer.gpu_count < 1 or offer.provider in ("rented", "owned"):
+        if offer.retired or offer.gpu_count < 1:
             continue
         if gpu and gpu.casefold() not in offer.accelerator.casefold():
+            continue
+        source = f"catalog, as of {offer.as_of.isoformat()}: {offer.source}"
+        terms = offer.term_values
+        if offer.provider == "owned":
+            options.append(owned_option(
+                f"owned {offer.instance_type}", purchase_usd=terms["purchase_usd"],
+                lifetime_years=terms["lifetime_years"], watts=terms["watts"], kwh_usd=terms["kwh_usd"],
+                gpu_count=offer.gpu_count, accelerator=offer.accelerator, source=source))
+            continue
+        if offer.provider == "rented":
+            options.append(CostOption(
+                f"rented {offer.instance_type}", "rented-monthly", offer.accelerator, offer.gpu_count,
+                terms["per_month_usd"], 0.0, HOURS_PER_MONTH * offer.gpu_count, source))
             continue
         name = f"{offer.provider} {offer.instance_type} ({offer.region})"
         prices = [("on-demand", offer.on_demand_per_hour)]
@@ -137,7 +181,7 @@ def catalog_options(offers: Iterable[object], *, gpu: str | None = None) -> list
             options.append(CostOption(
                 name=name if kind == "on-demand" else f"{name} spot", kind=kind, accelerator=offer.accelerator,
                 gpu_count=offer.gpu_count, fixed_per_month=0.0, per_gpu_hour=per_hour / offer.gpu_count,
-                capacity_gpu_hours=None, source=f"catalog, as of {offer.as_of.isoformat()}: {offer.source}",
+                capacity_gpu_hours=None, source=source,
             ))
     return options
 
@@ -172,11 +216,109 @@ def inventory_options(hosts: Iterable[object], *, gpu: str | None = None) -> lis
 
 
 @dataclass(frozen=True)
+class Measured:
+    """A run's training throughput per GPU, and the GPU it ran on."""
+
+    run_id: str
+    gpu: str | None  # the GPU model the run's machine reported; None for a machine without one
+    images_per_sec_per_gpu: float
+    precision: str | None = None  # the run's precision (float32, mixed_float16…), when it says
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """The images/s per GPU an option's dollars per million images use, and where the figure comes from."""
+
+    images_per_sec_per_gpu: float
+    basis: str  # measured, scaled or published
+    detail: str  # which runs or published rows, e.g. "r-1 on V100 × 909/412 (ref-09 / ref-05)"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The published ResNet-50 training figure per GPU of one GPU model and precision class."""
+
+    images_per_sec_per_gpu: float  # the median of the rows
+    ids: list[str]
+
+
+def reference_figures(references: pd.DataFrame) -> dict[tuple[str, str], Reference]:
+    """Returns (GPU model, precision class) → the median published one-GPU training images/s and its rows.
+
+    Args:
+        references: :func:`orchestrator.report.references.load_references` rows.
+    """
+    figures: dict[tuple[str, str], list[tuple[str, float]]] = {}
+    for row in references.to_dict("records"):
+        value = row.get("train_images_per_sec")
+        family = gpu_family(str(row.get("gpu") or ""))
+        if family is None or int(row.get("gpus") or 1) != 1 or not isinstance(value, float | int) \
+                or math.isnan(value):
+            continue
+        figures.setdefault((family, precision_class(str(row.get("precision")))), []).append(
+            (str(row["run_id"]), float(value)))
+    return {key: Reference(statistics.median(v for _, v in rows), [i for i, _ in rows])
+            for key, rows in figures.items()}
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def assign_throughput(
+    options: Sequence[CostOption], measured: Sequence[Measured], references: dict[tuple[str, str], Reference]
+) -> tuple[dict[str, Throughput], str]:
+    """Returns each option's throughput (by option name; options without a figure are absent) and one line
+    saying what workload the figures are.
+
+    An option's GPU measured by a run: that run's figure (the best of several). Else, for a run on a GPU with a
+    published figure, the run's figure × published(option's GPU) / published(run's GPU), same precision class.
+    When no run measured a GPU, the published ResNet-50 fp32 training figure. See the module's docstring.
+    """
+    on_gpu = sorted((m for m in measured if gpu_family(m.gpu)), key=lambda m: -m.images_per_sec_per_gpu)
+    result: dict[str, Throughput] = {}
+    if on_gpu:
+        runs = ", ".join(dict.fromkeys(f"{m.run_id} on {gpu_family(m.gpu)}" for m in on_gpu))
+        workload = (f"images/s per GPU: the model of runs {runs}; other GPUs scaled by published ResNet-50 "
+                    "training ratios")
+        for option in options:
+            family = gpu_family(option.accelerator)
+            same = [m for m in on_gpu if gpu_family(m.gpu) == family]
+            if same:
+                result[option.name] = Throughput(same[0].images_per_sec_per_gpu, "measured", f"run {same[0].run_id}")
+                continue
+            for run in on_gpu:
+                klass = precision_class(run.precision)
+                mine = references.get((str(gpu_family(run.gpu)), klass))
+                theirs = references.get((str(family), klass))
+                if family is None or mine is None or theirs is None:
+                    continue
+                ratio = theirs.images_per_sec_per_gpu / mine.images_per_sec_per_gpu
+                result[option.name] = Throughput(
+                    run.images_per_sec_per_gpu * ratio, "scaled",
+                    f"run {run.run_id} on {gpu_family(run.gpu)} × {_figure(theirs.images_per_sec_per_gpu)}/"
+                    f"{_figure(mine.images_per_sec_per_gpu)} ({klass}: {'+'.join(theirs.ids)} / {'+'.join(mine.ids)})",
+                )
+                break
+        return result, workload
+    cpu_runs = ", ".join(dict.fromkeys(m.run_id for m in measured))
+    workload = ("images/s per GPU: published ResNet-50 fp32 training figures (no run measured a GPU"
+                + (f"; runs {cpu_runs} ran without one)" if cpu_runs else ")"))
+    for option in options:
+        reference = references.get((str(gpu_family(option.accelerator)), "fp32"))
+        if reference is not None:
+            result[option.name] = Throughput(reference.images_per_sec_per_gpu, "published",
+                                             "ResNet-50 " + "+".join(reference.ids))
+    return result, workload
+
+
+@dataclass(frozen=True)
 class OptionRow:
     """One option's month at the asked GPU-hours."""
 
     option: CostOption
     monthly_cost_usd: float
+    throughput: Throughput | None  # the images/s per GPU its images figure uses; None: no figure for its GPU
     usd_per_million_images: float | None
     over_capacity: bool  # the hours exceed what one box has in a month
     break_even: BreakEven | None  # against the cheapest owned box at these hours; None for owned options
@@ -187,33 +329,42 @@ class BreakevenReport:
     """Every option priced at one month's GPU-hours, with the throughput the images figures use."""
 
     gpu_hours_per_month: float
-    images_per_sec_per_gpu: float | None  # measured training throughput; None when no run measured it
-    throughput_runs: list[str]  # the runs it came from
-    rows: list[OptionRow]
+    workload: str  # what the images/s figures are (see assign_throughput)
+    measured: list[Measured] = field(default_factory=list)  # the runs' figures it was given
+    rows: list[OptionRow] = field(default_factory=list)
 
 
 def breakeven_report(
-    options: Sequence[CostOption], gpu_hours_per_month: float, images_per_sec_per_gpu: float | None,
-    throughput_runs: Sequence[str] = (),
+    options: Sequence[CostOption], gpu_hours_per_month: float, measured: Sequence[Measured] = (),
+    references: dict[tuple[str, str], Reference] | None = None,
 ) -> BreakevenReport:
     """Prices every option at ``gpu_hours_per_month``, cheapest first, each rental against the cheapest owned box.
+
+    Args:
+        options: the options to price.
+        gpu_hours_per_month: GPU-hours of use in the month.
+        measured: runs' training throughput per GPU.
+        references: published figures by (GPU model, precision class), from :func:`reference_figures`.
 
     Raises:
         SpecError: the hours are negative or not a number.
     """
     if not gpu_hours_per_month >= 0 or math.isinf(gpu_hours_per_month):
         raise SpecError("gpu-hours-per-month", gpu_hours_per_month, "a number of GPU-hours >= 0")
+    throughput, workload = assign_throughput(options, measured, references or {})
     owned = [option for option in options if option.owned]
     cheapest_owned = min(owned, key=lambda option: option.monthly_cost(gpu_hours_per_month), default=None)
-    rows = [
-        OptionRow(
+    rows = []
+    for option in options:
+        figure = throughput.get(option.name)
+        rows.append(OptionRow(
             option=option,
             monthly_cost_usd=option.monthly_cost(gpu_hours_per_month),
-            usd_per_million_images=option.usd_per_million_images(gpu_hours_per_month, images_per_sec_per_gpu or 0),
+            throughput=figure,
+            usd_per_million_images=None if figure is None else option.usd_per_million_images(
+                gpu_hours_per_month, figure.images_per_sec_per_gpu),
             over_capacity=option.capacity_gpu_hours is not None and gpu_hours_per_month > option.capacity_gpu_hours,
             break_even=None if option.owned or cheapest_owned is None else break_even(cheapest_owned, option),
-        )
-        for option in options
-    ]
+        ))
     rows.sort(key=lambda row: (row.monthly_cost_usd, row.option.name))
-    return BreakevenReport(gpu_hours_per_month, images_per_sec_per_gpu, list(throughput_runs), rows)
+    return BreakevenReport(gpu_hours_per_month, workload, list(measured), rows)

@@ -194,7 +194,24 @@ def run(
         if outcome.hint:
             err.print(f"[dim]hint: {escape(outcome.hint)}[/]")
         sys.exit(130 if outcome.state == "interrupted" else 1)
+    if spec.suite == "deploy":
+        _print_tradeoffs(outcome.run_id)
     out.print(f"[dim]report: orchestrate report {outcome.run_id}[/]")
+
+
+def _print_tradeoffs(run_id: str) -> None:
+    """Prints the deploy suite's trade-off table of a run (one row per model variant)."""
+    from orchestrator import api
+    from orchestrator.report.deploy import tradeoff_frame
+    from orchestrator.report.render import frame_table
+
+    samples, _ = api.report_frames([run_id])
+    frame = tradeoff_frame(samples).drop(columns=["run_id"])
+    if frame.empty:
+        out.print("[yellow]the run wrote no deploy samples[/]")
+        return
+    out.print(frame_table(frame, "deployment trade-offs (size and accuracy against the float32 baseline)",
+                          caption="Δ acc pts: percentage points against float32; size ×: bytes over float32's"))
 
 
 def _print_plan(plan: Any) -> None:
@@ -289,8 +306,9 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "parquet", "html"]),
               default="table", show_default=True,
               help="Output format; parquet and html (one self-contained file with charts) need -o.")
-@click.option("--view", type=click.Choice(["summary", "samples"]), default="summary", show_default=True,
-              help="One row per run and variant, or one row per sample.")
+@click.option("--view", type=click.Choice(["summary", "samples", "deploy"]), default="summary", show_default=True,
+              help="One row per run and recipe; one row per sample; or the deploy suite's trade-offs, one row per "
+                   "model variant (size, latency, accuracy).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of the terminal.")
 @click.option("--all", "every_run", is_flag=True, help="Every recorded run (the default when no RUN or --last).")
 @click.option("--baseline", metavar="RUN|ref-NN", help="Speed-up over this run (or published reference row).")
@@ -309,9 +327,10 @@ def report(
       orchestrate report --format csv --view samples -o samples.csv
       orchestrate report --all --format html -o report.html
       orchestrate report --references --baseline ref-01 --format md
+      orchestrate report --last 1 --view deploy
     """
     from orchestrator import api
-    from orchestrator.report.render import FILE_FORMATS, render_text, rich_table, write_parquet
+    from orchestrator.report.render import FILE_FORMATS, frame_table, render_text, rich_table, write_parquet
 
     if fmt in FILE_FORMATS and output is None:
         raise click.UsageError(f"--format {fmt} writes a file: give its path with -o, e.g. -o report.{fmt}")
@@ -321,6 +340,14 @@ def report(
         raise click.UsageError("--all reports every run: leave out RUN ids and --last")
     samples, summary = api.report_frames_derived(run_ids, last=last, baseline=baseline, references=references)
     frame = summary if view == "summary" else samples
+    if view == "deploy":
+        from orchestrator.report.deploy import tradeoff_frame
+
+        frame = tradeoff_frame(samples)
+
+    def table(frame: Any) -> Any:
+        title = f"Orchestrate report ({view})"
+        return frame_table(frame, title) if view == "deploy" else rich_table(frame, title=title)
     if fmt == "parquet" and output is not None:
         write_parquet(frame, output)
         err.print(f"wrote {output}")
@@ -335,17 +362,17 @@ def report(
     if fmt == "table":
         if output is not None:
             buffer = io.StringIO()
-            Console(file=buffer, width=250, color_system=None).print(
-                rich_table(frame, title=f"Orchestrate report ({view})")
-            )
+            Console(file=buffer, width=250, color_system=None).print(table(frame))
             output.write_text(buffer.getvalue())
             err.print(f"wrote {output}")
         elif frame.empty:
-            out.print("no runs to report: try `orchestrate run --provider local --suite smoke`")
+            suite = "deploy" if view == "deploy" else "smoke"
+            out.print(f"no {'deploy samples' if view == 'deploy' else 'runs'} to report: "
+                      f"try `orchestrate run --provider local --suite {suite}`")
         else:
-            out.print(rich_table(frame, title=f"Orchestrate report ({view})"))
+            out.print(table(frame))
         return
-    text = render_text(frame, fmt)
+    text = render_text(frame, fmt, reading=view != "deploy")
     if output is not None:
         output.write_text(text)
         err.print(f"wrote {output}")

@@ -167,12 +167,15 @@ def catalog(
 @click.option("--provider", "-p", required=True, type=click.Choice(["aws", "azure"]), help="Whose prices to fetch.")
 @click.option("--region", help="Price this region (AWS: us-east-1; Azure: eastus) instead of each row's own.")
 @click.option("--endpoint-url", help="Another address for the price API (AWS endpoint, or Azure prices URL).")
-def catalog_refresh(provider: str, region: str | None, endpoint_url: str | None) -> None:
+@click.option("--spot-endpoint-url", help="AWS only: another address for the EC2 API asked for spot prices.")
+def catalog_refresh(provider: str, region: str | None, endpoint_url: str | None,
+                    spot_endpoint_url: str | None) -> None:
     """Fetch current prices for the catalog's available offers and write $ORCHESTRATE_HOME/offers.csv.
 
-    AWS prices come from the AWS Price List API (boto3 `pricing`, Linux, shared tenancy, on-demand; it needs
-    AWS credentials in the environment and has no spot prices). Azure prices come from the Azure Retail Prices
-    API (no credentials; Linux pay-as-you-go and Spot). Nothing is written if a request fails.
+    AWS: on-demand prices from the AWS Price List API (boto3 `pricing`: Linux, shared tenancy) and spot prices
+    from EC2 DescribeSpotPriceHistory (the lowest zone's current Linux/UNIX price); both need AWS credentials in
+    the environment (pricing:GetProducts, ec2:DescribeSpotPriceHistory). Azure: the Azure Retail Prices API (no
+    credentials; Linux pay-as-you-go and Spot meters). Nothing is written if a request fails.
 
     \b
     Examples:
@@ -182,7 +185,8 @@ def catalog_refresh(provider: str, region: str | None, endpoint_url: str | None)
     """
     from orchestrator.catalog.refresh import refresh_catalog
 
-    result = refresh_catalog(provider, region=region, endpoint_url=endpoint_url)
+    result = refresh_catalog(provider, region=region, endpoint_url=endpoint_url,
+                             spot_endpoint_url=spot_endpoint_url)
     for update in result.updates:
         out.print(escape(update.describe()))
     priced = sum(1 for update in result.updates if update.new is not None)
@@ -193,12 +197,13 @@ def catalog_refresh(provider: str, region: str | None, endpoint_url: str | None)
 @click.option("--gpu-hours-per-month", "hours", type=float, required=True, metavar="H",
               help="GPU-hours of use in a month.")
 @click.option("--runs", "run_ids", multiple=True, metavar="RUN",
-              help="Take the training throughput from this run; repeatable (default: the newest run with one).")
+              help="Take training throughput from this run; repeatable (default: the newest run per GPU model).")
 @click.option("--gpu", help="Only options whose accelerator contains this text (compare like with like).")
 @click.option("--purchase-usd", type=float, help="An owned box to compare: its purchase price.")
 @click.option("--lifetime-years", type=float, default=3.0, show_default=True, help="The owned box's life.")
 @click.option("--watts", type=float, default=0.0, show_default=True, help="The owned box's power draw.")
 @click.option("--kwh-usd", type=float, default=0.15, show_default=True, help="Price of a kWh for the owned box.")
+@click.option("--owned-gpu", metavar="MODEL", help="The owned box's GPU model, e.g. 'RTX 4090' (prices its images).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def breakeven(
     hours: float,
@@ -208,18 +213,22 @@ def breakeven(
     lifetime_years: float,
     watts: float,
     kwh_usd: float,
+    owned_gpu: str | None,
     as_json: bool,
 ) -> None:
     """Price each option for a month of GPU-hours, and the hours above which owning beats renting.
 
-    Options: the catalog's cloud offers (on-demand and spot), the inventory's boxes (rented by the month,
-    owned, or by the hour), and an owned box given with --purchase-usd. Dollars per million images use the
-    measured training images/s per GPU on every option.
+    Options: the catalog's offers (cloud on-demand and spot, rented by the month, owned), the inventory's boxes
+    (rented by the month, owned, or by the hour), and an owned box given with --purchase-usd. Dollars per
+    million images use each option's own GPU: the figure a run measured on it, else a run on another GPU scaled
+    by the published ResNet-50 ratio of the two GPUs, else (when no run measured a GPU) the published ResNet-50
+    figure; the "basis" column says which.
 
     \b
     Examples:
       orchestrate breakeven --gpu-hours-per-month 200
       orchestrate breakeven --gpu-hours-per-month 200 --gpu V100 --purchase-usd 2000 --watts 350
+      orchestrate breakeven --gpu-hours-per-month 120 --purchase-usd 1800 --watts 450 --owned-gpu 'RTX 4090'
       orchestrate breakeven --gpu-hours-per-month 50 --runs r-20261128-180102-3fa9 --json
     """
     from dataclasses import asdict
@@ -231,33 +240,44 @@ def breakeven(
 
     if hours < 0 or hours != hours:
         raise SpecError("--gpu-hours-per-month", hours, "a number of GPU-hours >= 0")
-    owned = None
+    owned: dict[str, float | str] | None = None
     if purchase_usd is not None:
-        owned = {"purchase_usd": purchase_usd, "lifetime_years": lifetime_years, "watts": watts, "kwh_usd": kwh_usd}
+        owned = {"purchase_usd": purchase_usd, "lifetime_years": lifetime_years, "watts": watts, "kwh_usd": kwh_usd,
+                 "gpu": owned_gpu or ""}
+    elif owned_gpu:
+        raise SpecError("--owned-gpu", owned_gpu, "used with --purchase-usd (the owned box it describes)")
     result = api.breakeven(hours, run_ids, gpu=gpu, owned=owned)
     if as_json:
         click.echo(json.dumps(asdict(result), indent=2, default=str))
         return
-    if result.images_per_sec_per_gpu is None:
-        out.print("no run measured training throughput: $ per million images left out")
-    else:
-        out.print(f"throughput {result.images_per_sec_per_gpu:.1f} training images/s per GPU "
-                  f"(runs: {', '.join(result.throughput_runs)})")
+    out.print(escape(result.workload))
     table = Table(title=f"one month at {hours:g} GPU-hours")
-    for column in ("option", "kind", "gpu", "fixed/month", "per GPU-hour", "month", "$/M images", "owning wins"):
-        numeric = column in ("fixed/month", "per GPU-hour", "month", "$/M images")
+    for column in ("option", "kind", "gpu", "fixed/month", "per GPU-hour", "month", "img/s/GPU", "basis",
+                   "$/M images", "owning wins"):
+        numeric = column in ("fixed/month", "per GPU-hour", "month", "img/s/GPU", "$/M images")
         table.add_column(column, justify="right" if numeric else "left")
     for row in result.rows:
         option = row.option
         per_million = "" if row.usd_per_million_images is None else f"${row.usd_per_million_images:.2f}"
+        figure = "" if row.throughput is None else f"{row.throughput.images_per_sec_per_gpu:,.1f}"
+        basis = "" if row.throughput is None else row.throughput.basis
         wins = ""
         if row.break_even is not None:
             be = row.break_even
             wins = be.owning_wins if be.hours is None else f"{be.owning_wins} {be.hours:.1f} h"
         month = f"${row.monthly_cost_usd:,.2f}" + (" (over capacity)" if row.over_capacity else "")
         table.add_row(escape(option.name), option.kind, escape(option.accelerator), f"${option.fixed_per_month:,.2f}",
-                      f"${option.per_gpu_hour:.4f}", month, per_million, wins)
+                      f"${option.per_gpu_hour:.4f}", month, figure, basis, per_million, wins)
     out.print(table)
+    out.print("[dim]where each img/s figure comes from: --json (rows[].throughput.detail)[/]")
+    owned_name = next((row.break_even.owned for row in result.rows if row.break_even is not None), None)
+    if owned_name is None:
+        out.print("no owned box to compare: add one to the inventory (price: owned) or pass --purchase-usd")
+        return
+    out.print(f"against the cheapest owned box at these hours, {escape(owned_name)}:")
+    for row in result.rows:
+        if row.break_even is not None:
+            out.print("  " + escape(row.break_even.describe()))
     lines = [row.break_even.describe() for row in result.rows if row.break_even is not None]
     if lines:
         for line in lines:

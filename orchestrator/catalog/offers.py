@@ -7,8 +7,11 @@ Columns: provider, instance_type, accelerator, gpu_count, gpu_memory_gib (per GP
 region, on_demand_per_hour and spot_per_hour (USD; spot may be empty), billing_rule (a key of
 :data:`orchestrator.cost.BILLING_RULES`), billing_minimum_s (the rule's minimum, repeated so the file reads on
 its own), status (available or retired), retired_on (the retirement date, required when retired; an
-announced date may stand on an available row), as_of (the date the row's figures were recorded) and source
-(where the price and the spec come from).
+announced date may stand on an available row), as_of (the date the row's figures were recorded), source
+(where the price and the spec come from) and terms (rented and owned rows only: the figures their hourly price is
+computed from, ``per_month_usd=350; utilisation=0.5`` or ``purchase_usd=2000; lifetime_years=3; watts=350;
+kwh_usd=0.15``; the loader checks that on_demand_per_hour agrees with them). A file without the terms column
+(written before it existed) still loads.
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ class Offer:
     retired_on: date | None
     as_of: date  # when the row's figures were recorded
     source: str  # where the price and the spec come from
+    terms: str = ""  # rented/owned rows: "name=value; …" figures the hourly price comes from (see TERMS)
+
+    @property
+    def term_values(self) -> dict[str, float]:
+        """Returns :attr:`terms` as numbers by name (empty for cloud rows)."""
+        return _parse_terms(self.terms)
 
     @property
     def retired(self) -> bool:
@@ -88,6 +97,50 @@ class Offer:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Offer))
+OPTIONAL_COLUMNS = ("terms",)
+# The terms each kind of row needs, and the hourly price they give (orchestrator.cost).
+TERMS: dict[str, tuple[str, ...]] = {
+    "rented": ("per_month_usd", "utilisation"),
+    "owned": ("purchase_usd", "lifetime_years", "watts", "kwh_usd"),
+}
+
+
+def _parse_terms(text: str) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(";"))):
+        name, equals, raw = part.partition("=")
+        try:
+            value = float(raw) if equals else float("nan")
+        except ValueError:
+            value = float("nan")
+        if not name.strip() or value != value or value < 0 or value == float("inf"):
+            raise _RowError("terms", text, "name=number pairs (>= 0) separated by ;")
+        values[name.strip()] = value
+    return values
+
+
+def _check_terms(provider: str, text: str, on_demand: float) -> None:
+    """Checks a row's terms: required on rented and owned rows, absent elsewhere, and agreeing with its price."""
+    from orchestrator.cost import monthly_rental_per_hour, owned_per_hour
+
+    values = _parse_terms(text)
+    needed = TERMS.get(provider)
+    if needed is None:
+        if values:
+            raise _RowError("terms", text, "empty on a cloud row (terms are for rented and owned rows)")
+        return
+    if sorted(values) != sorted(needed):
+        raise _RowError("terms", text, "; ".join(f"{name}=…" for name in needed))
+    if provider == "rented":
+        if not 0 < values["utilisation"] <= 1:
+            raise _RowError("terms", text, "utilisation in (0, 1]")
+        hourly = monthly_rental_per_hour(values["per_month_usd"], values["utilisation"])
+    else:
+        if values["lifetime_years"] <= 0:
+            raise _RowError("terms", text, "lifetime_years greater than 0")
+        hourly = owned_per_hour(**values)
+    if abs(hourly - on_demand) > max(0.0001, 0.005 * hourly):
+        raise _RowError("on_demand_per_hour", f"{on_demand:g}", f"{hourly:.4f}, the hourly price its terms give")
 
 
 def _money(value: float) -> str:
@@ -169,6 +222,8 @@ def _parse_row(row: dict[str, str]) -> Offer:
     on_demand = _number(row, "on_demand_per_hour")
     as_of = _date(row, "as_of")
     assert on_demand is not None and as_of is not None
+    terms = (row.get("terms") or "").strip()
+    _check_terms(provider, terms, on_demand)
     return Offer(
         provider=provider,
         instance_type=_text(row, "instance_type"),
@@ -186,6 +241,7 @@ def _parse_row(row: dict[str, str]) -> Offer:
         retired_on=retired_on,
         as_of=as_of,
         source=_text(row, "source"),
+        terms=terms,
     )
 
 
@@ -205,7 +261,7 @@ def parse_offers(text: str, *, origin: str = "offers.csv") -> list[Offer]:
     """
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
-    missing = [name for name in COLUMNS if name not in header]
+    missing = [name for name in COLUMNS if name not in header and name not in OPTIONAL_COLUMNS]
     unknown = [name for name in header if name not in COLUMNS]
     if missing or unknown:
         problem = "missing " + ", ".join(missing) if missing else "unknown " + ", ".join(unknown)
@@ -216,8 +272,8 @@ def parse_offers(text: str, *, origin: str = "offers.csv") -> list[Offer]:
     for number, row in enumerate(reader, start=1):
         line = reader.line_num
         if None in row or any(value is None for value in row.values()):
-            raise SpecError("catalog row", row, f"{len(COLUMNS)} fields",
-                            message=f"{origin}: row {number} (line {line}): expected {len(COLUMNS)} fields")
+            raise SpecError("catalog row", row, f"{len(header)} fields",
+                            message=f"{origin}: row {number} (line {line}): expected {len(header)} fields")
         try:
             offer = _parse_row(row)
         except _RowError as error:

@@ -12,9 +12,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from orchestrator.catalog.offers import Offer, load_offers, user_catalog_path, w
 from orchestrator.errors import AuthError, ProviderError, SpecError
 
 AZURE_PRICES_URL = "https://prices.azure.com/api/retail/prices"
+AWS_SPOT_PRODUCT = "Linux/UNIX"  # DescribeSpotPriceHistory's name for Linux (Amazon VPC)
 AWS_PRICING_REGION = "us-east-1"  # the Price List API answers from a few regions; prices cover every region
 REFRESH_PROVIDERS = ("aws", "azure")
 HTTP_TIMEOUT_S = 20.0
@@ -31,7 +33,7 @@ MAX_PAGES = 50  # Azure answers 100 items a page; a VM size in one region is a p
 _AWS_AUTH_CODES = frozenset({
     "AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
     "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "MissingAuthenticationToken",
+    "MissingAuthenticationToken", "UnauthorizedOperation", "AuthFailure",
 })
 
 
@@ -40,7 +42,16 @@ class Price:
     """Hourly USD prices of one instance type in one region, as an API states them."""
 
     on_demand_per_hour: float
-    spot_per_hour: float | None  # None: the API has no spot price for it (AWS's Price List API never does)
+    spot_per_hour: float | None  # None: not offered on spot there (AWS: from DescribeSpotPriceHistory, not here)
+
+
+@dataclass(frozen=True)
+class SpotQuote:
+    """The current spot price of one instance type in a region: its cheapest zone's."""
+
+    per_hour: float
+    zone: str  # the zone with that price
+    zones: int  # how many zones offer it on spot
 
 
 @dataclass(frozen=True)
@@ -110,20 +121,10 @@ def fetch_aws_prices(
         AuthError: credentials are missing or refused.
         ProviderError: the API could not be reached or answered with an error.
     """
-    import boto3
-    import botocore.config
-    import botocore.exceptions
-
-    config = botocore.config.Config(
-        connect_timeout=HTTP_TIMEOUT_S, read_timeout=HTTP_TIMEOUT_S,
-        retries={"max_attempts": max_attempts, "mode": "standard"},
-    )
     where = endpoint_url or f"the {AWS_PRICING_REGION} endpoint"
     prices: dict[str, Price] = {}
-    try:
-        # A fresh session: boto3's default one caches credentials for the life of the process.
-        session = boto3.session.Session()
-        client = session.client("pricing", region_name=AWS_PRICING_REGION, endpoint_url=endpoint_url, config=config)
+    with _aws_errors("AWS Price List API", "GetProducts", where, permission="pricing:GetProducts"):
+        client = _aws_client("pricing", AWS_PRICING_REGION, endpoint_url, max_attempts)
         for instance_type in instance_types:
             documents: list[Any] = []
             token: str | None = None
@@ -142,25 +143,123 @@ def fetch_aws_prices(
             price = parse_aws_price_list(documents)
             if price is not None:
                 prices[instance_type] = price
+    return prices
+
+
+def _aws_client(service: str, region: str, endpoint_url: str | None, max_attempts: int) -> Any:
+    import boto3
+    import botocore.config
+
+    config = botocore.config.Config(
+        connect_timeout=HTTP_TIMEOUT_S, read_timeout=HTTP_TIMEOUT_S,
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+    )
+    # A fresh session: boto3's default one caches credentials for the life of the process.
+    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+@contextmanager
+def _aws_errors(api: str, operation: str, where: str, *, permission: str) -> Iterator[None]:
+    """Turns botocore's failures inside the block into :class:`AuthError` or :class:`ProviderError`, one line."""
+    import botocore.exceptions
+
+    try:
+        yield
     except botocore.exceptions.NoCredentialsError:
         raise AuthError(
-            "no AWS credentials for the AWS Price List API",
-            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); the API is free but signed",
+            f"no AWS credentials for the {api}",
+            hint=f"set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); {operation} needs {permission}",
         ) from None
     except botocore.exceptions.ClientError as error:
         details = error.response.get("Error", {})
         code = str(details.get("Code", "Unknown"))
         message = str(details.get("Message", "")).strip()
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
-        line = f"AWS Price List API refused GetProducts: {code} (HTTP {status})" + (f": {message}" if message else "")
+        line = f"{api} refused {operation}: {code} (HTTP {status})" + (f": {message}" if message else "")
         if code in _AWS_AUTH_CODES:
-            raise AuthError(line, hint="check the AWS credentials in the environment (pricing:GetProducts)") from None
+            raise AuthError(line, hint=f"check the AWS credentials in the environment ({permission})") from None
         raise ProviderError(line, hint="try again later, or pass --endpoint-url") from None
     except botocore.exceptions.BotoCoreError as error:
-        raise ProviderError(
-            f"AWS Price List API at {where} failed: {error}", hint="check the network, or pass --endpoint-url"
-        ) from None
-    return prices
+        raise ProviderError(f"{api} at {where} failed: {error}", hint="check the network, or pass --endpoint-url"
+                            ) from None
+
+
+def fetch_aws_spot_prices(
+    instance_types: Iterable[str],
+    region: str,
+    *,
+    endpoint_url: str | None = None,
+    max_attempts: int = HTTP_ATTEMPTS,
+    now: datetime | None = None,
+) -> dict[str, SpotQuote]:
+    """Returns the current Linux/UNIX spot price of each instance type in a region (EC2 ``DescribeSpotPriceHistory``).
+
+    Asked with start = end = now, the API answers each zone's price in effect now (its last change before
+    then). The quote is the lowest zone's price, as AWS's own spot pricing page shows, with the zone named.
+
+    Args:
+        instance_types: EC2 instance types, e.g. ``p3.2xlarge``.
+        region: the region code, e.g. ``us-east-1``.
+        endpoint_url: another EC2 endpoint (tests serve one on 127.0.0.1).
+        max_attempts: botocore's attempts per call, the first included.
+        now: the moment to price (default: now, UTC).
+
+    Returns:
+        A quote per instance type offered on spot there; types without spot capacity are absent.
+
+    Raises:
+        AuthError: credentials are missing or refused (it needs ``ec2:DescribeSpotPriceHistory``).
+        ProviderError: the API could not be reached or answered with an error.
+    """
+    names = sorted(set(instance_types))
+    if not names:
+        return {}
+    moment = now or datetime.now(UTC)
+    where = endpoint_url or f"the EC2 endpoint of {region}"
+    items: list[Mapping[str, Any]] = []
+    with _aws_errors("EC2 API", "DescribeSpotPriceHistory", where, permission="ec2:DescribeSpotPriceHistory"):
+        client = _aws_client("ec2", region, endpoint_url, max_attempts)
+        token: str | None = None
+        for _ in range(MAX_PAGES):
+            request: dict[str, Any] = {
+                "InstanceTypes": names, "ProductDescriptions": [AWS_SPOT_PRODUCT], "StartTime": moment,
+                "EndTime": moment, "MaxResults": 1000,
+            }
+            if token:
+                request["NextToken"] = token
+            page = client.describe_spot_price_history(**request)
+            items.extend(page.get("SpotPriceHistory", []))
+            token = page.get("NextToken") or None
+            if not token:
+                break
+    return parse_spot_price_history(items)
+
+
+def parse_spot_price_history(items: Iterable[Mapping[str, Any]]) -> dict[str, SpotQuote]:
+    """Returns, per instance type, the lowest of its zones' newest Linux/UNIX spot prices.
+
+    Items of another product (Windows, SUSE…) and unparsable prices are skipped.
+    """
+    newest: dict[tuple[str, str], tuple[datetime, float]] = {}
+    for item in items:
+        if item.get("ProductDescription", AWS_SPOT_PRODUCT) != AWS_SPOT_PRODUCT:
+            continue
+        try:
+            price = float(item["SpotPrice"])
+            key = (str(item["InstanceType"]), str(item["AvailabilityZone"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        stamp = item.get("Timestamp")
+        when = stamp if isinstance(stamp, datetime) else datetime.min.replace(tzinfo=UTC)
+        if price > 0 and (key not in newest or when > newest[key][0]):
+            newest[key] = (when, price)
+    quotes: dict[str, SpotQuote] = {}
+    for (instance_type, zone), (_, price) in sorted(newest.items()):
+        zones = sum(1 for name, _ in newest if name == instance_type)
+        best = quotes.get(instance_type)
+        if best is None or price < best.per_hour:
+            quotes[instance_type] = SpotQuote(per_hour=price, zone=zone, zones=zones)
+    return quotes
 
 
 def _aws_filters(instance_type: str, region: str) -> list[dict[str, str]]:
@@ -337,6 +436,7 @@ def refresh_catalog(
     *,
     region: str | None = None,
     endpoint_url: str | None = None,
+    spot_endpoint_url: str | None = None,
     home: Path | None = None,
     today: date | None = None,
 ) -> RefreshResult:
@@ -349,7 +449,8 @@ def refresh_catalog(
     Args:
         provider: aws or azure.
         region: price this region instead of each row's own.
-        endpoint_url: the API's address (AWS: an endpoint URL; Azure: the base URL of the prices API).
+        endpoint_url: the API's address (AWS: the Price List API's endpoint; Azure: the prices API's base URL).
+        spot_endpoint_url: AWS only: the EC2 endpoint asked for spot prices (default: the region's own).
         home: the Orchestrate home (default ``$ORCHESTRATE_HOME``).
         today: the date written as ``as_of`` (default today).
 
@@ -374,9 +475,14 @@ def refresh_catalog(
         by_region.setdefault(target_region, []).append(instance_type)
 
     fetched: dict[tuple[str, str], Price] = {}
+    quotes: dict[tuple[str, str], SpotQuote] = {}
     for target_region, instance_types in by_region.items():
         if provider == "aws":
-            prices = fetch_aws_prices(instance_types, target_region, endpoint_url=endpoint_url)
+            on_demand = fetch_aws_prices(instance_types, target_region, endpoint_url=endpoint_url)
+            spot = fetch_aws_spot_prices(on_demand, target_region, endpoint_url=spot_endpoint_url)
+            prices = {name: replace(price, spot_per_hour=spot[name].per_hour if name in spot else None)
+                      for name, price in on_demand.items()}
+            quotes.update({(name, target_region): quote for name, quote in spot.items()})
         else:
             prices = fetch_azure_prices(instance_types, target_region, base_url=endpoint_url or AZURE_PRICES_URL)
         fetched.update({(name, target_region): price for name, price in prices.items()})
@@ -397,7 +503,8 @@ def refresh_catalog(
         if price is None:
             updates.append(OfferUpdate(instance_type, target_region, old, None))
             continue
-        new = _priced(old or template, price, provider=provider, region=target_region, today=today)
+        new = _priced(old or template, price, provider=provider, region=target_region, today=today,
+                      quote=quotes.get((instance_type, target_region)))
         if index is None:
             updated.append(new)
         else:
@@ -409,16 +516,15 @@ def refresh_catalog(
     return RefreshResult(path=path, updates=updates)
 
 
-def _priced(offer: Offer, price: Price, *, provider: str, region: str, today: date) -> Offer:
+def _priced(offer: Offer, price: Price, *, provider: str, region: str, today: date,
+            quote: SpotQuote | None = None) -> Offer:
     if provider == "aws":
-        # The Price List API has no spot prices (they move with the market): keep what the row had.
-        spot = offer.spot_per_hour if offer.region == region else None
-        source = (f"on-demand: AWS Price List API (GetProducts, AmazonEC2, {region}, Linux, shared tenancy), "
-                  f"fetched {today.isoformat()}; spot: not in that API, "
-                  + ("kept from before" if spot is not None else "unknown") + "; spec: as before")
+        spot = (f"EC2 DescribeSpotPriceHistory, Linux/UNIX, lowest of {quote.zones} zone(s) ({quote.zone})"
+                if quote else "not offered on spot in this region (EC2 DescribeSpotPriceHistory)")
+        source = (f"on-demand: AWS Price List API (GetProducts, AmazonEC2, {region}, Linux, shared tenancy); "
+                  f"spot: {spot}; fetched {today.isoformat()}; spec: as before")
     else:
-        spot = price.spot_per_hour
         source = (f"Azure Retail Prices API (prices.azure.com, {region}, Linux pay-as-you-go and Spot meters), "
                   f"fetched {today.isoformat()}; spec: as before")
-    return replace(offer, region=region, on_demand_per_hour=price.on_demand_per_hour, spot_per_hour=spot,
-                   as_of=today, source=source)
+    return replace(offer, region=region, on_demand_per_hour=price.on_demand_per_hour,
+                   spot_per_hour=price.spot_per_hour, as_of=today, source=source)

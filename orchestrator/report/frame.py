@@ -15,9 +15,9 @@ RUN_COLUMNS = ["run_id", "name", "provider", "suite", "state", "created_at", "du
 # Metadata keys that tell one measured configuration (a recipe) from another within a run, in display order.
 # Other metadata (steps, repeat, split, …) describes how a figure was measured, not what was measured.
 VARIANT_KEYS = [
-    "model", "weights", "phase", "data", "pipeline", "precision", "xla", "batch_size", "image_size",
-    "optimizer", "learning_rate", "momentum", "dropout", "strategy", "replicas", "workers", "worker_index",
-    "per_replica_batch", "backend",
+    "model", "variant", "format", "weights", "phase", "data", "pipeline", "precision", "xla", "batch_size",
+    "image_size", "optimizer", "learning_rate", "momentum", "dropout", "strategy", "replicas", "workers",
+    "worker_index", "per_replica_batch", "backend",
 ]
 # Curve points (one per epoch, benchmark "train_curve" and the like) are left to the samples view and charts.
 CURVE_SUFFIX = "_curve"

@@ -183,9 +183,12 @@ def _variant_label(row: pd.Series) -> str:
     from orchestrator.report.frame import VARIANT_KEYS
 
     recipe = [f"{key}={row[key]}" for key in VARIANT_KEYS[:8] if key in row.index and _present(row[key])]
-    # A run's name (user input, escaped where it is written) reads better than its id.
-    run = row["name"] if "name" in row.index and _present(row["name"]) else row["run_id"]
-    return " ".join([str(run), *recipe])
+    return " ".join([_run_label(row), *recipe])
+
+
+def _run_label(row: pd.Series) -> str:
+    """Names a run the same way in every legend: its name (user input, escaped where written), else its id."""
+    return str(row["name"] if "name" in row.index and _present(row["name"]) else row["run_id"])
 
 
 def _present(value: object) -> bool:
@@ -234,7 +237,7 @@ def build_charts(samples: pd.DataFrame, summary: pd.DataFrame) -> list[Chart]:
                 per_dollar.bars.append((label, float(throughput) * 3600 / hourly))
             if "batch_size" in row.index and _present(row["batch_size"]):
                 model = row["model"] if "model" in row.index and _present(row["model"]) else "-"
-                key = f"{model} on {row['run_id']}"
+                key = f"{model} on {_run_label(row)}"
                 by_model.setdefault(key, Series(key, line=True)).points.append(
                     (float(row["batch_size"]), float(throughput)))
         batch.series = list(by_model.values())
@@ -252,7 +255,7 @@ def _curves(samples: pd.DataFrame) -> list[Series]:
         if not _finite(row["elapsed_s"], row["value"]):
             continue
         model = row["model"] if "model" in row.index and _present(row["model"]) else None
-        key = f"{row['run_id']} {model}" if model else str(row["run_id"])
+        key = f"{_run_label(row)} {model}" if model else _run_label(row)
         curves.setdefault(key, Series(key, line=True)).points.append((float(row["elapsed_s"]), float(row["value"])))
     return list(curves.values())
 

@@ -123,27 +123,34 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def rich_table(frame: pd.DataFrame, title: str) -> Table:
-    """Returns the frame as a rich Table, one column per frame column."""
+    """Returns the frame's reading columns (see :func:`display_frame`) as a rich Table."""
+    return frame_table(_display(frame), title, caption="all columns: --format csv or json")
+
+
+def frame_table(shown: pd.DataFrame, title: str, caption: str | None = None) -> Table:
+    """Returns every column of the frame as a rich Table, numbers right-aligned and never cut."""
     from rich.table import Table
 
-    shown = _display(frame)
-    table = Table(title=title, show_lines=False, caption="all columns: --format csv or json")
+    table = Table(title=title, show_lines=False, caption=caption)
     cells = [[format_cell(value) for value in row] for row in shown.itertuples(index=False)]
     for i, column in enumerate(shown.columns):
         numeric = shown[column].dtype.kind in "fiu"
         # Numbers and run ids (users copy them) are never cut; other text may be, with an ellipsis.
         widest = max([len(row[i]) for row in cells] or [0])
         table.add_column(str(column), justify="right" if numeric else "left", no_wrap=True,
-                         min_width=widest if numeric or column == "run" else None)
+                         min_width=widest if numeric or column in ("run", "run_id") else None)
     for row in cells:
         table.add_row(*row)
     return table
 
 
-def render_text(frame: pd.DataFrame, fmt: str) -> str:
-    """Renders a frame as Markdown, CSV or JSON (records) text."""
+def render_text(frame: pd.DataFrame, fmt: str, *, reading: bool = True) -> str:
+    """Renders a frame as Markdown, CSV or JSON (records) text.
+
+    Markdown shows the reading columns (:func:`display_frame`) unless ``reading`` is False (every column).
+    """
     if fmt == "md":
-        shown = _display(frame)
+        shown = _display(frame) if reading else frame
         return str(shown.map(format_cell).to_markdown(index=False)) + "\n"
     if fmt == "csv":
         return str(frame.to_csv(index=False))

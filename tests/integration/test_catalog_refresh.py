@@ -52,8 +52,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # AWS Price List API: JSON-RPC over POST
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+    def do_POST(self) -> None:  # AWS Price List API: JSON-RPC over POST; EC2: the query API (form in, XML out)
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            self._ec2(urllib.parse.parse_qs(raw.decode()))
+            return
+        body = json.loads(raw or b"{}")
         self.state.requests.append({"target": self.headers.get("X-Amz-Target"), "body": body,
                                     "signed": "AWS4-HMAC-SHA256" in self.headers.get("Authorization", "")})
         if self.state.fail_with:
@@ -71,6 +75,17 @@ class _Handler(BaseHTTPRequestHandler):
         path = FIXTURES / name
         page = json.loads(path.read_text()) if path.exists() else {"FormatVersion": "aws_v1", "PriceList": []}
         self._send(200, page, "application/x-amz-json-1.1")
+
+    def _ec2(self, form: dict[str, list[str]]) -> None:
+        self.state.requests.append({"action": form.get("Action", [""])[0], "form": form,
+                                    "signed": "AWS4-HMAC-SHA256" in self.headers.get("Authorization", "")})
+        if self.state.fail_with or self.path.startswith("/refuse"):
+            error = ("<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to "
+                     "perform this operation.</Message></Error></Errors><RequestID>r-1</RequestID></Response>")
+            self._send(self.state.fail_with or 403, error, "text/xml")
+            return
+        page = 2 if form.get("NextToken") == ["spot-page-2"] else 1
+        self._send(200, (FIXTURES / f"aws_spot_price_history_page{page}.xml").read_text(), "text/xml")
 
     def do_GET(self) -> None:  # Azure Retail Prices API
         url = urllib.parse.urlsplit(self.path)
@@ -145,16 +160,21 @@ def test_aws_refresh_writes_the_new_on_demand_prices_and_todays_date(home: Path,
              billing_minimum_s="0", on_demand_per_hour="0.6"),
     ])
     result = run_cli(home, "catalog", "refresh", "--provider", "aws", "--endpoint-url", price_server.url,
-                     timeout=60, **AWS_ENV)
+                     "--spot-endpoint-url", price_server.url, timeout=60, **AWS_ENV)
     assert result.returncode == 0, result.stderr
     rows = _read(catalog)
     today = date.today().isoformat()
     # Page 1 holds a "Linux with SQL Web" product (RunInstances:0004) at 3.56: the plain Linux one on page 2 wins.
     assert rows["p3.2xlarge"]["on_demand_per_hour"] == "3.06"
     assert rows["g4dn.xlarge"]["on_demand_per_hour"] == "0.526"
-    assert rows["g4dn.xlarge"]["spot_per_hour"] == "0.2"  # not in the Price List API: kept
+    # Spot: each zone's newest Linux/UNIX price, the lowest zone quoted (g4dn: 1a's newest 0.21, 1b 0.158;
+    # p3: 1c 0.918, 1d 1.01 on page 2; the SUSE item is not Linux/UNIX).
+    assert rows["g4dn.xlarge"]["spot_per_hour"] == "0.158"
+    assert rows["p3.2xlarge"]["spot_per_hour"] == "0.918"
+    assert "lowest of 2 zone(s) (us-east-1c)" in rows["p3.2xlarge"]["source"]
     for name in ("p3.2xlarge", "g4dn.xlarge"):
         assert rows[name]["as_of"] == today and "AWS Price List API" in rows[name]["source"]
+        assert "DescribeSpotPriceHistory" in rows[name]["source"]
     assert rows["p5.48xlarge"]["on_demand_per_hour"] == "98.32" and rows["p5.48xlarge"]["as_of"] == "2020-01-01"
     assert rows["Standard_NC4as_T4_v3"]["on_demand_per_hour"] == "0.6"  # another provider's row is untouched
     assert "p3.2xlarge us-east-1: on-demand $2.5 → $3.06" in result.stdout
@@ -165,6 +185,27 @@ def test_aws_refresh_writes_the_new_on_demand_prices_and_todays_date(home: Path,
     assert filters == {"instanceType": "p3.2xlarge", "regionCode": "us-east-1", "operatingSystem": "Linux",
                        "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used"}
     assert price_server.requests[1]["body"]["NextToken"] == "page-2-token"
+    spot = [r for r in price_server.requests if r.get("action") == "DescribeSpotPriceHistory"]
+    assert len(spot) == 2 and all(r["signed"] for r in spot)
+    form = spot[0]["form"]
+    # Only the types the Price List API priced are asked (p5.48xlarge had no price), Linux/UNIX, now.
+    assert sorted(v for k, v in form.items() if k.startswith("InstanceType.")) == [["g4dn.xlarge"], ["p3.2xlarge"]]
+    assert form["ProductDescription.1"] == ["Linux/UNIX"] and form["StartTime"] == form["EndTime"]
+    assert spot[1]["form"]["NextToken"] == ["spot-page-2"]
+    assert "p3.2xlarge us-east-1: on-demand $2.5 → $3.06, spot - → $0.918" in result.stdout
+
+
+def test_a_refused_spot_price_call_writes_nothing(home: Path, price_server: PriceServer,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    catalog = home / "offers.csv"
+    _write_catalog(catalog, [_row()])
+    before = catalog.read_bytes()
+    with pytest.raises(AuthError, match="EC2 API refused DescribeSpotPriceHistory: UnauthorizedOperation"):
+        refresh_catalog("aws", endpoint_url=price_server.url, home=home,
+                        spot_endpoint_url=price_server.url + "/refuse")
+    assert catalog.read_bytes() == before
 
 
 def test_azure_refresh_follows_next_page_links_and_leaves_the_shipped_catalog_alone(

@@ -157,3 +157,19 @@ def test_sigterm_mid_training_still_writes_the_document(
     assert list(schema_validator.iter_errors(document)) == []
     assert document["errors"] == [{"stage": "train", "type": "TerminatedError", "message": "received SIGTERM"}]
     assert document["timings"]["import_s"] > 0
+
+
+def test_smoke_runs_on_jax_on_a_machine_without_a_gpu(
+    tmp_path: Path, payload_env: dict[str, str], payload_argv: Callable[[Path, Path], list[str]]
+) -> None:
+    """keras.distribution.list_devices("gpu") raises on JAX without a GPU; the suite must count GPUs without it."""
+    pytest.importorskip("jax")
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"schema_version": 1, "suite": "smoke", "run_id": "r-jax", "params": {"epochs": 1}}))
+    out = tmp_path / "results.json"
+    process = subprocess.run(payload_argv(suite, out), env={**payload_env, "KERAS_BACKEND": "jax"},
+                             capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S, check=False)
+    assert process.returncode == 0, process.stderr
+    document = json.loads(out.read_text())
+    assert document["software"]["backend"] == "jax" and document["errors"] == []
+    assert any(s["benchmark"] == "train" and s["metric"] == "accuracy" for s in document["samples"])

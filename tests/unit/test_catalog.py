@@ -128,16 +128,29 @@ def _catalog_text_with(field: str, value: str, row_index: int = 2) -> str:
         ("retired_on", "", "retirement date"),  # row 7 is Standard_NC6, retired
         ("source", " ", "non-empty"),
         ("billing_minimum_s", "0", "60"),
+        ("terms", "per_month_usd=350", "per_month_usd=…; utilisation=…"),  # row 14: the rented example
+        ("terms", "per_month_usd=350; utilisation=2", "utilisation in (0, 1]"),
+        ("terms", "per_month_usd=lots; utilisation=0.5", "name=number pairs"),
+        ("on_demand_per_hour", "0.5", "0.9589, the hourly price its terms give"),
     ],
 )
 def test_a_bad_value_names_the_row_the_field_and_the_value(field: str, value: str, accepted: str) -> None:
-    row = 7 if field == "retired_on" else 2
+    row = 7 if field == "retired_on" else 14 if field == "terms" or accepted.endswith("terms give") else 2
     with pytest.raises(SpecError) as caught:
         parse_offers(_catalog_text_with(field, value, row), origin="my.csv")
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"my.csv: row {row} (line {row + 1}): invalid {field}: received {value!r}")
     assert accepted in message
+
+
+def test_terms_belong_to_rented_and_owned_rows_and_a_file_without_the_column_still_loads() -> None:
+    with pytest.raises(SpecError, match="invalid terms: received 'watts=5'; accepted: empty on a cloud row"):
+        parse_offers(_catalog_text_with("terms", "watts=5", 2))
+    without = "\n".join(line.rsplit(",", 1)[0] for line in format_offers(load_offers(SHIPPED_PATH)).splitlines()
+                         if "example-" not in line)
+    offers = parse_offers(without + "\n")  # rows written before the terms column existed
+    assert len(offers) == 13 and all(offer.terms == "" for offer in offers)
 
 
 def test_a_bad_header_and_a_duplicate_row_are_named() -> None:

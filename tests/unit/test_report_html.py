@@ -78,6 +78,20 @@ def test_images_per_dollar_uses_the_runs_price_per_hour(store: Store) -> None:
     assert r2 == pytest.approx(400 * 3600 / 3.06)
 
 
+def test_every_legend_names_a_run_the_same_way_its_name_else_its_id(store: Store) -> None:
+    page = _report(store)
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
+    labels = [series["label"] for chart in data["charts"].values() for series in chart["series"]]
+    labels += [label for chart in data["charts"].values() for label, _ in chart["bars"]]
+    # r-1 has a name (the hostile string): no legend calls it by its id; r-2 has none: its id.
+    assert labels and not any("r-1" in label for label in labels)
+    named = [label for label in labels if HOSTILE in label]
+    assert {chart for chart, body in data["charts"].items()
+            if any(HOSTILE in s["label"] for s in body["series"]) or any(HOSTILE in b[0] for b in body["bars"])} \
+        == {"throughput_vs_price", "images_per_dollar", "batch_size_curves", "accuracy_vs_time", "deployment"}
+    assert named and any(label.startswith("r-2") or " on r-2" in label for label in labels)
+
+
 def test_strings_from_the_data_are_escaped_everywhere(store: Store) -> None:
     page = _report(store)
     assert HOSTILE not in page

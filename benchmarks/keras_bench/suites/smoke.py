@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from keras_bench.backends import backend_name, gpu_count
 from keras_bench.datasets import load_digits_split
 from keras_bench.errors import ParamError
 from keras_bench.inference import time_batched_passes
@@ -125,7 +126,7 @@ def run_smoke(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None:
             f"({p.epochs} epochs x {steps_per_epoch} steps), received {p.warmup_steps}"
         )
 
-    gpus_used = min(1, len(keras.distribution.list_devices("gpu")))  # fit without a distribution uses one
+    gpus_used = min(1, gpu_count(backend_name()))  # fit without a distribution uses one
     metadata: dict[str, MetadataValue] = {
         "model": p.model,
         "batch_size": p.batch_size,

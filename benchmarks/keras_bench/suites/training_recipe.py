@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from keras_bench.backends import backend_name, gpu_count
 from keras_bench.datasets import ImageSplit, load_split
 from keras_bench.params import ParamSpec, ParamValue, flag, non_negative_int, text
 from keras_bench.recorder import RunRecorder
@@ -107,7 +108,7 @@ def base_metadata(keras: Any, model: str, data: str, split: ImageSplit, batch_si
         "image_shape": "x".join(str(side) for side in split.image_shape),
         "train_images": len(split.x_train),
         "test_images": len(split.x_test),
-        "gpus": min(1, len(keras.distribution.list_devices("gpu"))),  # fit without a distribution uses one
+        "gpus": min(1, gpu_count(backend_name())),  # fit without a distribution uses one
         "backend": keras.backend.backend(),
     }
 

@@ -1,0 +1,61 @@
+"""The deployment trade-off table: one row per model variant (float32, pruned, quantised…) of a ``deploy`` run.
+
+The payload's ``deploy`` suite writes each variant's figures as samples of benchmark ``deploy`` with the
+variant's name in ``metadata.variant`` (see docs/payload.md). This module turns them into the table a user reads:
+size raw and gzipped (and each as a fraction of the float32 baseline's), batch-1 latency p50/p90, batched
+throughput, accuracy and its change from the baseline, and the sparsity measured from the weights.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BENCHMARK = "deploy"
+BASELINE = "float32"
+# The table's columns, in order: (metric in the samples, label).
+METRICS = (
+    ("model_bytes", "bytes"),
+    ("model_bytes_gzip", "gzip bytes"),
+    ("latency_ms_p50", "p50 ms"),
+    ("latency_ms_p90", "p90 ms"),
+    ("images_per_sec", "img/s"),
+    ("accuracy", "accuracy"),
+    ("accuracy_delta", "Δ acc pts"),
+    ("sparsity", "sparsity"),
+)
+
+
+def tradeoff_frame(samples: pd.DataFrame) -> pd.DataFrame:
+    """Returns one row per (run, variant) of the samples' deploy figures, in the order the payload wrote them.
+
+    Columns: run_id, variant, format, then the labels of :data:`METRICS`, plus ``size ×`` and ``gzip ×`` (the
+    variant's bytes over the float32 baseline's of the same run). Empty when there are no deploy samples.
+    """
+    import pandas as pd
+
+    columns = ["run_id", "variant", "format", *(label for _, label in METRICS), "size ×", "gzip ×"]
+    if samples.empty or "benchmark" not in samples.columns or "variant" not in samples.columns:
+        return pd.DataFrame(columns=columns)
+    deploy = samples[(samples["benchmark"] == BENCHMARK) & samples["variant"].notna()].copy()
+    if deploy.empty:
+        return pd.DataFrame(columns=columns)
+    if "format" not in deploy.columns:
+        deploy["format"] = None
+    deploy["format"] = deploy["format"].fillna("-")
+    order = list(dict.fromkeys(zip(deploy["run_id"], deploy["variant"], strict=True)))
+    wide = deploy.pivot_table(index=["run_id", "variant", "format"], columns="metric", values="value",
+                              aggfunc="median").reset_index()
+    wide.columns.name = None
+    position = {key: i for i, key in enumerate(order)}
+    wide = wide.iloc[sorted(range(len(wide)), key=lambda i: position[(wide["run_id"][i], wide["variant"][i])])]
+    for metric, _ in METRICS:
+        if metric not in wide.columns:
+            wide[metric] = float("nan")
+    for metric, label in (("model_bytes", "size ×"), ("model_bytes_gzip", "gzip ×")):
+        base = wide[wide["variant"] == BASELINE].set_index("run_id")[metric]
+        wide[label] = wide[metric] / wide["run_id"].map(base)
+    wide = wide.rename(columns=dict(METRICS))
+    return wide[columns].reset_index(drop=True)
