@@ -278,9 +278,3 @@ def breakeven(
     for row in result.rows:
         if row.break_even is not None:
             out.print("  " + escape(row.break_even.describe()))
-    lines = [row.break_even.describe() for row in result.rows if row.break_even is not None]
-    if lines:
-        for line in lines:
-            out.print(escape(line))
-    else:
-        out.print("no owned box to compare: add one to the inventory (price: owned) or pass --purchase-usd")
