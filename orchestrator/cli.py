@@ -202,7 +202,7 @@ def run(
 def _print_tradeoffs(run_id: str) -> None:
     """Prints the deploy suite's trade-off table of a run (one row per model variant)."""
     from orchestrator import api
-    from orchestrator.report.deploy import tradeoff_frame
+    from orchestrator.report.deploy import FORMATS, tradeoff_frame
     from orchestrator.report.render import frame_table
 
     samples, _ = api.report_frames([run_id])
@@ -211,7 +211,8 @@ def _print_tradeoffs(run_id: str) -> None:
         out.print("[yellow]the run wrote no deploy samples[/]")
         return
     out.print(frame_table(frame, "deployment trade-offs (size and accuracy against the float32 baseline)",
-                          caption="Δ acc pts: percentage points against float32; size ×: bytes over float32's"))
+                          caption="Δ acc pts: percentage points against float32; size ×: bytes over float32's",
+                          formats=FORMATS))
 
 
 def _print_plan(plan: Any) -> None:
@@ -340,14 +341,14 @@ def report(
         raise click.UsageError("--all reports every run: leave out RUN ids and --last")
     samples, summary = api.report_frames_derived(run_ids, last=last, baseline=baseline, references=references)
     frame = summary if view == "summary" else samples
-    if view == "deploy":
-        from orchestrator.report.deploy import tradeoff_frame
+    from orchestrator.report.deploy import FORMATS, tradeoff_frame
 
+    if view == "deploy":
         frame = tradeoff_frame(samples)
 
     def table(frame: Any) -> Any:
         title = f"Orchestrate report ({view})"
-        return frame_table(frame, title) if view == "deploy" else rich_table(frame, title=title)
+        return frame_table(frame, title, formats=FORMATS) if view == "deploy" else rich_table(frame, title=title)
     if fmt == "parquet" and output is not None:
         write_parquet(frame, output)
         err.print(f"wrote {output}")
@@ -372,7 +373,7 @@ def report(
         else:
             out.print(table(frame))
         return
-    text = render_text(frame, fmt, reading=view != "deploy")
+    text = render_text(frame, fmt, reading=view != "deploy", formats=FORMATS if view == "deploy" else None)
     if output is not None:
         output.write_text(text)
         err.print(f"wrote {output}")

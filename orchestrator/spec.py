@@ -145,8 +145,8 @@ def _check_type(name: str, default: ParamValue, value: ParamValue) -> ParamValue
             raise SpecError(field, value, "a single value, not a list")
         return _check_scalar(field, default, value)
     values = value if isinstance(value, list) else [value]  # --set batch_sizes=64 means [64]
-    if not values:
-        raise SpecError(field, value, "a non-empty list")
+    # An empty list passes: whether a suite accepts one (deploy: quantizations=[] skips them; throughput:
+    # batch_sizes=[] is refused) is the payload's own check's to say, at plan time.
     # Mixed lists (e.g. xla: [false, true]) are checked against the default's first element's type.
     element = default[0] if default else None
     return [_check_scalar(f"{field}[{i}]", element, v) for i, v in enumerate(values)]

@@ -6,8 +6,9 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, TypeVar
 
+from keras_bench.errors import BenchError
 from keras_bench.progress import warn
 from keras_bench.results import ErrorEntry, MetadataValue, Sample, metric_names
 from keras_bench.stop import StopRequest
@@ -117,3 +118,21 @@ class RunRecorder:
         self.errors.append(entry)
         warn(f"{stage}: {entry.type}: {message.splitlines()[0]}")
         return entry
+
+
+T = TypeVar("T")
+
+
+def guarded(recorder: RunRecorder, stage: str, action: Callable[[], T]) -> T | None:
+    """Runs one part of a suite (a feed, a model variant); an ordinary failure becomes an ``errors`` entry and
+    None, so the suite goes on with the other parts, while a stop request or a bad param ends the run.
+    """
+    try:
+        with recorder.phase(stage, "compute"):
+            return action()
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one part failing must not lose the others
+        recorder.failed_stage = None
+        recorder.add_error(stage, exc)
+        return None

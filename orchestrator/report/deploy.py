@@ -27,6 +27,12 @@ METRICS = (
     ("sparsity", "sparsity"),
 )
 
+# How the terminal shows each column: whole bytes and images/s, latencies to the microsecond, signed deltas.
+FORMATS = {
+    "bytes": ",.0f", "gzip bytes": ",.0f", "p50 ms": ".3f", "p90 ms": ".3f", "img/s": ",.0f", "accuracy": ".4f",
+    "Δ acc pts": "+.2f", "sparsity": ".3f", "size ×": ".3f", "gzip ×": ".3f",
+}
+
 
 def tradeoff_frame(samples: pd.DataFrame) -> pd.DataFrame:
     """Returns one row per (run, variant) of the samples' deploy figures, in the order the payload wrote them.

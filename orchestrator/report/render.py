@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -127,12 +128,20 @@ def rich_table(frame: pd.DataFrame, title: str) -> Table:
     return frame_table(_display(frame), title, caption="all columns: --format csv or json")
 
 
-def frame_table(shown: pd.DataFrame, title: str, caption: str | None = None) -> Table:
-    """Returns every column of the frame as a rich Table, numbers right-aligned and never cut."""
+def frame_table(
+    shown: pd.DataFrame, title: str, caption: str | None = None, formats: Mapping[str, str] | None = None
+) -> Table:
+    """Returns every column of the frame as a rich Table, numbers right-aligned and never cut.
+
+    Args:
+        formats: a format spec per column (e.g. ``{"p50 ms": ".3f"}``) for numbers; others use :func:`format_cell`.
+    """
     from rich.table import Table
 
     table = Table(title=title, show_lines=False, caption=caption)
-    cells = [[format_cell(value) for value in row] for row in shown.itertuples(index=False)]
+    specs = [(formats or {}).get(str(column)) for column in shown.columns]
+    cells = [[_formatted(value, spec) for value, spec in zip(row, specs, strict=True)]
+             for row in shown.itertuples(index=False)]
     for i, column in enumerate(shown.columns):
         numeric = shown[column].dtype.kind in "fiu"
         # Numbers and run ids (users copy them) are never cut; other text may be, with an ellipsis.
@@ -144,14 +153,27 @@ def frame_table(shown: pd.DataFrame, title: str, caption: str | None = None) -> 
     return table
 
 
-def render_text(frame: pd.DataFrame, fmt: str, *, reading: bool = True) -> str:
+def _formatted(value: object, spec: str | None) -> str:
+    if spec is None or not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        return format_cell(value)
+    return format(value, spec)
+
+
+def render_text(
+    frame: pd.DataFrame, fmt: str, *, reading: bool = True, formats: Mapping[str, str] | None = None
+) -> str:
     """Renders a frame as Markdown, CSV or JSON (records) text.
 
-    Markdown shows the reading columns (:func:`display_frame`) unless ``reading`` is False (every column).
+    Markdown shows the reading columns (:func:`display_frame`) unless ``reading`` is False (every column), each
+    number formatted by ``formats`` (a spec per column) or :func:`format_cell`.
     """
     if fmt == "md":
         shown = _display(frame) if reading else frame
-        return str(shown.map(format_cell).to_markdown(index=False)) + "\n"
+        specs = formats or {}
+        cells = shown.apply(lambda column: column.map(lambda value: _formatted(value, specs.get(str(column.name)))))
+        # Formatted already: tabulate must not parse "0.270" back into 0.27.
+        align = ["right" if shown[column].dtype.kind in "fiu" else "left" for column in shown.columns]
+        return str(cells.to_markdown(index=False, disable_numparse=True, colalign=align)) + "\n"
     if fmt == "csv":
         return str(frame.to_csv(index=False))
     if fmt == "json":

@@ -263,3 +263,23 @@ def test_report_all_with_references_and_a_baseline(home: Path, fake_payload: Cal
     assert all(row["train_images_per_usd"] > 0 for key, row in rows.items() if key.startswith("r-"))
     both = run_cli(home, "report", "--all", "--last", "1")
     assert both.returncode == 2 and "--all" in both.stderr
+
+
+def test_a_deploy_run_prints_the_trade_off_table_and_report_shows_it_again(home: Path) -> None:
+    """The deploy suite end to end at a tiny size: real training, pruning, TFLite conversion and LiteRT."""
+    result = run_cli(home, "run", "--provider", "local", "--suite", "deploy", "--set", "limit=240", "--set", "epochs=2",
+                     "--set", "fine_tune_epochs=1", "--set", "sparsities=[0.75]", "--set", "prune_then_int8=[0.75]",
+                     "--set", "quantizations=[int8]", "--set", "latency_runs=5", timeout=300,
+                     COLUMNS="200")
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout[result.stdout.index("deployment trade-offs"):]
+    rows = {line.split("│")[1].strip(): line for line in table.splitlines() if line.startswith("│")}
+    assert list(rows) == ["float32", "int8", "pruned_75", "pruned_75_int8"]
+    assert "│  1.000 │  1.000 │" in rows["float32"]  # the baseline against itself
+    assert "0.750" in rows["pruned_75"]  # its sparsity, measured from the weights
+    again = run_cli(home, "report", "--last", "1", "--view", "deploy", "--format", "json")
+    records = json.loads(again.stdout)
+    assert [r["variant"] for r in records] == list(rows)
+    by_variant = {r["variant"]: r for r in records}
+    assert by_variant["int8"]["size ×"] < 0.35 and by_variant["pruned_75"]["gzip ×"] < 0.6
+    assert all(r["p50 ms"] > 0 and r["img/s"] > 0 for r in records)

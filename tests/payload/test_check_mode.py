@@ -27,7 +27,8 @@ def _check(tmp_path: Path, suite: str, params: dict[str, object]) -> subprocess.
     )
 
 
-@pytest.mark.parametrize("suite", ["smoke", "throughput", "accuracy", "transfer", "hparams", "pipeline", "scaling"])
+@pytest.mark.parametrize("suite", ["smoke", "throughput", "accuracy", "transfer", "hparams", "pipeline", "scaling",
+                                   "deploy"])
 def test_every_suites_defaults_pass_the_check_without_importing_keras(tmp_path: Path, suite: str) -> None:
     result = _check(tmp_path, suite, {})
     assert result.returncode == 0, result.stderr

@@ -80,8 +80,8 @@ def test_rejected_params_exit_2_with_the_message_in_the_document(
     [
         (
             {"suite": "nightly"},
-            "suite document field 'suite': expected one of accuracy, hparams, pipeline, scaling, smoke, throughput, "
-            "transfer, received \"nightly\"",
+            "suite document field 'suite': expected one of accuracy, deploy, hparams, pipeline, scaling, smoke, "
+            "throughput, transfer, received \"nightly\"",
         ),
         ({"schema_version": 2}, "suite document field 'schema_version': expected 1, received 2"),
         ({"run_id": ""}, "suite document field 'run_id': expected a non-empty string, received \"\""),

@@ -51,6 +51,7 @@ def test_metric_list_is_the_documented_closed_list() -> None:
         "images_per_sec", "step_time_ms_mean", "step_time_ms_p50", "step_time_ms_p90", "step_time_ms_stdev",
         "accuracy", "loss", "time_to_accuracy_s", "epochs_to_accuracy", "epochs", "model_bytes",
         "model_bytes_gzip", "latency_ms_p50", "latency_ms_p90", "sparsity", "seconds", "scaling_efficiency",
+        "accuracy_delta",
     }  # fmt: skip
 
 

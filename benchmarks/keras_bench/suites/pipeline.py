@@ -14,7 +14,7 @@ import gc
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,11 +23,10 @@ from typing import Any
 from keras_bench.backends import BackendFacts, backend_facts, require_tensorflow
 from keras_bench.checkpoint import run_directory
 from keras_bench.datasets import ImageSplit, synthetic_split
-from keras_bench.errors import BenchError
 from keras_bench.models import build_model, check_model
 from keras_bench.params import ParamValue, choice, non_negative_int, positive_int, text
 from keras_bench.progress import say
-from keras_bench.recorder import RunRecorder
+from keras_bench.recorder import RunRecorder, guarded
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
 from keras_bench.suites.throughput import LEARNING_RATE, host_batches
@@ -146,19 +145,6 @@ def _measure_feed(
     return record_training(recorder, timing, metadata)
 
 
-def _guarded(recorder: RunRecorder, stage: str, action: Callable[[], float | None]) -> float | None:
-    """Runs one feed; an ordinary failure is recorded and the suite goes on, a stop or bad param ends it."""
-    try:
-        with recorder.phase(stage, "compute"):
-            return action()
-    except BenchError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one feed failing must not lose the others
-        recorder.failed_stage = None
-        recorder.add_error(stage, exc)
-        return None
-
-
 def run_pipeline(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None:
     """Writes TFRecord shards, then measures training images/sec for each feed in ``FEEDS``.
 
@@ -199,7 +185,7 @@ def run_pipeline(params: Mapping[str, ParamValue], recorder: RunRecorder) -> Non
         say(f"wrote {p.examples} examples to {p.shards} TFRecord shards in {write_s:.1f}s")
         for feed in FEEDS:
             measure = partial(_measure_feed, feed, p, split, files, facts, recorder)
-            value = results[feed] = _guarded(recorder, f"pipeline {feed}", measure)
+            value = results[feed] = guarded(recorder, f"pipeline {feed}", measure)
             keras.backend.clear_session()
             gc.collect()
             if value is not None:
