@@ -215,6 +215,12 @@ def _print_tradeoffs(run_id: str) -> None:
                           formats=FORMATS))
 
 
+def _state_text(run: Any) -> str:
+    """A run's state for the terminal; a run whose orchestrator died says so beside the state it was left in."""
+    text = f"[{STATE_STYLE.get(run.state, '')}]{run.state}[/]"
+    return f"{text} [red]abandoned[/]" if run.abandoned else text
+
+
 def _print_plan(plan: Any) -> None:
     spec = plan.spec
     out.print("[bold]plan[/] (dry run: nothing is created)")
@@ -266,19 +272,24 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
             table.add_column(column, justify="right" if column in ("duration", "cost") else "left")
         for r in runs:
             cost = "" if r.cost_usd is None else f"${r.cost_usd:.4f}"
-            state = f"[{STATE_STYLE.get(r.state, '')}]{r.state}[/]"
-            table.add_row(r.id, state, r.provider, r.suite, r.created_at[:19].replace("T", " "),
+            table.add_row(r.id, _state_text(r), r.provider, r.suite, r.created_at[:19].replace("T", " "),
                           _duration(r.duration_s), cost)
         out.print(table)
+        if any(r.abandoned for r in runs):
+            out.print("[yellow]abandoned: the orchestrator that ran it is gone; its machines may still be up: "
+                      "`orchestrate down RUN` (or --all)[/]")
         return
     detail = api.run_detail(run_id)
     if as_json:
         click.echo(json.dumps(asdict(detail), indent=2, default=str))
         return
     r = detail.run
-    out.print(f"[bold]{r.id}[/] [{STATE_STYLE.get(r.state, '')}]{r.state}[/]  provider {r.provider}, suite {r.suite}, "
+    out.print(f"[bold]{r.id}[/] {_state_text(r)}  provider {r.provider}, suite {r.suite}, "
               f"started {r.created_at[:19].replace('T', ' ')}, duration {_duration(r.duration_s) or '-'}, "
               f"cost {'' if r.cost_usd is None else f'${r.cost_usd:.4f}'}")
+    if r.abandoned:
+        out.print(f"[yellow]abandoned: the orchestrator that ran it is gone; its machines may still be up: "
+                  f"`orchestrate down {r.id}`[/]")
     table = Table(title="events")
     for column in ("step", "started", "seconds", "outcome", "detail"):
         table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")

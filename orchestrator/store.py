@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 from orchestrator.errors import StoreError, UnknownRun
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _DOCUMENTS_AND_LEASES = """
 CREATE TABLE IF NOT EXISTS documents (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS leases (
 _MIGRATIONS = {
     2: "ALTER TABLE runs ADD COLUMN utilisation_json TEXT;",
     3: "ALTER TABLE samples ADD COLUMN host TEXT;" + _DOCUMENTS_AND_LEASES,
+    4: "ALTER TABLE runs ADD COLUMN orchestrator_pid INTEGER; ALTER TABLE runs ADD COLUMN orchestrator_host TEXT;",
 }
 
 _SCHEMA = """
@@ -61,7 +63,9 @@ CREATE TABLE IF NOT EXISTS runs (
     software_json TEXT,
     timings_json TEXT,
     results_errors_json TEXT,
-    utilisation_json TEXT
+    utilisation_json TEXT,
+    orchestrator_pid INTEGER,
+    orchestrator_host TEXT
 );
 CREATE TABLE IF NOT EXISTS machines (
     row_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -113,6 +117,46 @@ CREATE INDEX IF NOT EXISTS machines_by_run ON machines(run_id);
 FINAL_STATES = ("succeeded", "failed", "interrupted")
 
 
+def process_alive(pid: int, *, started_by: datetime | None = None) -> bool:
+    """Returns whether process ``pid`` exists (and, with ``started_by``, had started by then).
+
+    A pid is reused once its process is gone; a process that started after ``started_by`` is another one. Its
+    start time comes from ``/proc`` where there is one; elsewhere only existence is checked.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    if started_by is None:
+        return True
+    started = _process_start(pid)
+    return started is None or started <= started_by.timestamp() + 1.0  # ticks are coarse: a second of slack
+
+
+def _process_start(pid: int) -> float | None:
+    """Returns when a process started (seconds since the epoch), from /proc; None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, counted after the ")" of comm
+        return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _orchestrator_gone(pid: int | None, host: str | None, created_at: str) -> bool:
+    """True when the run's orchestrator ran on this machine and its process is no longer there."""
+    if pid is None or host != socket.gethostname():
+        return False  # recorded before schema 4, or run from another machine: cannot tell
+    try:
+        created = datetime.fromisoformat(created_at)
+    except ValueError:
+        created = None
+    return not process_alive(int(pid), started_by=created)
+
+
 def now() -> datetime:
     """Returns the current time in UTC (the store keeps ISO-8601 UTC strings)."""
     return datetime.now(UTC)
@@ -139,6 +183,9 @@ class RunRow:
     log_tail: str | None
     cost_usd: float | None
     spec: dict[str, Any]
+    # Not finished, yet the orchestrator process that ran it (on this machine) is gone: it died, or was killed.
+    # Its machines may still be up: `orchestrate down RUN` tears them down.
+    abandoned: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,11 +291,13 @@ class Store:
     # runs ------------------------------------------------------------------------------------------
 
     def create_run(self, run_id: str, *, provider: str, suite: str, name: str | None, spec: dict[str, Any]) -> None:
-        """Records a new run in state ``provisioning``."""
+        """Records a new run in state ``provisioning``, with the process and machine that runs it."""
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO runs (id, state, provider, suite, name, spec_json, created_at) VALUES (?,?,?,?,?,?,?)",
-                (run_id, "provisioning", provider, suite, name, json.dumps(spec), now().isoformat()),
+                "INSERT INTO runs (id, state, provider, suite, name, spec_json, created_at, orchestrator_pid, "
+                "orchestrator_host) VALUES (?,?,?,?,?,?,?,?,?)",
+                (run_id, "provisioning", provider, suite, name, json.dumps(spec), now().isoformat(), os.getpid(),
+                 socket.gethostname()),
             )
 
     def set_state(self, run_id: str, state: str) -> None:
@@ -358,6 +407,8 @@ class Store:
                 log_tail=r["log_tail"],
                 cost_usd=r["cost_usd"],
                 spec=json.loads(r["spec_json"]),
+                abandoned=r["state"] not in FINAL_STATES and _orchestrator_gone(
+                    r["orchestrator_pid"], r["orchestrator_host"], r["created_at"]),
             )
             for r in rows
         ]

@@ -17,20 +17,10 @@ from pathlib import Path
 from orchestrator.errors import CapacityError, OrchestrateError, ProviderError
 from orchestrator.inventory import Inventory, InventoryHost, inventory_path, load_inventory
 from orchestrator.providers.base import Capability, LaunchRequest, Machine, MachineState
-from orchestrator.store import Store
+from orchestrator.store import Store, process_alive
 
 STATE_MAP = {"leased": MachineState.RUNNING, "released": MachineState.TERMINATED}
 LEASE_POLL_S = 1.0
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def parse_selection(instance_type: str) -> tuple[list[str] | None, str | None]:
@@ -126,7 +116,7 @@ class RentedProvider:
                     if len(held) == need or host in held:
                         continue
                     holder = store.acquire_lease(
-                        host.name, request.run_id, holder_pid=os.getpid(), alive=_process_alive
+                        host.name, request.run_id, holder_pid=os.getpid(), alive=process_alive
                     )
                     if holder is None:
                         held.append(host)

@@ -283,3 +283,37 @@ def test_a_deploy_run_prints_the_trade_off_table_and_report_shows_it_again(home:
     by_variant = {r["variant"]: r for r in records}
     assert by_variant["int8"]["size ×"] < 0.35 and by_variant["pruned_75"]["gzip ×"] < 0.6
     assert all(r["p50 ms"] > 0 and r["img/s"] > 0 for r in records)
+
+
+def test_a_killed_orchestrator_leaves_an_abandoned_run_that_status_names_and_down_cleans_up(
+    home: Path, fake_payload: Callable[[str], Path]
+) -> None:
+    """SIGKILL cannot be caught: the run stays 'running', and status must say that nobody is running it."""
+    package = fake_payload(FAKE_MAIN_HEADER + "import time\ntime.sleep(300)\n")
+    orchestrate = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "--provider", "local"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env(home, ORCHESTRATE_PAYLOAD_DIR=str(package)),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        pid_files: list[Path] = []
+        while time.monotonic() < deadline and not pid_files:
+            pid_files = [p for p in (home / "machines").glob("*/pid") if p.read_text().strip()]
+            time.sleep(0.1)
+        assert pid_files, "the payload never started"
+        pgid = int(pid_files[0].read_text())
+        live = json.loads(run_cli(home, "status", "--json").stdout)
+        assert [r["abandoned"] for r in live] == [False]  # its orchestrator is still there
+        orchestrate.kill()
+        orchestrate.wait(timeout=30)
+    finally:
+        if orchestrate.poll() is None:
+            orchestrate.kill()
+    [run] = json.loads(run_cli(home, "status", "--json").stdout)
+    assert run["abandoned"] and run["state"] not in ("succeeded", "failed", "interrupted")
+    table = run_cli(home, "status", COLUMNS="200")
+    assert "abandoned" in table.stdout and "orchestrate down RUN" in table.stdout
+    assert group_alive(pgid)  # the payload outlived its orchestrator: the leak `down` is for
+    down = run_cli(home, "down", run["id"])
+    assert down.returncode == 0 and "terminated 1 machine" in down.stdout
+    assert not group_alive(pgid)

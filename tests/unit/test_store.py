@@ -80,7 +80,9 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_runs(tmp_path: Pat
 
     from orchestrator import store as store_module
 
-    v1_schema = store_module._SCHEMA.replace(",\n    utilisation_json TEXT", "").replace(",\n    host TEXT", "")
+    v1_schema = store_module._SCHEMA.replace(",\n    orchestrator_pid INTEGER,\n    orchestrator_host TEXT", "")
+    v1_schema = v1_schema.replace(",\n    utilisation_json TEXT", "").replace(",\n    host TEXT", "")
+    assert "orchestrator_pid" not in v1_schema and "utilisation_json" not in v1_schema
     with sqlite3.connect(tmp_path / "state.db") as db:
         db.executescript(v1_schema + "PRAGMA user_version=1;")
         db.execute("INSERT INTO runs (id, state, provider, suite, spec_json, created_at) "
@@ -91,6 +93,34 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_runs(tmp_path: Pat
     store.finish_run("r-old", state="succeeded", duration_s=1.0, error=None, log_tail=None, costs=[],
                      results={"m": {**_doc("r-old", []), "utilisation": [{"t": 0.0, "gpu": 0, "util_pct": 50}]}})
     assert "util_pct" in store.query("SELECT utilisation_json FROM runs")[0][0]
+    assert not store.get_run("r-old").abandoned  # no orchestrator recorded (before schema 4): cannot tell
+
+
+def test_a_run_whose_orchestrator_process_is_gone_is_abandoned(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store = Store(tmp_path)
+    store.create_run("r-live", provider="local", suite="smoke", name=None, spec={})
+    assert not store.get_run("r-live").abandoned  # this process runs it
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store.create_run("r-dead", provider="local", suite="smoke", name=None, spec={})
+    store.query("UPDATE runs SET orchestrator_pid = ? WHERE id = 'r-dead'", [int(gone.stdout)])
+    assert store.get_run("r-dead").abandoned
+
+    # A live process that started after the run was created is a reused pid, not the run's orchestrator.
+    store.create_run("r-reused", provider="local", suite="smoke", name=None, spec={})
+    store.query("UPDATE runs SET created_at = '2000-01-01T00:00:00+00:00' WHERE id = 'r-reused'")
+    assert store.get_run("r-reused").abandoned
+
+    store.create_run("r-elsewhere", provider="local", suite="smoke", name=None, spec={})
+    store.query("UPDATE runs SET orchestrator_pid = ?, orchestrator_host = 'another-box' WHERE id = 'r-elsewhere'",
+                [int(gone.stdout)])
+    assert not store.get_run("r-elsewhere").abandoned  # another machine's process: cannot tell
+
+    store.finish_run("r-dead", state="failed", duration_s=1.0, error="x", log_tail=None, results=None, costs=[])
+    assert not store.get_run("r-dead").abandoned  # finished runs are never abandoned
 
 
 def test_a_lease_is_held_by_one_live_run_and_taken_over_when_stale(tmp_path: Path) -> None:
