@@ -25,6 +25,16 @@ def _rows(home: Path, sql: str) -> list[tuple[object, ...]]:
         return list(db.execute(sql).fetchall())
 
 
+def _payload_started(home: Path, deadline: float) -> tuple[int, Path]:
+    """Waits for a local run's payload to start; returns its process group and machine directory."""
+    pid_files: list[Path] = []
+    while time.monotonic() < deadline and not pid_files:
+        pid_files = [p for p in (home / "machines").glob("*/pid") if p.read_text().strip()]
+        time.sleep(0.1)
+    assert pid_files, "the payload never started"
+    return int(pid_files[0].read_text()), pid_files[0].parent
+
+
 def test_a_smoke_run_succeeds_and_is_recorded_priced_reported_and_torn_down(home: Path) -> None:
     result = run_cli(home, "run", "--provider", "local", "--suite", "smoke", "--price-per-hour", "0.36")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -60,13 +70,7 @@ def test_a_signal_stops_the_payloads_process_group_tears_down_and_records_interr
     )
     try:
         deadline = time.monotonic() + 120
-        pid_files: list[Path] = []
-        while time.monotonic() < deadline and not pid_files:
-            pid_files = [p for p in (home / "machines").glob("*/pid") if p.read_text().strip()]
-            time.sleep(0.1)
-        assert pid_files, "the payload never started"
-        pgid = int(pid_files[0].read_text())
-        machine_dir = pid_files[0].parent
+        pgid, machine_dir = _payload_started(home, deadline)
         # Let it get into training (Keras imported, fitting) before the signal lands.
         log = machine_dir / "payload.log"
         while time.monotonic() < deadline and "epoch 1/" not in (log.read_text() if log.exists() else ""):
@@ -295,13 +299,7 @@ def test_a_killed_orchestrator_leaves_an_abandoned_run_that_status_names_and_dow
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env(home, ORCHESTRATE_PAYLOAD_DIR=str(package)),
     )
     try:
-        deadline = time.monotonic() + 60
-        pid_files: list[Path] = []
-        while time.monotonic() < deadline and not pid_files:
-            pid_files = [p for p in (home / "machines").glob("*/pid") if p.read_text().strip()]
-            time.sleep(0.1)
-        assert pid_files, "the payload never started"
-        pgid = int(pid_files[0].read_text())
+        pgid, _ = _payload_started(home, time.monotonic() + 60)
         live = json.loads(run_cli(home, "status", "--json").stdout)
         assert [r["abandoned"] for r in live] == [False]  # its orchestrator is still there
         orchestrate.kill()
