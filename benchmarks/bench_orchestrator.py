@@ -99,8 +99,8 @@ def render(help_s: list[float], runs: list[dict[str, float]]) -> str:
         f"{median_range(overhead_payload)} |",
         f"| of which: orchestrator steps | provision, connect, prepare, push, collect, teardown, price, record "
         f"(event durations) | {median_range(col('own_steps_s'))} |",
-        f"| of which: execute step − payload life | Python start and exit around the payload's timer (TensorFlow's "
-        f"exit), and the last log poll (0.5 s interval) | "
+        f"| of which: execute step − payload life | Python start and exit around the payload's timer (the payload "
+        f"skips TensorFlow's ~1 s teardown once its results are written), and the last log poll (0.5 s interval) | "
         f"{median_range([r['execute_s'] - r['payload_total_s'] for r in runs])} |",
         f"| of which: CLI start, plan, store open | wall − the run's recorded duration | "
         f"{median_range([r['wall_s'] - r['recorded_duration_s'] for r in runs])} |",
