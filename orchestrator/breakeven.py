@@ -79,41 +79,71 @@ class CostOption:
 
 @dataclass(frozen=True)
 class BreakEven:
-    """Where an owned box and another option cost the same per month."""
+    """Where an owned box and another option cost the same per month: in GPU-hours, and in images when both
+    options have a throughput figure (the like-for-like answer when their GPUs differ)."""
 
     owned: str  # the owned option's name
     other: str  # the option it is compared with
     hours: float | None  # GPU-hours per month at which the two cost the same; None when they never do
     owning_wins: str  # "above" or "below" ``hours``, or "always" or "never"
+    # The same for a month's work: millions of images each option trains at its own throughput; None without
+    # a throughput figure for both.
+    million_images: float | None = None
+    owning_wins_images: str | None = None
 
     def describe(self) -> str:
         """Returns one line a user reads, e.g. ``owning beats … above 18.5 GPU-hours/month``."""
         if self.owning_wins in ("always", "never"):
-            return f"owning {self.owned} beats {self.other}: {self.owning_wins}"
-        assert self.hours is not None
-        return f"owning {self.owned} beats {self.other} {self.owning_wins} {self.hours:.1f} GPU-hours/month"
+            text = f"owning {self.owned} beats {self.other}: {self.owning_wins}"
+        else:
+            assert self.hours is not None
+            text = f"owning {self.owned} beats {self.other} {self.owning_wins} {self.hours:.1f} GPU-hours/month"
+        if self.owning_wins_images in ("always", "never"):
+            text += f"; for the same images: {self.owning_wins_images}"
+        elif self.owning_wins_images is not None and self.million_images is not None:
+            text += f"; for the same images: {self.owning_wins_images} {self.million_images:,.1f}M images/month"
+        return text
 
 
-def break_even(owned: CostOption, other: CostOption) -> BreakEven:
-    """Solves ``owned.monthly_cost(H) == other.monthly_cost(H)`` for H.
+def _crossing(fixed_gap: float, unit_gap: float, capacity: float | None) -> tuple[float | None, str]:
+    """Solves ``fixed_gap == unit_gap × x`` for the use x where owning starts or stops winning.
+
+    ``fixed_gap``: what owning costs more each month whatever the use; ``unit_gap``: what each unit of use
+    saves by owning; ``capacity``: the most use the other option has in a month (None: unbounded).
+    """
+    if unit_gap == 0:
+        return None, "always" if fixed_gap < 0 else "never"
+    x = fixed_gap / unit_gap
+    if unit_gap > 0:
+        return (x, "above") if x > 0 else (None, "always")
+    if x <= 0:
+        return None, "never"
+    if capacity is not None and x >= capacity:
+        # Past what the rented box has in a month: owning wins at every use the rental can give.
+        return None, "always"
+    return x, "below"
+
+
+def break_even(
+    owned: CostOption, other: CostOption, owned_images_per_sec: float | None = None,
+    other_images_per_sec: float | None = None,
+) -> BreakEven:
+    """Solves ``owned.monthly_cost(H) == other.monthly_cost(H)`` for H, and, with both throughputs (images/s
+    per GPU), the same for a month's images, each option using the GPU-hours it needs for them.
 
     With the owned box dearer up front and cheaper per hour (the usual case against an hourly rental),
-    owning wins above ``(owned fixed − other fixed) / (other per hour − owned per hour)``.
+    owning wins above ``(owned fixed − other fixed) / (other per hour − owned per hour)``; per image, the
+    per-hour prices are divided by each option's images per GPU-hour.
     """
     fixed_gap = owned.fixed_per_month - other.fixed_per_month
-    hourly_gap = other.per_gpu_hour - owned.per_gpu_hour  # what each hour saves by owning
-    if hourly_gap == 0:
-        return BreakEven(owned.name, other.name, None, "always" if fixed_gap < 0 else "never")
-    hours = fixed_gap / hourly_gap
-    if hourly_gap > 0:
-        return BreakEven(owned.name, other.name, hours, "above") if hours > 0 else \
-            BreakEven(owned.name, other.name, None, "always")
-    if hours <= 0:
-        return BreakEven(owned.name, other.name, None, "never")
-    if other.capacity_gpu_hours is not None and hours >= other.capacity_gpu_hours:
-        # Past what the rented box has in a month: owning wins at every use the rental can give.
-        return BreakEven(owned.name, other.name, None, "always")
-    return BreakEven(owned.name, other.name, hours, "below")
+    hours, wins = _crossing(fixed_gap, other.per_gpu_hour - owned.per_gpu_hour, other.capacity_gpu_hours)
+    if not owned_images_per_sec or not other_images_per_sec:
+        return BreakEven(owned.name, other.name, hours, wins)
+    owned_rate, other_rate = owned_images_per_sec * 3600 / 1e6, other_images_per_sec * 3600 / 1e6  # M img/GPU-h
+    capacity = None if other.capacity_gpu_hours is None else other.capacity_gpu_hours * other_rate
+    images, images_wins = _crossing(fixed_gap, other.per_gpu_hour / other_rate - owned.per_gpu_hour / owned_rate,
+                                    capacity)
+    return BreakEven(owned.name, other.name, hours, wins, images, images_wins)
 
 
 def owned_option(
@@ -364,7 +394,12 @@ def breakeven_report(
             usd_per_million_images=None if figure is None else option.usd_per_million_images(
                 gpu_hours_per_month, figure.images_per_sec_per_gpu),
             over_capacity=option.capacity_gpu_hours is not None and gpu_hours_per_month > option.capacity_gpu_hours,
-            break_even=None if option.owned or cheapest_owned is None else break_even(cheapest_owned, option),
+            break_even=None if option.owned or cheapest_owned is None else break_even(
+                cheapest_owned, option, _rate(throughput.get(cheapest_owned.name)), _rate(figure)),
         ))
     rows.sort(key=lambda row: (row.monthly_cost_usd, row.option.name))
     return BreakevenReport(gpu_hours_per_month, workload, list(measured), rows)
+
+
+def _rate(figure: Throughput | None) -> float | None:
+    return None if figure is None else figure.images_per_sec_per_gpu

@@ -265,11 +265,16 @@ def breakeven(
         if row.break_even is not None:
             be = row.break_even
             wins = be.owning_wins if be.hours is None else f"{be.owning_wins} {be.hours:.1f} h"
+            if be.owning_wins_images is not None:
+                wins += "\n" + (be.owning_wins_images if be.million_images is None
+                                else f"{be.owning_wins_images} {be.million_images:,.1f}M img")
         month = f"${row.monthly_cost_usd:,.2f}" + (" (over capacity)" if row.over_capacity else "")
         table.add_row(escape(option.name), option.kind, escape(option.accelerator), f"${option.fixed_per_month:,.2f}",
                       f"${option.per_gpu_hour:.4f}", month, figure, basis, per_million, wins)
     out.print(table)
-    out.print("[dim]where each img/s figure comes from: --json (rows[].throughput.detail)[/]")
+    out.print("[dim]owning wins: in GPU-hours of use a month, and (second line, where both have an img/s figure) in "
+              "images a month, each option running the hours its own GPU needs for them; where each img/s figure "
+              "comes from: --json (rows[].throughput.detail)[/]")
     owned_name = next((row.break_even.owned for row in result.rows if row.break_even is not None), None)
     if owned_name is None:
         out.print("no owned box to compare: add one to the inventory (price: owned) or pass --purchase-usd")

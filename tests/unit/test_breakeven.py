@@ -48,6 +48,20 @@ def test_owning_beats_an_hourly_rental_above_fixed_over_the_hourly_saving(devbox
     assert break_even(devbox, _hourly("power only", 0.05)).owning_wins == "never"
 
 
+def test_for_the_same_images_each_option_uses_the_gpu_hours_its_own_throughput_needs(devbox: CostOption) -> None:
+    # The devbox trains 100 images/s (0.36M per GPU-hour), the V100 400 (1.44M): per million images the cloud costs
+    # $3.06 / 1.44 = $2.125 and the devbox $0.0525 / 0.36 = $0.1458, so its $55.56 a month is paid back by
+    # 55.5556 / 1.9792 = 28.07M images a month (78 devbox hours), not by the 18.5 GPU-hours of equal hours.
+    result = break_even(devbox, _hourly("p3.2xlarge", 3.06), 100.0, 400.0)
+    assert (result.owning_wins, result.hours) == ("above", pytest.approx(18.472, abs=1e-3))
+    assert result.owning_wins_images == "above" and result.million_images == pytest.approx(28.070, abs=1e-3)
+    assert "for the same images: above 28.1M images/month" in result.describe()
+    # A faster owned box than the cloud GPU: owning wins sooner per image than per hour.
+    faster = break_even(devbox, _hourly("p2.xlarge", 0.90), 400.0, 50.0)
+    assert faster.million_images == pytest.approx(55.5556 / (0.90 / 0.18 - 0.0525 / 1.44), abs=1e-3)
+    assert break_even(devbox, _hourly("p2.xlarge", 0.90), None, 50.0).million_images is None
+
+
 def test_owning_against_a_monthly_rental_wins_below_a_number_of_hours(devbox: CostOption) -> None:
     rented = CostOption("rtx4090", "rented-monthly", "RTX 4090", 1, 350.0, 0.0, 7300.0, "test")
     result = break_even(devbox, rented)
