@@ -10,6 +10,7 @@ import io
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -202,17 +203,19 @@ def run(
 def _print_tradeoffs(run_id: str) -> None:
     """Prints the deploy suite's trade-off table of a run (one row per model variant)."""
     from orchestrator import api
-    from orchestrator.report.deploy import FORMATS, tradeoff_frame
-    from orchestrator.report.render import frame_table
+    from orchestrator.report.deploy import tradeoff_frame, tradeoff_table
 
     samples, _ = api.report_frames([run_id])
     frame = tradeoff_frame(samples).drop(columns=["run_id"])
     if frame.empty:
         out.print("[yellow]the run wrote no deploy samples[/]")
         return
-    out.print(frame_table(frame, "deployment trade-offs (size and accuracy against the float32 baseline)",
-                          caption="Δ acc pts: percentage points against float32; size ×: bytes over float32's",
-                          formats=FORMATS))
+    out.print(tradeoff_table(frame))
+
+
+def _abandoned_hint(run_id: str) -> str:
+    return (f"[yellow]abandoned: the orchestrator that ran it is gone; its machines may still be up: "
+            f"`orchestrate down {run_id}`[/]")
 
 
 def _state_text(run: Any) -> str:
@@ -276,8 +279,7 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
                           _duration(r.duration_s), cost)
         out.print(table)
         if any(r.abandoned for r in runs):
-            out.print("[yellow]abandoned: the orchestrator that ran it is gone; its machines may still be up: "
-                      "`orchestrate down RUN` (or --all)[/]")
+            out.print(_abandoned_hint("RUN") + " [yellow](or --all)[/]")
         return
     detail = api.run_detail(run_id)
     if as_json:
@@ -288,8 +290,7 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
               f"started {r.created_at[:19].replace('T', ' ')}, duration {_duration(r.duration_s) or '-'}, "
               f"cost {'' if r.cost_usd is None else f'${r.cost_usd:.4f}'}")
     if r.abandoned:
-        out.print(f"[yellow]abandoned: the orchestrator that ran it is gone; its machines may still be up: "
-                  f"`orchestrate down {r.id}`[/]")
+        out.print(_abandoned_hint(r.id))
     table = Table(title="events")
     for column in ("step", "started", "seconds", "outcome", "detail"):
         table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
@@ -342,7 +343,8 @@ def report(
       orchestrate report --last 1 --view deploy
     """
     from orchestrator import api
-    from orchestrator.report.render import FILE_FORMATS, frame_table, render_text, rich_table, write_parquet
+    from orchestrator.report.deploy import FORMATS, tradeoff_frame, tradeoff_table
+    from orchestrator.report.render import FILE_FORMATS, render_text, rich_table, write_parquet
 
     if fmt in FILE_FORMATS and output is None:
         raise click.UsageError(f"--format {fmt} writes a file: give its path with -o, e.g. -o report.{fmt}")
@@ -351,15 +353,11 @@ def report(
     if every_run and (run_ids or last):
         raise click.UsageError("--all reports every run: leave out RUN ids and --last")
     samples, summary = api.report_frames_derived(run_ids, last=last, baseline=baseline, references=references)
-    frame = summary if view == "summary" else samples
-    from orchestrator.report.deploy import FORMATS, tradeoff_frame
-
-    if view == "deploy":
+    frame = {"summary": summary, "samples": samples}.get(view)
+    if frame is None:  # the deploy view
         frame = tradeoff_frame(samples)
-
-    def table(frame: Any) -> Any:
-        title = f"Orchestrate report ({view})"
-        return frame_table(frame, title, formats=FORMATS) if view == "deploy" else rich_table(frame, title=title)
+    title = f"Orchestrate report ({view})"
+    table = partial(tradeoff_table, title=title) if view == "deploy" else partial(rich_table, title=title)
     if fmt == "parquet" and output is not None:
         write_parquet(frame, output)
         err.print(f"wrote {output}")

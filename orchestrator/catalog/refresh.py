@@ -479,7 +479,7 @@ def refresh_catalog(
     for target_region, instance_types in by_region.items():
         if provider == "aws":
             on_demand = fetch_aws_prices(instance_types, target_region, endpoint_url=endpoint_url)
-            spot = fetch_aws_spot_prices(on_demand, target_region, endpoint_url=spot_endpoint_url)
+            spot = fetch_aws_spot_prices(list(on_demand), target_region, endpoint_url=spot_endpoint_url)
             prices = {name: replace(price, spot_per_hour=spot[name].per_hour if name in spot else None)
                       for name, price in on_demand.items()}
             quotes.update({(name, target_region): quote for name, quote in spot.items()})

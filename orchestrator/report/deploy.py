@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.table import Table
 
 BENCHMARK = "deploy"
 BASELINE = "float32"
@@ -65,3 +66,11 @@ def tradeoff_frame(samples: pd.DataFrame) -> pd.DataFrame:
         wide[label] = wide[metric] / wide["run_id"].map(base)
     wide = wide.rename(columns=dict(METRICS))
     return wide[columns].reset_index(drop=True)
+
+
+def tradeoff_table(frame: pd.DataFrame, title: str = "deployment trade-offs (against the float32 baseline)") -> Table:
+    """Returns a :func:`tradeoff_frame` as a rich Table, each column in its own number format."""
+    from orchestrator.report.render import frame_table
+
+    return frame_table(frame, title, formats=FORMATS,
+                       caption="Δ acc pts: percentage points against float32; size ×: bytes over float32's")
