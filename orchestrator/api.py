@@ -141,7 +141,7 @@ def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | 
 
 def inventory_rows(*, home: Path | None = None) -> list[dict[str, Any]]:
     """Returns the inventory's boxes with their hourly price and the run that holds each lease."""
-    from orchestrator.inventory import inventory_path, load_inventory
+    from orchestrator.inventory.model import inventory_path, load_inventory
 
     home = home or default_home()
     inventory = load_inventory(inventory_path(home))
@@ -175,10 +175,10 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
     from concurrent.futures import ThreadPoolExecutor
 
     from orchestrator.errors import OrchestrateError
-    from orchestrator.inventory import InventoryHost, inventory_path, load_inventory
-    from orchestrator.prepare import CHECK_PROBE
+    from orchestrator.inventory.model import InventoryHost, inventory_path, load_inventory
     from orchestrator.providers.rented import machine_for
-    from orchestrator.ssh_machine import transport_to
+    from orchestrator.remote.connect import transport_to
+    from orchestrator.remote.prepare import CHECK_PROBE
 
     home = home or default_home()
     hosts = load_inventory(inventory_path(home)).select(names=names)
@@ -211,7 +211,7 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
 
 
 if TYPE_CHECKING:
-    from orchestrator.breakeven import BreakevenReport, Measured
+    from orchestrator.catalog.breakeven import BreakevenReport, Measured
 
 
 def _run_prices(store: Store, run_ids: Sequence[str]) -> dict[str, float]:
@@ -305,7 +305,7 @@ def breakeven(
         SpecError: negative hours, a bad owned box, or an invalid catalog or inventory.
         UnknownRun: a run id matches no run.
     """
-    from orchestrator.breakeven import (
+    from orchestrator.catalog.breakeven import (
         breakeven_report,
         catalog_options,
         inventory_options,
@@ -313,7 +313,7 @@ def breakeven(
         reference_figures,
     )
     from orchestrator.catalog.offers import load_offers
-    from orchestrator.inventory import inventory_path, load_inventory
+    from orchestrator.inventory.model import inventory_path, load_inventory
     from orchestrator.report.references import load_references
 
     if not gpu_hours_per_month >= 0:
@@ -341,7 +341,7 @@ def measured_throughput(run_ids: Sequence[str] = (), *, home: Path | None = None
     Raises:
         UnknownRun: a run id matches no run.
     """
-    from orchestrator.breakeven import Measured, gpu_family
+    from orchestrator.catalog.breakeven import Measured, gpu_family
     from orchestrator.report.metrics import images_per_sec_per_gpu
 
     home = home or default_home()

@@ -26,7 +26,11 @@ from typing import Any, Protocol
 
 from orchestrator.cost import billing_rule, price_run
 from orchestrator.errors import OrchestrateError, PayloadFailed, RemoteError, RunInterrupted
-from orchestrator.payload import (
+from orchestrator.providers import get_provider
+from orchestrator.providers.base import LaunchRequest, Machine, Offer, Provider
+from orchestrator.remote.connect import transport_to
+from orchestrator.remote.detached import DetachedProcess, follow
+from orchestrator.remote.payload import (
     SAFE_EXTRACT,
     SUITE_FILE,
     Bundle,
@@ -34,13 +38,10 @@ from orchestrator.payload import (
     check_params,
     suite_document,
 )
-from orchestrator.prepare import prepare_machine
-from orchestrator.providers import get_provider
-from orchestrator.providers.base import LaunchRequest, Machine, Offer, Provider
-from orchestrator.remote import DetachedProcess, Transport, check, follow
+from orchestrator.remote.prepare import prepare_machine
+from orchestrator.remote.transport import Transport, check
 from orchestrator.results import parse_results
 from orchestrator.spec import ParamValue, RunSpec, SuiteSpec, load_suite, resolve_params
-from orchestrator.ssh_machine import transport_to
 from orchestrator.store import Store
 
 STEPS = ("plan", "provision", "connect", "prepare", "push", "execute", "collect", "teardown", "price", "record")

@@ -14,8 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrator.errors import SpecError
-from orchestrator.payload import suites_dir
 from orchestrator.providers import PROVIDERS, provider_names
+from orchestrator.remote.payload import suites_dir
 
 Backend = Literal["tensorflow", "jax", "torch"]
 Scalar = bool | int | float | str | None

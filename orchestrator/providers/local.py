@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orchestrator.errors import ProviderError
 from orchestrator.providers.base import Capability, LaunchRequest, Machine, MachineState
-from orchestrator.remote import PID_FILE
+from orchestrator.remote.detached import PID_FILE
 
 STATE_MAP = {"present": MachineState.RUNNING, "absent": MachineState.TERMINATED}
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.errors import CapacityError, OrchestrateError, ProviderError
-from orchestrator.inventory import Inventory, InventoryHost, inventory_path, load_inventory
+from orchestrator.inventory.model import Inventory, InventoryHost, inventory_path, load_inventory
 from orchestrator.providers.base import Capability, LaunchRequest, Machine, MachineState
 from orchestrator.store import Store, process_alive
 
@@ -147,8 +147,8 @@ class RentedProvider:
         Raises:
             ProviderError: a box could not be cleaned (its lease is released all the same).
         """
-        from orchestrator.remote import DetachedProcess
-        from orchestrator.ssh_machine import transport_to
+        from orchestrator.remote.connect import transport_to
+        from orchestrator.remote.detached import DetachedProcess
 
         def clean(machine: Machine) -> str | None:
             try:

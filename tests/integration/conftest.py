@@ -278,6 +278,6 @@ def _wait_until_listening(server: SSHServer) -> None:
 
 
 def _fingerprint(key_line: str) -> str:
-    """Computed here independently of orchestrator.ssh, so the two cross-check each other."""
+    """Computed here independently of orchestrator.remote.ssh, so the two cross-check each other."""
     blob = base64.b64decode(key_line.split()[1])
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import ConnectTimeout, HostKeyMismatch, RemoteError, SpecError, SSHAuthError
-from orchestrator.ssh import SSHTarget, SSHTransport, fingerprint
+from orchestrator.remote.ssh import SSHTarget, SSHTransport, fingerprint
 from tests.integration.conftest import SSHServer, free_port, write_key_pair
 
 Factory = Callable[..., SSHServer]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.breakeven import (
+from orchestrator.catalog.breakeven import (
     CostOption,
     Measured,
     Reference,

@@ -10,7 +10,8 @@ import pytest
 
 from orchestrator.errors import PayloadFailed
 from orchestrator.providers.local import group_alive
-from orchestrator.remote import DetachedProcess, LocalTransport, follow
+from orchestrator.remote.detached import DetachedProcess, follow
+from orchestrator.remote.transport import LocalTransport
 
 
 def _started(run_dir: Path, script: str) -> tuple[DetachedProcess, int]:
@@ -90,7 +91,7 @@ def test_the_bundle_extractor_refuses_members_that_reach_outside(tmp_path: Path,
     import subprocess
     import tarfile
 
-    from orchestrator.payload import SAFE_EXTRACT
+    from orchestrator.remote.payload import SAFE_EXTRACT
 
     archive = tmp_path / "evil.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:

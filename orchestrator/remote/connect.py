@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.providers.base import Machine
-from orchestrator.remote import LocalTransport, Transport
+from orchestrator.remote.transport import LocalTransport, Transport
 
 
 def known_hosts_path(home: Path) -> Path:
@@ -22,7 +22,7 @@ def transport_to(machine: Machine, home: Path, *, connect_timeout_s: float = 300
     """
     if machine.provider == "local":
         return LocalTransport()
-    from orchestrator.ssh import SSHTarget, SSHTransport
+    from orchestrator.remote.ssh import SSHTarget, SSHTransport
 
     target = SSHTarget(
         host=machine.address,

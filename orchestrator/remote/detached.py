@@ -1,8 +1,4 @@
-"""Talking to a machine: run shell commands, put files, and run the payload detached.
-
-A :class:`Transport` runs one shell command string on the machine. The local dev box uses
-:class:`LocalTransport` (``/bin/sh`` in a subprocess); SSH providers use an SSH transport with the very same
-contract, so the detached-run protocol below is written once. Every command is built with ``shlex.quote``.
+"""The payload run detached on a machine, over any :class:`~orchestrator.remote.transport.Transport`.
 
 The detached-run protocol, in the run directory on the machine:
     ``pid``        the payload's process-group id (written by the wrapper shell, its session leader)
@@ -12,16 +8,13 @@ The detached-run protocol, in the run directory on the machine:
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 from orchestrator.errors import PayloadFailed, RemoteError
+from orchestrator.remote.transport import Transport, check
 
 PID_FILE = "pid"
 LOG_FILE = "payload.log"
@@ -29,74 +22,6 @@ EXIT_FILE = "exit_code"
 STARTED_MARK = ".started"  # a directory: mkdir is atomic, so only the first start command launches
 # One poll reads at most this much of the log, so a chatty payload cannot stall the loop.
 MAX_LOG_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a shell command on the machine returned."""
-
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-
-
-class Transport(Protocol):
-    """Runs shell commands on one machine and moves bytes to it."""
-
-    def run(self, command: str, *, timeout: float = 60.0) -> CommandResult:
-        """Runs a shell command string and returns its exit code and output."""
-        ...
-
-    def put_bytes(
-        self, data: bytes, remote_path: str, *, progress: Callable[[int, int], None] | None = None
-    ) -> None:
-        """Writes ``data`` to a file on the machine, creating or replacing it; ``progress(sent, total)``."""
-        ...
-
-    def close(self) -> None:
-        """Releases the connection."""
-        ...
-
-
-class LocalTransport:
-    """The local dev box as a machine: commands run in ``/bin/sh`` subprocesses."""
-
-    def run(self, command: str, *, timeout: float = 60.0) -> CommandResult:
-        """Runs ``command`` with ``/bin/sh -c``; a timeout raises RemoteError."""
-        try:
-            completed = subprocess.run(
-                ["/bin/sh", "-c", command], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
-            )
-        except subprocess.TimeoutExpired as error:
-            raise RemoteError(f"command timed out after {timeout:g} s: {command[:120]}") from error
-        return CommandResult(completed.returncode, completed.stdout, completed.stderr)
-
-    def put_bytes(
-        self, data: bytes, remote_path: str, *, progress: Callable[[int, int], None] | None = None
-    ) -> None:
-        """Writes the file atomically (temporary name, then rename)."""
-        path = Path(remote_path)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        if progress is not None:
-            progress(len(data), len(data))
-
-    def close(self) -> None:
-        """Nothing to release for local subprocesses."""
-
-
-def check(transport: Transport, command: str, *, what: str, timeout: float = 60.0) -> bytes:
-    """Runs a command that must succeed and returns its stdout.
-
-    Raises:
-        RemoteError: the command exited non-zero; the message names ``what`` and the command's stderr.
-    """
-    result = transport.run(command, timeout=timeout)
-    if result.exit_code != 0:
-        stderr = result.stderr.decode(errors="replace").strip().splitlines()
-        raise RemoteError(f"{what} failed (exit {result.exit_code}): {stderr[-1] if stderr else 'no output'}")
-    return result.stdout
 
 
 @dataclass(frozen=True)

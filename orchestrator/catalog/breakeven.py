@@ -223,7 +223,7 @@ def inventory_options(hosts: Iterable[object], *, gpu: str | None = None) -> lis
         hosts: :class:`orchestrator.inventory.InventoryHost` rows.
         gpu: keep boxes whose GPU model contains this text (case-insensitive).
     """
-    from orchestrator.inventory import InventoryHost
+    from orchestrator.inventory.model import InventoryHost
 
     options: list[CostOption] = []
     for host in hosts:

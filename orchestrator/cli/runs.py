@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator import __version__
-from orchestrator.cli_machines import breakeven, catalog, inventory
-from orchestrator.console import err, out
+from orchestrator.cli.console import err, out
+from orchestrator.cli.machines import breakeven, catalog, inventory
 from orchestrator.errors import OrchestrateError
 
 STATE_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}

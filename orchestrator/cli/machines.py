@@ -11,7 +11,7 @@ import sys
 import click
 from rich.markup import escape
 
-from orchestrator.console import out
+from orchestrator.cli.console import out
 
 
 @click.group()

@@ -1,4 +1,4 @@
-"""The SSH transport: the :class:`~orchestrator.remote.Transport` contract over one pinned paramiko connection.
+"""The SSH transport: the :class:`~orchestrator.remote.transport.Transport` contract over one pinned connection.
 
 Imported only when an SSH provider runs, so ``orchestrate --help`` never loads paramiko.
 
@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import paramiko
 
 from orchestrator.errors import ConnectTimeout, HostKeyMismatch, RemoteError, SpecError, SSHAuthError
-from orchestrator.remote import CommandResult
+from orchestrator.remote.transport import CommandResult
 
 if TYPE_CHECKING:
-    from orchestrator.remote import Transport
+    from orchestrator.remote.transport import Transport
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import hashlib
 import shlex
 
 from orchestrator.errors import EnvironmentNotReady
-from orchestrator.payload import payload_requirements
-from orchestrator.remote import Transport, check
+from orchestrator.remote.payload import payload_requirements
+from orchestrator.remote.transport import Transport, check
 
 # Python run on a machine (prepare's probe, `inventory check`): its NVIDIA GPUs as "2 x NVIDIA H200", or "".
 GPU_LISTING = """
