@@ -6,27 +6,35 @@ Heavy modules (pandas, the lifecycle's payload packing) are imported inside the 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import SpecError
-from orchestrator.store import EventRow, MachineRow, RunRow, Store, default_home
+from orchestrator.store import FINAL_STATES, EventRow, MachineRow, RunRow, Store, default_home
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from orchestrator.lifecycle import Plan, Reporter, RunOutcome
+    from orchestrator.lifecycle import Reporter, RunOutcome
+    from orchestrator.plan import Plan
+    from orchestrator.providers.base import Provider
     from orchestrator.spec import RunSpec
+    from orchestrator.teardown import DownResult
 
 
-def plan(spec: RunSpec) -> Plan:
-    """Resolves a spec into a plan without creating anything (what ``--dry-run`` shows)."""
-    from orchestrator.lifecycle import make_plan
+def plan(spec: RunSpec, *, home: Path | None = None) -> Plan:
+    """Resolves a spec into a plan and has the payload check its params; creates nothing (``--dry-run``).
 
-    return make_plan(spec)
+    Raises:
+        SpecError: anything in the spec is invalid: suite, params, hosts, GPU, count, instance type.
+    """
+    from orchestrator.plan import check_plan_params, make_plan
+
+    the_plan = make_plan(spec, home=home or default_home())
+    check_plan_params(the_plan)
+    return the_plan
 
 
 def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None) -> RunOutcome:
@@ -35,15 +43,12 @@ def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None) -> RunOu
     Returns:
         The run's outcome (succeeded, failed or interrupted).
     """
-    from orchestrator.lifecycle import RunContext, execute_plan, make_plan
+    from orchestrator.lifecycle import RunContext, execute_plan
 
-    the_plan = make_plan(spec)  # validates everything before the store is touched
     home = home or default_home()
-    store = Store(home)
-    try:
+    the_plan = plan(spec, home=home)  # validates everything before the store is touched
+    with Store(home) as store:
         return execute_plan(the_plan, RunContext(store=store, home=home, reporter=reporter))
-    finally:
-        store.close()
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,13 @@ def report_frames(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Returns (samples, summary) frames for the given runs, the newest ``last`` runs, or all runs.
 
+    The summary has a row per run, recipe and host (and a total per recipe of a run over several hosts), each
+    priced: ``price_per_hour`` and ``cost_usd`` as :func:`orchestrator.report.frame.priced` sets them.
+
     Raises:
         UnknownRun: a run id matches no run.
     """
-    from orchestrator.report.frame import samples_frame, summary_frame
+    from orchestrator.report.frame import priced, samples_frame, summary_frame
 
     store = Store(home or default_home())
     try:
@@ -91,52 +99,76 @@ def report_frames(
         else:
             ids = [row.id for row in store.list_runs(last=last)]
         samples = samples_frame(store, ids)
-        return samples, summary_frame(samples)
+        return samples, priced(summary_frame(samples), _run_prices(store, ids))
     finally:
         store.close()
 
 
-def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | None = None) -> list[str]:
-    """Tears down what runs left behind (``--keep``, or an orchestrator that died) and returns machine ids.
+def _providers(home: Path, store: Store) -> Callable[[str], Provider]:
+    """One instance per provider name, the rented one with the store's leases."""
+    from orchestrator.providers import get_provider
+    from orchestrator.store import StoreLeases
 
-    Finds machines both from the store's rows and from the provider's own listing by run, so a machine
-    whose launch was recorded but never confirmed is found too.
+    made: dict[str, Provider] = {}
+
+    def provider(name: str) -> Provider:
+        if name not in made:
+            made[name] = get_provider(name, home, leases=StoreLeases(store))
+        return made[name]
+
+    return provider
+
+
+def _configured_providers(home: Path) -> list[str]:
+    """The providers ``down --all`` asks for orphans: the dev box, and rented boxes when there is an inventory."""
+    from orchestrator.inventory.model import inventory_path
+
+    return ["local", *(["rented"] if inventory_path(home).is_file() else [])]
+
+
+def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | None = None) -> list[DownResult]:
+    """Tears down what runs left behind (``--keep``, an orchestrator that died, a failed clean-up).
+
+    Uses the host key the store pinned for each machine; an abandoned run is recorded ``interrupted`` with its
+    cost. With ``everything``: every run with a machine up and every abandoned run, plus machines that the
+    configured providers list as Orchestrate's but the store does not hold as up (orphans). Runs still going
+    on (their orchestrator is alive) are left alone.
 
     Raises:
-        SpecError: neither run ids nor ``everything`` were given.
+        SpecError: neither run ids nor ``everything`` were given, or a run named is still going on.
+        UnknownRun: a run id matches no run.
     """
-    from orchestrator.providers import get_provider
-    from orchestrator.providers.base import Machine
+    from orchestrator.remote.connect import transport_to
+    from orchestrator.teardown import down_run
 
     if not run_ids and not everything:
         raise SpecError("RUN", "", "one or more run ids, or --all")
     home = home or default_home()
-    store = Store(home)
-    gone: list[str] = []
-    try:
+    done: list[DownResult] = []
+    with Store(home) as store:
+        providers = _providers(home, store)
+        orphans: dict[str, list[Any]] = {}
         if everything:
-            ids = sorted({row.run_id for row in store.machines(live_only=True)})
+            live = {row.run_id for row in store.machines(live_only=True)}
+            runs = [r for r in store.list_runs() if r.id in live or (r.state not in FINAL_STATES and r.abandoned)]
+            ids = [r.id for r in runs if r.state in FINAL_STATES or r.abandoned]
+            up = {(row.run_id, row.machine_id) for row in store.machines(live_only=True)}
+            for name in _configured_providers(home):
+                for machine in providers(name).list_machines():
+                    if (machine.run_id, machine.id) not in up:
+                        orphans.setdefault(machine.run_id, []).append(machine)
+            ids += [run_id for run_id in orphans if run_id not in ids]
         else:
-            ids = [store.resolve_run_id(run_id) for run_id in run_ids]
+            ids = list(dict.fromkeys(store.resolve_run_id(run_id) for run_id in run_ids))
+            for run_id in ids:
+                row = store.get_run(run_id)
+                if row.state not in FINAL_STATES and not row.abandoned:
+                    raise SpecError("RUN", run_id, "a run that has ended or whose orchestrator is gone",
+                                    hint="this run is still going on: stop it with Ctrl-C (or SIGTERM) where it runs")
         for run_id in ids:
-            rows = store.machines(run_id, live_only=True)
-            for provider_name in sorted({row.provider for row in rows}):
-                provider = get_provider(provider_name, home)
-                found = {m.id: m for m in provider.list_machines(run_id=run_id)}
-                for row in rows:
-                    if row.provider == provider_name and row.machine_id and row.machine_id not in found:
-                        found[row.machine_id] = Machine(
-                            id=row.machine_id, provider=row.provider, address=row.address or "",
-                            port=int(row.extra.get("port") or 0), user=row.extra.get("user", ""),
-                            workdir=row.extra.get("workdir", ""), launched_at=datetime.now(UTC),
-                            host_key=row.extra.get("host_key") or None, extra=row.extra,
-                        )
-                provider.terminate(list(found.values()))
-                gone.extend(found)
-            store.mark_terminated(run_id)
-    finally:
-        store.close()
-    return gone
+            done.append(down_run(store, run_id, providers=providers, connect=transport_to, home=home,
+                                 extra=orphans.get(run_id, ())))
+    return done
 
 
 def inventory_rows(*, home: Path | None = None) -> list[dict[str, Any]]:
@@ -154,7 +186,7 @@ def inventory_rows(*, home: Path | None = None) -> list[dict[str, Any]]:
         {
             "name": h.name,
             "address": f"{h.user}@{h.host}:{h.port}",
-            "gpu": f"{h.gpu.count} x {h.gpu.model}" if h.gpu.model else "none",
+            "gpu": h.gpu_text,
             "price_per_hour": h.price.usd_per_hour(),
             "prepare": h.prepare,
             "host_key": "trust on first use" if h.host_key is None else h.host_key[:24] + "…",
@@ -176,7 +208,6 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
 
     from orchestrator.errors import OrchestrateError
     from orchestrator.inventory.model import InventoryHost, inventory_path, load_inventory
-    from orchestrator.providers.rented import machine_for
     from orchestrator.remote.connect import transport_to
     from orchestrator.remote.prepare import CHECK_PROBE
 
@@ -186,7 +217,7 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
     def check_one(host: InventoryHost) -> dict[str, Any]:
         result: dict[str, Any] = {"name": host.name, "reachable": False, "problem": None}
         try:
-            transport = transport_to(machine_for(host, "check"), home, connect_timeout_s=30.0)
+            transport = transport_to(host.access(), home, 30.0)
         except OrchestrateError as error:
             result["problem"] = str(error)
             return result
@@ -214,17 +245,25 @@ if TYPE_CHECKING:
     from orchestrator.catalog.breakeven import BreakevenReport, Measured
 
 
-def _run_prices(store: Store, run_ids: Sequence[str]) -> dict[str, float]:
-    """Returns each run's USD per machine-hour: its billed amount over its billed hours (runs with costs only)."""
+def _run_prices(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Returns what each machine of the runs was billed, one row per run and machine (machines with costs only).
+
+    Columns: ``run_id``, ``machine_id`` (a host's name in the samples), ``amount_usd`` and ``billed_seconds``,
+    each summed over the machine's cost lines; :func:`orchestrator.report.frame.priced` turns them into each
+    summary row's USD per hour and cost.
+    """
+    import pandas as pd
+
+    columns = ["run_id", "machine_id", "amount_usd", "billed_seconds"]
     if not run_ids:
-        return {}
+        return pd.DataFrame(columns=columns)
     marks = ",".join("?" * len(run_ids))
     rows = store.query(
-        f"SELECT run_id, SUM(amount_usd) AS amount, SUM(billed_seconds) AS billed FROM costs "
-        f"WHERE run_id IN ({marks}) GROUP BY run_id",
+        f"SELECT run_id, machine_id, SUM(amount_usd), SUM(billed_seconds) FROM costs "
+        f"WHERE run_id IN ({marks}) GROUP BY run_id, machine_id",
         list(run_ids),
     )
-    return {row["run_id"]: row["amount"] / (row["billed"] / 3600.0) for row in rows if row["billed"]}
+    return pd.DataFrame([tuple(row) for row in rows], columns=columns)
 
 
 def report_frames_derived(
@@ -237,8 +276,8 @@ def report_frames_derived(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Returns (samples, summary) as :func:`report_frames` does, the summary with derived metrics added.
 
-    The summary gains ``price_per_hour`` (each run's billed amount over its billed hours) and the columns of
-    :data:`orchestrator.report.metrics.DERIVED_COLUMNS`.
+    The summary (priced per row: a host's machine, a run's machines summed on its total row) gains the columns
+    of :data:`orchestrator.report.metrics.DERIVED_COLUMNS`.
 
     Args:
         run_ids: runs to report (ids or unique prefixes); by default the newest ``last`` runs, or all.
@@ -256,12 +295,6 @@ def report_frames_derived(
 
     home = home or default_home()
     samples, summary = report_frames(run_ids, last=last, home=home)
-    store = Store(home)
-    try:
-        prices = _run_prices(store, list(dict.fromkeys(summary.get("run_id", []))))
-    finally:
-        store.close()
-    summary = summary.assign(price_per_hour=summary["run_id"].map(prices)) if "run_id" in summary else summary
     if references:
         summary = with_references(summary)
     elif "reference" not in summary.columns:
@@ -334,8 +367,10 @@ def breakeven(
 
 
 def measured_throughput(run_ids: Sequence[str] = (), *, home: Path | None = None) -> list[Measured]:
-    """Returns the training images/s per GPU the runs measured, with each run's GPU model.
+    """Returns the training images/s per GPU the runs measured, with the GPU model of the machine that measured.
 
+    Each host of a multi-host run counts by itself, with its own GPU (a run's total over hosts of different
+    GPUs is no one GPU's figure): a run gives its best figure per GPU model.
     With no run ids: the newest run's figure per GPU model (and the newest run without a GPU).
 
     Raises:
@@ -348,20 +383,38 @@ def measured_throughput(run_ids: Sequence[str] = (), *, home: Path | None = None
     _, summary = report_frames(run_ids, home=home)
     if summary.empty or "run_id" not in summary:
         return []
+    if "hosts" in summary.columns:
+        summary = summary[summary["hosts"] == 1]  # hosts' own rows, not runs' totals
     per_gpu = images_per_sec_per_gpu(summary)
+    run_list = list(dict.fromkeys(summary["run_id"]))
     store = Store(home)
     try:
-        gpus = _run_gpus(store, list(dict.fromkeys(summary["run_id"])))
+        gpus = _run_gpus(store, run_list)
+        documents = store.query(
+            f"SELECT run_id, host, host_json FROM documents WHERE run_id IN ({','.join('?' * len(run_list))})",
+            run_list,
+        ) if run_list else []
     finally:
         store.close()
-    best: dict[str, Measured] = {}
+
+    def first_gpu(host_json: str | None) -> str | None:
+        try:
+            listed = json.loads(host_json or "{}").get("gpus") or []
+        except (ValueError, AttributeError):
+            listed = []
+        first = listed[0] if listed and isinstance(listed[0], dict) else {}
+        return str(first["name"]) if first.get("name") else None
+
+    # A host's GPU as its own document reported it; the run's (its first document's) when the host is unknown.
+    host_gpus = {(row["run_id"], row["host"]): first_gpu(row["host_json"]) for row in documents}
+    best: dict[tuple[str, str | None], Measured] = {}
     for row in summary.assign(_per_gpu=per_gpu).dropna(subset=["_per_gpu"]).to_dict("records"):
-        precision = row.get("precision")
-        candidate = Measured(str(row["run_id"]), gpus.get(str(row["run_id"])), float(row["_per_gpu"]),
-                             precision if isinstance(precision, str) else None)
-        current = best.get(candidate.run_id)
+        precision, key = row.get("precision"), (str(row["run_id"]), row.get("host"))
+        gpu = host_gpus[key] if key in host_gpus else gpus.get(key[0])
+        candidate = Measured(key[0], gpu, float(row["_per_gpu"]), precision if isinstance(precision, str) else None)
+        current = best.get((key[0], gpu))
         if current is None or candidate.images_per_sec_per_gpu > current.images_per_sec_per_gpu:
-            best[candidate.run_id] = candidate
+            best[(key[0], gpu)] = candidate
     if run_ids:
         return list(best.values())
     newest: dict[str | None, Measured] = {}

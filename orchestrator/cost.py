@@ -7,7 +7,8 @@ stated by the providers themselves are cited where they are defined.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from orchestrator.errors import SpecError
 
@@ -91,6 +92,34 @@ def price_run(
         CostLine(name, parts[name], billed[name], price_per_hour, billed[name] / 3600.0 * price_per_hour, rule.name)
         for name in ("setup", "compute", "teardown")
     ]
+
+
+def price_machine(
+    machine_id: str,
+    *,
+    launched_at: datetime,
+    gone_at: datetime,
+    execute_start: datetime | None,
+    execute_end: datetime | None,
+    price_per_hour: float,
+    rule: BillingRule,
+) -> list[dict[str, float | str]]:
+    """Prices one machine from its launch to its termination (or now, while it is still up), as cost rows.
+
+    The machine was idle in setup until the payload started, computing while it ran, and idle again until it went
+    away. A machine of a failed launch attempt never ran the payload: all its time is setup.
+    """
+    start = execute_start if execute_start is not None and execute_start > launched_at else launched_at
+    start = min(start, gone_at) if execute_start is not None else gone_at
+    end = min(max(execute_end or gone_at, start), gone_at) if execute_start is not None else gone_at
+    lines = price_run(
+        setup_s=(start - launched_at).total_seconds(),
+        compute_s=(end - start).total_seconds(),
+        teardown_s=(gone_at - end).total_seconds(),
+        price_per_hour=price_per_hour,
+        rule=rule,
+    )
+    return [{"machine_id": machine_id, **asdict(line)} for line in lines]
 
 
 HOURS_PER_MONTH = 730.0  # 8,760 h / 12

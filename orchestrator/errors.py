@@ -7,6 +7,8 @@ with ``error.exit_code``; a traceback means a bug.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class OrchestrateError(Exception):
     """Root of every error Orchestrate expects and explains.
@@ -49,6 +51,24 @@ class ProviderError(OrchestrateError):
 
 class CapacityError(ProviderError):
     """The provider has no capacity for the offer right now; another zone, region or type may."""
+
+
+class BoxHeld(ProviderError):
+    """Boxes the run needs are held by runs that died or ended without cleaning them up; never taken silently.
+
+    Args:
+        holders: box name → the holding run (a :class:`orchestrator.providers.base.LeaseHolder`).
+    """
+
+    def __init__(self, holders: Mapping[str, object]) -> None:
+        self.holders = holders
+        runs = sorted({str(getattr(h, "run_id", h)) for h in holders.values()})
+        boxes = ", ".join(f"{box} (run {getattr(h, 'run_id', h)}, {getattr(h, 'state', 'held')})"
+                          for box, h in sorted(holders.items()))
+        super().__init__(
+            f"boxes held by runs that are no longer going on: {boxes}; a payload may still run there",
+            hint=f"`orchestrate down {' '.join(runs)}` stops it and frees the box, or run again with --reclaim",
+        )
 
 
 class QuotaError(ProviderError):

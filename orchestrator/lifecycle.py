@@ -2,21 +2,21 @@
 
     plan → provision → connect → prepare → push → execute → collect → teardown → price → record
 
-Every step writes an event row. Teardown, pricing and recording run in ``finally`` on every path, SIGINT
-and SIGTERM included; while they run, further signals are held back so that a second Ctrl-C cannot leave
-a machine behind.
+Every step writes an event row. Provisioning tries the plan's placements in order: a capacity or quota error is
+recorded as a failed ``launch`` event, what the attempt left is swept (by tag) and billed, and the next placement
+is tried; an auth error never fails over and a failed sweep stops failover. Teardown, pricing and recording run in
+``finally`` on every path, SIGINT and SIGTERM included, each guarded so that no exception of any type skips the
+rest; while they run, further signals are held back so that a second Ctrl-C cannot leave a machine behind.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import shlex
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -24,67 +24,28 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from orchestrator.cost import billing_rule, price_run
-from orchestrator.errors import OrchestrateError, PayloadFailed, RemoteError, RunInterrupted
-from orchestrator.providers import get_provider
-from orchestrator.providers.base import LaunchRequest, Machine, Offer, Provider
-from orchestrator.remote.connect import transport_to
-from orchestrator.remote.detached import DetachedProcess, follow
-from orchestrator.remote.payload import (
-    SAFE_EXTRACT,
-    SUITE_FILE,
-    Bundle,
-    build_bundle,
-    check_params,
-    suite_document,
+from orchestrator.errors import (
+    BoxHeld,
+    CapacityError,
+    OrchestrateError,
+    PayloadFailed,
+    ProviderError,
+    QuotaError,
+    RunInterrupted,
 )
-from orchestrator.remote.prepare import prepare_machine
-from orchestrator.remote.transport import Transport, check
-from orchestrator.results import parse_results
-from orchestrator.spec import ParamValue, RunSpec, SuiteSpec, load_suite, resolve_params
-from orchestrator.store import Store
+from orchestrator.fanout import GroupResult, fan_out
+from orchestrator.machine import LaunchRequest, Machine, Placement
+from orchestrator.plan import Plan
+from orchestrator.providers import get_provider
+from orchestrator.providers.base import Provider
+from orchestrator.remote.connect import Connector, transport_to
+from orchestrator.remote.detached import follow
+from orchestrator.remote.payload import build_bundle, suite_document
+from orchestrator.remote.session import Session, tf_config
+from orchestrator.store import Store, StoreLeases, now
+from orchestrator.teardown import TeardownResult, down_run, price_machines, tear_down
 
-STEPS = ("plan", "provision", "connect", "prepare", "push", "execute", "collect", "teardown", "price", "record")
-RESULTS_FILE = "results.json"
-BUNDLE_FILE = "bundle.tar.gz"
-BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-# Seconds a provider needs before the payload starts, for the plan's estimate.
-SETUP_ESTIMATE_S = {"local": 2.0}
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a run will do, resolved from the spec; making one has no side effects."""
-
-    spec: RunSpec
-    suite: SuiteSpec
-    params: dict[str, ParamValue]
-    offer: Offer
-    steps: tuple[str, ...] = STEPS
-    estimated_duration_s: float = 0.0
-    estimated_cost_usd: float = 0.0
-
-
-def make_plan(spec: RunSpec) -> Plan:
-    """Resolves a spec into a plan: suite params, offer, estimated duration and cost.
-
-    Raises:
-        SpecError: the suite or its params are invalid.
-    """
-    suite = load_suite(spec.suite)
-    params = resolve_params(suite, spec.params)
-    check_params(suite.name, params)
-    price = spec.machine.price_per_hour or 0.0
-    instance_type = spec.machine.instance_type or spec.provider
-    if spec.machine.hosts:
-        instance_type = "host:" + ",".join(spec.machine.hosts)
-    elif spec.machine.gpu:
-        instance_type = f"gpu:{spec.machine.gpu}"
-    offer = Offer(instance_type=instance_type, price_per_hour=price)
-    duration = SETUP_ESTIMATE_S.get(spec.provider, 120.0) + suite.estimated_duration_s
-    rule = billing_rule(offer.billing_rule)
-    cost = rule.billed_seconds(duration) / 3600.0 * price * spec.machine.count
-    return Plan(spec, suite, params, offer, estimated_duration_s=duration, estimated_cost_usd=cost)
+CONNECT_TIMEOUT_S = 300.0
 
 
 class Reporter(Protocol):
@@ -159,18 +120,9 @@ class _Signals:
 
 
 @dataclass
-class _Timeline:
-    """Monotonic marks for pricing: launch, payload start and end, machines gone."""
-
-    launch: float | None = None
-    execute_start: float | None = None
-    execute_end: float | None = None
-    terminated: float | None = None
-
-
-@dataclass
 class RunContext:
-    """What a run needs from outside: where state lives, whom to tell, and the clock."""
+    """What a run needs from outside: where state lives, whom to tell, the clock, and how machines are made and
+    reached (both injectable, so the lifecycle runs in-process against a fake provider)."""
 
     store: Store
     home: Path
@@ -178,27 +130,17 @@ class RunContext:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     poll_interval_s: float = 0.5
-    provider_factory: Callable[[str, Path], Provider] = field(default=get_provider)
+    provider_factory: Callable[[str], Provider] | None = None  # default: the registry, leases from the store
+    connect: Connector = transport_to
+    _providers: dict[str, Provider] = field(default_factory=dict, repr=False)
 
-
-@dataclass
-class _Node:
-    """One machine of a run and what the run has done on it."""
-
-    machine: Machine
-    transport: Transport | None = None
-    workdir: str = ""  # absolute path of the run directory on the machine
-    python: str = "python3"
-    payload_dir: str = ""  # absolute path holding keras_bench on the machine
-    process: DetachedProcess | None = None
-    collected: bool = False
-    results: dict[str, Any] | None = None
-    log_tail: str | None = None
-
-    def reach(self) -> Transport:
-        if self.transport is None:
-            raise RemoteError(f"no connection to {self.machine.id}")
-        return self.transport
+    def provider(self, name: str) -> Provider:
+        """The run's one instance of a provider."""
+        if name not in self._providers:
+            factory = self.provider_factory or (
+                lambda n: get_provider(n, self.home, leases=StoreLeases(self.store)))
+            self._providers[name] = factory(name)
+        return self._providers[name]
 
 
 class _Run:
@@ -209,20 +151,27 @@ class _Run:
         self.ctx = ctx
         self.run_id = run_id
         self.store = ctx.store
-        self.marks = _Timeline()
-        self.machines: list[Machine] = []
-        self.nodes: list[_Node] = []
-        self.provider: Provider | None = None
+        self.sessions: list[Session] = []
+        self.providers_used: set[str] = set()
+        self.touched: set[str] = set()  # machines where the run made its directory
+        self.attempt_costs: list[dict[str, Any]] = []  # machines of failed launch attempts
+        self.execute_start: datetime | None = None
+        self.execute_end: datetime | None = None
+        self.teardown_result = TeardownResult()
         self.cancel = threading.Event()
+
+    @property
+    def machines(self) -> list[Machine]:
+        return [session.machine for session in self.sessions]
 
     @property
     def results(self) -> dict[str, dict[str, Any]]:
         """Validated results documents by machine id."""
-        return {n.machine.id: n.results for n in self.nodes if n.results is not None}
+        return {s.machine.id: s.results for s in self.sessions if s.results is not None}
 
     @property
     def log_tail(self) -> str | None:
-        tails = [(n.machine.id, n.log_tail) for n in self.nodes if n.log_tail]
+        tails = [(s.machine.id, s.log_tail) for s in self.sessions if s.log_tail]
         if len(tails) == 1:
             return tails[0][1]
         return "\n".join(f"[{host}] {line}" for host, tail in tails for line in (tail or "").splitlines()) or None
@@ -240,140 +189,143 @@ class _Run:
             self.ctx.reporter.step(self.run_id, name, "interrupted", note.get("detail"))
             raise
         except BaseException as error:
-            self.store.end_event(event_id, "failed", str(error) or type(error).__name__)
+            self.store.end_event(event_id, "failed", note.get("detail") or str(error) or type(error).__name__)
             self.ctx.reporter.step(self.run_id, name, "failed", str(error))
             raise
         outcome = note.get("outcome", "ok")
         self.store.end_event(event_id, outcome, note.get("detail"))
         self.ctx.reporter.step(self.run_id, name, outcome, note.get("detail"))
 
-    def on_every_node(self, name: str, work: Callable[[_Node], str]) -> None:
-        """Runs one step on every machine at once; the step fails with the first error after all have ended.
-
-        Args:
-            name: the step's name, recorded as one event.
-            work: does the step on one node and returns a detail for the event.
-        """
+    def on_every_machine(
+        self, name: str, work: Callable[[Session], str],
+        after: Callable[[GroupResult[Session, str]], None] | None = None,
+    ) -> None:
+        """Runs one step on every machine at once (one fan-out); fails with the first machine's error, named."""
         with self.step(name) as note:
-            if len(self.nodes) == 1:
-                note["detail"] = work(self.nodes[0])
-                return
-            pool = ThreadPoolExecutor(max_workers=len(self.nodes), thread_name_prefix=name)
-            futures = {pool.submit(work, node): node for node in self.nodes}
-            try:
-                wait(futures)
-            except BaseException:
-                # Interrupted: do not wait for the workers here; payload tails stop at their next poll and
-                # teardown stops what they started.
-                self.cancel.set()
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown(wait=True)
-            details, errors = [], []
-            for future, node in futures.items():
-                error = future.exception()
-                if error is None:
-                    details.append(f"{node.machine.id}: {future.result()}")
-                else:
-                    errors.append((node, error))
-                    details.append(f"{node.machine.id}: {error}")
-            note["detail"] = "; ".join(details)
-            if errors:
-                node, first = errors[0]
-                if isinstance(first, OrchestrateError):
-                    first.args = (f"{node.machine.id}: {first}",)  # same error, saying which machine
-                raise first
+            group = fan_out(self.sessions, work, name=lambda s: s.name, cancel=self.cancel, thread_name=name)
+            note["detail"] = group.detail()
+            if after is not None:
+                after(group)
+            group.raise_first()
 
-    # the steps -------------------------------------------------------------------------------------
+    # provision -------------------------------------------------------------------------------------
 
     def provision(self) -> None:
-        spec = self.plan.spec
         with self.step("provision") as note:
-            self.provider = self.ctx.provider_factory(spec.provider, self.ctx.home)
-            request = LaunchRequest(
-                run_id=self.run_id,
-                offer=self.plan.offer,
-                count=spec.machine.count,
-                tags={"orchestrate-run": self.run_id},
-                wait_s=spec.machine.wait_s,
+            failures: list[str] = []
+            attempts = self.plan.attempts
+            for attempt, placement in enumerate(attempts, 1):
+                try:
+                    machines = self.launch(attempt, placement)
+                except (CapacityError, QuotaError) as error:
+                    failures.append(f"{placement.describe()}: {error}")
+                    continue
+                self.sessions = [Session(machine) for machine in machines]
+                note["detail"] = (f"attempt {attempt}: " if attempt > 1 else "") + ", ".join(
+                    f"{m.id} at {m.access.describe()}" for m in machines)
+                return
+            more = len(self.plan.placements) - len(attempts)
+            raise CapacityError(
+                f"no placement could be launched in {len(attempts)} attempt(s): " + "; ".join(failures),
+                hint=f"{more} more placement(s) allowed: raise max_attempts" if more > 0 else
+                "try later, another region (regions: [...]) or another --gpu",
             )
-            # Recorded before the provider is called, so a crash mid-launch can still be cleaned up.
-            row_id = self.store.record_launch_request(self.run_id, spec.provider, asdict(request))
-            self.marks.launch = self.ctx.clock()
-            self.machines = self.provider.launch(request)
-            for machine in self.machines:
-                self.store.record_machine(
-                    row_id, machine_id=machine.id, address=machine.address, launched_at=machine.launched_at,
-                    extra={"workdir": machine.workdir, "port": str(machine.port), "user": machine.user,
-                           "host_key": machine.host_key or "", **machine.extra},
-                )
-            self.nodes = [_Node(machine) for machine in self.machines]
-            note["detail"] = ", ".join(f"{m.id} at {m.address}" for m in self.machines)
 
-    def connect(self, node: _Node) -> str:
-        machine = node.machine
-        node.transport = transport_to(machine, self.ctx.home)
-        workdir = shlex.quote(machine.workdir)
-        out = check(node.transport, f"mkdir -p {workdir} && chmod 700 {workdir} && cd {workdir} && pwd",
-                    what=f"creating the run directory on {machine.id}")
-        node.workdir = out.decode().strip()
-        port = f":{machine.port}" if machine.port else ""
-        return f"{machine.user}@{machine.address}{port} {node.workdir}"
-
-    def prepare(self, node: _Node) -> str:
-        machine = node.machine
-        node.python, detail = prepare_machine(
-            node.reach(),
-            machine_id=machine.id,
-            address=machine.address,
-            mode=machine.extra.get("prepare", "image"),
-            python=machine.extra.get("python", "python3"),
-            backend_module=BACKEND_MODULES[self.plan.spec.backend],
-            workdir_base=machine.extra.get("workdir_base", "orchestrate"),
-            requirements=machine.extra.get("requirements"),
+    def launch(self, attempt: int, placement: Placement) -> list[Machine]:
+        """One launch attempt: recorded before the provider is called; a capacity error sweeps what it left."""
+        spec = self.plan.spec
+        provider = self.ctx.provider(placement.provider)
+        self.providers_used.add(placement.provider)
+        request = LaunchRequest(
+            run_id=self.run_id, placement=placement, count=self.plan.count, attempt=attempt,
+            tags={"orchestrate-run": self.run_id}, wait_s=spec.machine.wait_s,
         )
-        return detail
+        # Recorded before the provider is called, so a crash mid-launch can still be cleaned up.
+        row = self.store.record_launch_request(self.run_id, placement.provider, asdict(request), attempt=attempt)
+        with self.step("launch") as note:
+            note["detail"] = f"attempt {attempt}: {placement.describe()}"
+            try:
+                machines = provider.launch(request)
+            except BoxHeld as error:
+                if not spec.machine.reclaim:
+                    raise
+                self.reclaim(error)
+                machines = provider.launch(request)
+            except (CapacityError, QuotaError) as error:
+                note["detail"] += f": {error}"
+                self.sweep(provider, row, attempt)
+                raise
+            self.store.record_machines(row, machines)
+            note["detail"] += ": " + ", ".join(m.id for m in machines)
+            return machines
 
-    def push(self, node: _Node, bundle: Bundle, suite_bytes: bytes) -> str:
-        machine, transport = node.machine, node.reach()
-        base = shlex.quote(machine.extra.get("workdir_base", str(Path(node.workdir).parent.parent)))
-        cache = f"{base}/payload/{bundle.content_hash[:16]}"
-        out = check(transport, f"mkdir -p {cache} && cd {cache} && pwd && [ -f .complete ] && echo cached || true",
-                    what=f"looking for the payload on {machine.id}")
-        lines = out.decode().split()
-        node.payload_dir = lines[0]
-        transport.put_bytes(suite_bytes, f"{node.workdir}/{SUITE_FILE}")
-        if lines[1:] == ["cached"]:
-            return f"payload {bundle.content_hash[:12]} already there, not sent"
-        archive = f"{node.workdir}/{BUNDLE_FILE}"
-        transport.put_bytes(
-            bundle.archive, archive, progress=lambda sent, total: self.ctx.reporter.upload(machine.id, sent, total)
-        )
-        check(
-            transport,
-            f"{shlex.quote(node.python)} -c {shlex.quote(SAFE_EXTRACT)} {shlex.quote(archive)} "
-            f"{shlex.quote(node.payload_dir)} && rm -f {shlex.quote(archive)} && touch "
-            f"{shlex.quote(node.payload_dir)}/.complete",
-            what=f"unpacking the payload on {machine.id}",
-        )
-        return f"{bundle.files} files, {len(bundle.archive)} bytes, sha256 {bundle.content_hash[:12]}"
+    def sweep(self, provider: Provider, row: int, attempt: int) -> None:
+        """Finds what a failed attempt left (by tag), terminates and bills it; a failed sweep stops failover."""
+        found: list[Machine] = []
+        try:
+            found = provider.list_machines(run_id=self.run_id)
+            if found:
+                self.store.record_machines(row, found)
+            provider.terminate(self.run_id, found)
+        except Exception as error:  # noqa: BLE001 - any failure here must stop failover
+            self.store.mark_machines(self.run_id, [m.id for m in found], "cleanup_failed")
+            raise ProviderError(
+                f"attempt {attempt} left machines that could not be cleaned up ({error}); not trying other placements",
+                hint=f"run `orchestrate down {self.run_id}`",
+            ) from error
+        gone = now()
+        self.store.mark_machines(self.run_id, [m.id for m in found], "terminated", at=gone)
+        if not found:
+            self.store.end_request(row, "failed")
+        self.attempt_costs += price_machines(found, gone_at={m.id: gone for m in found}, execute_start=None,
+                                             execute_end=None, until=gone)
 
-    def execute(self, node: _Node, worker_index: int) -> str:
-        machine, transport = node.machine, node.reach()
-        node.process = DetachedProcess(transport, node.workdir)
-        env = {
-            "PYTHONPATH": node.payload_dir,
-            "PYTHONUNBUFFERED": "1",
-            "KERAS_BACKEND": self.plan.spec.backend,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        }
-        if self.plan.spec.multi_node and len(self.nodes) > 1:
+    def reclaim(self, error: BoxHeld) -> None:
+        """--reclaim: tears down the runs that hold the boxes (stopping their payloads), as `down` would."""
+        runs = sorted({str(getattr(holder, "run_id", holder)) for holder in error.holders.values()})
+        with self.step("reclaim") as note:
+            done = [down_run(self.store, run_id, providers=self.ctx.provider, connect=self.ctx.connect,
+                             home=self.ctx.home) for run_id in runs]
+            note["detail"] = "; ".join(f"{d.run_id}: {d.state}, stopped on {', '.join(d.gone) or 'nothing'}"
+                                       for d in done)
+            failed = {machine: why for d in done for machine, why in d.failed.items()}
+            if failed:
+                raise ProviderError("--reclaim could not clean up " + "; ".join(f"{m}: {w}" for m, w in failed.items()))
+
+    # on every machine ------------------------------------------------------------------------------
+
+    def connect(self, session: Session) -> str:
+        session.transport = self.ctx.connect(session.machine.access, self.ctx.home, CONNECT_TIMEOUT_S)
+        return session.open_run_dir()
+
+    def after_connect(self, group: GroupResult[Session, str]) -> None:
+        """Records which machines the run reached, pinning a key trusted on first use to the machine."""
+        for session in self.sessions:
+            if session.transport is None:
+                continue
+            self.touched.add(session.machine.id)
+            seen = getattr(session.transport, "host_key_fingerprint", None)
+            if session.machine.access.host_key is None and isinstance(seen, str):
+                session.machine = session.machine.with_host_key(seen)
+            self.store.update_machine(session.machine, touched=True)
+
+    def push(self) -> None:
+        bundle = build_bundle()
+        suite_bytes = json.dumps(
+            suite_document(self.plan.suite.name, self.run_id, self.plan.params), indent=2, sort_keys=True
+        ).encode()
+        self.on_every_machine("push", lambda s: s.push(
+            bundle, suite_bytes, lambda sent, total: self.ctx.reporter.upload(s.name, sent, total)))
+
+    def execute(self, session: Session, worker_index: int) -> str:
+        env = {"PYTHONUNBUFFERED": "1", "KERAS_BACKEND": self.plan.spec.backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        if self.plan.spec.multi_node and len(self.sessions) > 1:
             env["TF_CONFIG"] = tf_config(self.machines, worker_index, self.plan.spec.multi_node_port)
-        argv = [node.python, "-m", "keras_bench", "--suite", SUITE_FILE, "--out", RESULTS_FILE]
-        pgid = node.process.start(argv, env)
-        prefix = f"[{machine.id}] " if len(self.nodes) > 1 else ""
+        pgid = session.start(env)
+        assert session.process is not None
+        prefix = f"[{session.name}] " if len(self.sessions) > 1 else ""
         exit_code = follow(
-            node.process,
+            session.process,
             timeout_s=self.plan.spec.timeout_s,
             on_output=lambda text: self.ctx.reporter.output(
                 "".join(prefix + line for line in text.splitlines(keepends=True)) if prefix else text
@@ -389,96 +341,70 @@ class _Run:
 
     def run_payload(self) -> None:
         self.store.set_state(self.run_id, "running")
-        self.marks.execute_start = self.ctx.clock()
-        index = {id(node): i for i, node in enumerate(self.nodes)}
+        self.execute_start = now()
+        index = {id(session): i for i, session in enumerate(self.sessions)}
         try:
-            self.on_every_node("execute", lambda node: self.execute(node, index[id(node)]))
+            self.on_every_machine("execute", lambda s: self.execute(s, index[id(s)]))
         finally:
-            self.marks.execute_end = self.ctx.clock()
+            self.execute_end = now()
 
     def collect(self) -> None:
         """Fetches results documents and log tails: after success, failure or interrupt alike."""
-        started = [n for n in self.nodes if n.process is not None and not n.collected]
+        started = [s for s in self.sessions if s.process is not None and not s.collected]
         if not started:
             return
-
-        def work(node: _Node) -> str:
-            assert node.process is not None
-            node.collected = True
-            node.log_tail = node.process.log_tail()
-            raw = node.process.read_file(RESULTS_FILE)
-            if raw is None:
-                raise PayloadFailed("no results document")
-            document = parse_results(raw)
-            if document.get("run_id") != self.run_id:
-                raise PayloadFailed(
-                    f"the results document belongs to run {document.get('run_id')!r}, not {self.run_id!r}"
-                )
-            node.results = document
-            return f"{len(document['samples'])} samples, {len(document['errors'])} payload errors"
-
-        nodes, self.nodes = self.nodes, started
+        sessions, self.sessions = self.sessions, started
         try:
-            self.on_every_node("collect", work)
+            self.on_every_machine("collect", lambda s: s.collect(self.run_id))
         finally:
-            self.nodes = nodes
+            self.sessions = sessions
 
     def stop_payloads(self) -> None:
-        """Kills every payload that may still run (interrupt, failure on another node)."""
+        """Kills every payload that may still run (interrupt, failure on another machine)."""
         self.cancel.set()
-        for node in self.nodes:
-            if node.process is not None:
-                with suppress(OrchestrateError):
-                    node.process.kill()
+        for session in self.sessions:
+            if session.process is not None:
+                with suppress(Exception):
+                    session.process.kill()
+
+    # the end ---------------------------------------------------------------------------------------
 
     def teardown(self) -> None:
-        if not self.machines or self.provider is None:
+        if not self.sessions and not self.providers_used:
             return
         with self.step("teardown") as note:
-            if self.marks.execute_end is None or self.cancel.is_set():
-                self.stop_payloads()
-            for node in self.nodes:
-                if node.transport is not None:
-                    node.transport.close()
             if self.plan.spec.keep:
+                for session in self.sessions:
+                    if session.transport is not None:
+                        session.transport.close()
                 note["outcome"] = "skipped"
-                note["detail"] = "--keep: left " + ", ".join(f"{m.id}:{m.workdir}" for m in self.machines)
+                note["detail"] = "--keep: left " + ", ".join(f"{m.id}:{m.run_dir}" for m in self.machines)
                 return
-            self.provider.terminate(self.machines)
-            self.store.mark_terminated(self.run_id)
-            self.marks.terminated = self.ctx.clock()
-            note["detail"] = "terminated " + ", ".join(m.id for m in self.machines)
+            result = tear_down(
+                self.store, self.run_id, self.machines, touched=self.touched, providers=self.ctx.provider,
+                provider_names=self.providers_used, connect=self.ctx.connect, home=self.ctx.home,
+                transports={s.machine.id: s.transport for s in self.sessions if s.transport is not None},
+            )
+            self.teardown_result = result
+            note["detail"] = result.describe()
+            if result.failed:
+                reasons = "; ".join(f"{machine_id} ({why})" for machine_id, why in result.failed.items())
+                raise ProviderError(f"cleanup_failed: {reasons}: may still be up",
+                                    hint=f"run `orchestrate down {self.run_id}` to retry the teardown")
 
     def price(self) -> list[dict[str, Any]]:
-        marks, end = self.marks, self.marks.terminated or self.ctx.clock()
-        if marks.launch is None:
+        if not self.sessions and not self.attempt_costs:
             return []
         with self.step("price") as note:
-            start_exec = marks.execute_start or end
-            end_exec = marks.execute_end or (end if marks.execute_start else start_exec)
-            per_hour = sum(
-                float(m.extra["price_per_hour"]) if "price_per_hour" in m.extra else self.plan.offer.price_per_hour
-                for m in self.machines
+            rows = self.attempt_costs + price_machines(
+                self.machines, gone_at=self.teardown_result.gone_at, execute_start=self.execute_start,
+                execute_end=self.execute_end, until=now(),
             )
-            lines = price_run(
-                setup_s=start_exec - marks.launch,
-                compute_s=end_exec - start_exec,
-                teardown_s=end - end_exec,
-                price_per_hour=per_hour,
-                rule=billing_rule(self.plan.offer.billing_rule),
-            )
-            total = sum(line.amount_usd for line in lines)
-            note["detail"] = f"${total:.4f} at ${per_hour:g}/h for {len(self.machines)} machine(s) ({lines[0].rule})"
-            return [asdict(line) for line in lines]
-
-
-def tf_config(machines: Sequence[Machine], index: int, port: int) -> str:
-    """Returns the TF_CONFIG of worker ``index``: every machine's private address, one port per worker.
-
-    Ports differ per worker so that several workers on one address (loopback tests) do not collide.
-    """
-    workers = [f"{m.private_address or m.address}:{port + i}" for i, m in enumerate(machines)]
-    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+            total = sum(float(row["amount_usd"]) for row in rows)
+            per_hour = sum(m.placement.price_per_hour for m in self.machines)
+            note["detail"] = f"${total:.4f} for {len({row['machine_id'] for row in rows})} machine(s)" + (
+                f", ${per_hour:g}/h while the run's machines were up" if self.machines else "")
+            return rows
 
 
 def execute_plan(plan: Plan, ctx: RunContext, *, run_id: str | None = None) -> RunOutcome:
@@ -506,19 +432,16 @@ def execute_plan(plan: Plan, ctx: RunContext, *, run_id: str | None = None) -> R
             try:
                 event = ctx.store.start_event(run_id, "plan")
                 ctx.store.end_event(
-                    event, "ok", f"suite {plan.suite.name}, estimated {plan.estimated_duration_s:.0f} s"
+                    event, "ok", f"suite {plan.suite.name}, {len(plan.attempts)} placement(s): "
+                    f"{plan.placements[0].describe()}; estimated {plan.estimated_duration_s:.0f} s"
                 )
                 run.provision()
-                run.on_every_node("connect", run.connect)
-                run.on_every_node("prepare", run.prepare)
-                bundle = build_bundle()
-                suite_bytes = json.dumps(
-                    suite_document(plan.suite.name, run_id, plan.params), indent=2, sort_keys=True
-                ).encode()
-                run.on_every_node("push", lambda node: run.push(node, bundle, suite_bytes))
+                run.on_every_machine("connect", run.connect, after=run.after_connect)
+                run.on_every_machine("prepare", lambda s: s.prepare(plan.spec.backend))
+                run.push()
                 run.run_payload()
                 run.collect()
-                if len(run.results) < len(run.nodes):
+                if len(run.results) < len(run.sessions):
                     raise PayloadFailed("the payload exited 0 but wrote no results document")
                 outcome.state = "succeeded"
             except (RunInterrupted, KeyboardInterrupt) as error:
@@ -539,28 +462,36 @@ def execute_plan(plan: Plan, ctx: RunContext, *, run_id: str | None = None) -> R
 
 
 def _finish(run: _Run, outcome: RunOutcome, ctx: RunContext, started: float) -> None:
-    """Collect (if not yet), teardown, price and record, each guarded so one failure does not skip the rest."""
+    """Collect (if not yet), teardown, price and record: each guarded, so no exception skips the rest.
+
+    The first error stays the run's cause; later ones are added to it.
+    """
+
+    def guarded(what: str, step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except Exception as error:  # noqa: BLE001 - of any type: the rest of the teardown must run
+            text = str(error) if isinstance(error, OrchestrateError) else f"{what}: internal error: {error!r}"
+            outcome.error = f"{outcome.error}; {text}" if outcome.error else text
+            if isinstance(error, OrchestrateError) and error.hint and not outcome.hint:
+                outcome.hint = error.hint
+            if outcome.state == "succeeded":
+                outcome.state = "failed"
+            return None
+
     if outcome.state != "succeeded":
-        run.stop_payloads()
-        run.marks.execute_end = run.marks.execute_end or ctx.clock()
-    try:
-        run.collect()
-    except OrchestrateError as error:
-        if outcome.state == "succeeded":
-            outcome.state, outcome.error = "failed", str(error)
-    try:
-        run.teardown()
-    except OrchestrateError as error:
-        outcome.error = (outcome.error + "; " if outcome.error else "") + f"teardown failed: {error}"
+        guarded("stopping the payloads", run.stop_payloads)
+        run.execute_end = run.execute_end or (now() if run.execute_start else None)
+    guarded("collect", run.collect)
+    guarded("teardown", run.teardown)
+    if run.teardown_result.failed:
         outcome.hint = f"run `orchestrate down {run.run_id}` to retry the teardown"
-        if outcome.state == "succeeded":
-            outcome.state = "failed"
-    costs = run.price()
+    costs = guarded("price", run.price) or []
     results = run.results
     outcome.results = next(iter(results.values()), None)
     outcome.log_tail = run.log_tail
     outcome.duration_s = ctx.clock() - started
-    outcome.cost_usd = sum(row["amount_usd"] for row in costs)
+    outcome.cost_usd = sum(float(row["amount_usd"]) for row in costs)
     event = ctx.store.start_event(run.run_id, "record")
     ctx.store.finish_run(
         run.run_id,

@@ -27,16 +27,21 @@ class _Strict(BaseModel):
 
 
 class MachineSpec(_Strict):
-    """Which machine to run on; the catalog resolves it into an offer."""
+    """Which machines to run on; :mod:`orchestrator.catalog.placement` resolves it into ranked placements."""
 
-    instance_type: str | None = None  # provider's name for the machine; None lets the provider choose
-    count: int = Field(default=1, ge=1, le=64)
+    instance_type: str | None = None  # provider's name for the machine size
+    count: int | None = Field(default=None, ge=1, le=64)  # None: one, or every --host named
     spot: bool = False
+    max_price: float | None = Field(default=None, gt=0)  # spot: USD per hour at most
     region: str | None = None
-    price_per_hour: float | None = Field(default=None, ge=0)  # USD; overrides the catalog's price
+    regions: list[str] | None = None  # failover may use these regions (in the catalog's price order)
+    on_demand_fallback: bool = True  # spot → on-demand when spot has no capacity
+    max_attempts: int = Field(default=3, ge=1, le=20)  # placements tried before the run gives up
+    price_per_hour: float | None = Field(default=None, ge=0)  # USD; overrides the catalog's or inventory's price
     hosts: list[str] | None = None  # rented: these inventory boxes (one run on each, in parallel)
-    gpu: str | None = None  # rented: any inventory box with this GPU model
+    gpu: str | None = None  # any box (rented) or instance type (clouds) with this GPU model
     wait_s: float = Field(default=0.0, ge=0, le=24 * 3600)  # how long to wait for a busy box
+    reclaim: bool = False  # rented: free boxes held by abandoned runs (stop their payloads) instead of refusing
 
 
 class SuiteSpec(_Strict):

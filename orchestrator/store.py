@@ -1,7 +1,8 @@
 """The run store: SQLite in WAL mode at ``$ORCHESTRATE_HOME/state.db``; the only module that writes state.
 
-Tables: runs, machines, events, samples, costs. Every write is one transaction, so a run is never
-half-recorded: results are ingested with their samples and state in a single commit.
+Tables: runs, machines, events, samples, costs (one line per machine and component), documents and leases.
+Every write is one transaction, so a run is never half-recorded: results are ingested with their samples and
+state in a single commit. Use it as a context manager (``with Store(home) as store: …``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import StoreError, UnknownRun
+from orchestrator.machine import Machine
+from orchestrator.providers.base import LeaseHolder, LeaseState
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _DOCUMENTS_AND_LEASES = """
 CREATE TABLE IF NOT EXISTS documents (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -39,11 +42,40 @@ CREATE TABLE IF NOT EXISTS leases (
     acquired_at TEXT NOT NULL
 );
 """
+# Version 5: a machine row keeps the whole machine (Machine.to_record), its launch attempt and whether the run
+# touched it (made its run directory); costs are kept per machine; a lease knows its holder's host.
+_COSTS_V5 = """
+CREATE TABLE IF NOT EXISTS costs{suffix} (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    machine_id TEXT NOT NULL DEFAULT '',
+    component TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    billed_seconds REAL NOT NULL,
+    price_per_hour REAL NOT NULL,
+    amount_usd REAL NOT NULL,
+    rule TEXT NOT NULL,
+    PRIMARY KEY (run_id, machine_id, component)
+);
+"""
+_V5 = (
+    "ALTER TABLE machines ADD COLUMN record_json TEXT; "
+    "ALTER TABLE machines ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1; "
+    "ALTER TABLE machines ADD COLUMN touched INTEGER NOT NULL DEFAULT 0; "
+    "ALTER TABLE leases ADD COLUMN holder_host TEXT; "
+    + _COSTS_V5.format(suffix="_v5")
+    # A run priced before version 5 had one machine's worth of lines (or several machines summed): they go to its
+    # first machine.
+    + "INSERT INTO costs_v5 SELECT c.run_id, COALESCE((SELECT m.machine_id FROM machines m WHERE m.run_id = c.run_id "
+    "AND m.machine_id IS NOT NULL ORDER BY m.row_id LIMIT 1), ''), c.component, c.seconds, c.billed_seconds, "
+    "c.price_per_hour, c.amount_usd, c.rule FROM costs c; "
+    "DROP TABLE costs; ALTER TABLE costs_v5 RENAME TO costs;"
+)
 # What each schema version adds to the one before; a store is brought up to date when opened.
 _MIGRATIONS = {
     2: "ALTER TABLE runs ADD COLUMN utilisation_json TEXT;",
     3: "ALTER TABLE samples ADD COLUMN host TEXT;" + _DOCUMENTS_AND_LEASES,
     4: "ALTER TABLE runs ADD COLUMN orchestrator_pid INTEGER; ALTER TABLE runs ADD COLUMN orchestrator_host TEXT;",
+    5: _V5,
 }
 
 _SCHEMA = """
@@ -99,6 +131,8 @@ CREATE TABLE IF NOT EXISTS samples (
     metadata_json TEXT NOT NULL,
     host TEXT
 );
+CREATE INDEX IF NOT EXISTS events_by_run ON events(run_id);
+CREATE INDEX IF NOT EXISTS samples_by_run ON samples(run_id);
 CREATE TABLE IF NOT EXISTS costs (
     run_id TEXT NOT NULL REFERENCES runs(id),
     component TEXT NOT NULL,
@@ -109,8 +143,6 @@ CREATE TABLE IF NOT EXISTS costs (
     rule TEXT NOT NULL,
     PRIMARY KEY (run_id, component)
 );
-CREATE INDEX IF NOT EXISTS events_by_run ON events(run_id);
-CREATE INDEX IF NOT EXISTS samples_by_run ON samples(run_id);
 CREATE INDEX IF NOT EXISTS machines_by_run ON machines(run_id);
 """
 
@@ -118,32 +150,24 @@ FINAL_STATES = ("succeeded", "failed", "interrupted")
 
 
 def process_alive(pid: int, *, started_by: datetime | None = None) -> bool:
-    """Returns whether process ``pid`` exists (and, with ``started_by``, had started by then).
+    """Returns whether process ``pid`` is running (and, with ``started_by``, had started by then).
 
-    A pid is reused once its process is gone; a process that started after ``started_by`` is another one. Its
-    start time comes from ``/proc`` where there is one; elsewhere only existence is checked.
+    A pid is reused once its process is gone; a process that started after ``started_by`` is another one. A
+    zombie (exited, not yet reaped) is not running.
     """
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = process.create_time()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    if started_by is None:
-        return True
-    started = _process_start(pid)
-    return started is None or started <= started_by.timestamp() + 1.0  # ticks are coarse: a second of slack
-
-
-def _process_start(pid: int) -> float | None:
-    """Returns when a process started (seconds since the epoch), from /proc; None where that cannot be read."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, counted after the ")" of comm
-        return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
+    except psutil.AccessDenied:
+        return True  # exists, owned by another user
+    # Start times are coarse (clock ticks): a second of slack.
+    return started_by is None or started <= started_by.timestamp() + 1.0
 
 
 def _orchestrator_gone(pid: int | None, host: str | None, created_at: str) -> bool:
@@ -206,10 +230,54 @@ class MachineRow:
     row_id: int
     run_id: str
     provider: str
-    machine_id: str | None
-    state: str
+    machine_id: str | None  # None: requested, and no machine came of it (yet)
+    state: str  # requested, running, terminated, cleanup_failed, or failed (the launch created nothing)
     address: str | None
-    extra: dict[str, str]
+    attempt: int  # which placement of the run's plan (1 = the first tried)
+    touched: bool  # the run made its directory there: clean-up must reach the machine
+    launched_at: str | None
+    terminated_at: str | None
+    machine: Machine | None  # the whole machine as recorded (Machine.from_record)
+
+
+def _record_legacy_machines(db: sqlite3.Connection) -> None:
+    """Writes a version-5 record for each machine a version-4 store kept as loose ``extra`` strings (once)."""
+    rows = db.execute("SELECT m.*, r.spec_json FROM machines m JOIN runs r ON r.id = m.run_id "
+                      "WHERE m.machine_id IS NOT NULL AND m.record_json IS NULL").fetchall()
+    for row in rows:
+        extra = json.loads(row["extra_json"] or "{}")
+        run_dir = extra.get("workdir", "")
+        local = row["provider"] == "local"
+        record = {
+            "run_id": row["run_id"], "id": row["machine_id"], "provider": row["provider"],
+            "placement": {"provider": row["provider"], "instance_type": row["machine_id"],
+                          "price_per_hour": float(extra.get("price_per_hour") or 0.0)},
+            "access": {"via": "local"} if local else {
+                "host": row["address"] or "", "port": int(extra.get("port") or 22), "user": extra.get("user", ""),
+                "key_path": extra.get("key_path"), "host_key": extra.get("host_key") or None,
+                "trust_on_first_use": extra.get("trust_on_first_use") == "true"},
+            # The run directory was <base>/runs/<run id> (rented) or <home>/machines/<run id> (local).
+            "environment": {"prepare": extra.get("prepare", "image"), "python": extra.get("python", "python3"),
+                            "workdir": extra.get("workdir_base") or str(Path(run_dir).parent.parent)},
+            "run_dir": run_dir,
+            "launched_at": row["launched_at"] or row["requested_at"],
+            "state": "running" if row["terminated_at"] is None else "terminated",
+        }
+        db.execute("UPDATE machines SET record_json=? WHERE row_id=?", (json.dumps(record), row["row_id"]))
+
+
+def _lease_state(row: sqlite3.Row) -> LeaseState | None:
+    """Why a lease's holder still holds it, or None when the lease is stale and may be taken over."""
+    if row["state"] in FINAL_STATES:
+        left = row["machine_state"] in ("running", "cleanup_failed", "requested")
+        return LeaseState.LEFT if left else None
+    if row["holder_host"] is not None and row["holder_host"] != socket.gethostname():
+        return LeaseState.ACTIVE  # another machine's orchestrator: it cannot be checked from here
+    try:
+        created = datetime.fromisoformat(row["created_at"])
+    except (TypeError, ValueError):
+        created = None
+    return LeaseState.ACTIVE if process_alive(int(row["holder_pid"]), started_by=created) else LeaseState.ABANDONED
 
 
 class Store:
@@ -257,14 +325,17 @@ class Store:
                     f"{SCHEMA_VERSION}",
                     hint="upgrade Orchestrate",
                 )
-            # A new store gets the current schema; an older one its migrations, in order.
-            scripts = [_SCHEMA + _DOCUMENTS_AND_LEASES] if version == 0 else [
+            # An older store gets its migrations, in order.
+            # A new store gets the version-4 schema and then version 5's changes, so both paths are one.
+            scripts = [_SCHEMA + _DOCUMENTS_AND_LEASES, _V5] if version == 0 else [
                 _MIGRATIONS[target] for target in range(version + 1, SCHEMA_VERSION + 1)
             ]
             for script in scripts:
                 for statement in script.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+            if 0 < version < 5:
+                _record_legacy_machines(self._db)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -274,6 +345,12 @@ class Store:
     def close(self) -> None:
         """Closes the database connection."""
         self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -321,7 +398,7 @@ class Store:
         Args:
             results: validated results documents by host (the machine each came from), or None. The run row
                 keeps the first document's facts; every document's facts and samples are kept by host.
-            costs: rows with component, seconds, billed_seconds, price_per_hour, amount_usd, rule.
+            costs: rows with machine_id, component, seconds, billed_seconds, price_per_hour, amount_usd, rule.
         """
         if state not in FINAL_STATES:
             raise ValueError(f"final state expected, received {state!r}")
@@ -361,12 +438,7 @@ class Store:
                         for s in document["samples"]
                     ],
                 )
-            db.executemany(
-                "INSERT OR REPLACE INTO costs (run_id, component, seconds, billed_seconds, price_per_hour, "
-                "amount_usd, rule) VALUES (:run_id, :component, :seconds, :billed_seconds, :price_per_hour, "
-                ":amount_usd, :rule)",
-                [{**row, "run_id": run_id} for row in costs],
-            )
+            self._insert_costs(db, run_id, costs)
 
     def resolve_run_id(self, prefix: str) -> str:
         """Returns the one run id that starts with ``prefix``.
@@ -456,63 +528,76 @@ class Store:
         ).fetchall()
         return [EventRow(**dict(r)) for r in rows]
 
-    # machines --------------------------------------------------------------------------------------
+    # machines ------------------------------------------------------------------------------------------
 
-    def record_launch_request(self, run_id: str, provider: str, request: dict[str, Any]) -> int:
-        """Records that machines are about to be requested, before the provider is called."""
+    def record_launch_request(self, run_id: str, provider: str, request: dict[str, Any], *, attempt: int = 1) -> int:
+        """Records that machines are about to be requested, before the provider is called; returns the row id."""
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO machines (run_id, provider, state, request_json, requested_at) VALUES (?,?,?,?,?)",
-                (run_id, provider, "requested", json.dumps(request), now().isoformat()),
+                "INSERT INTO machines (run_id, provider, state, request_json, requested_at, attempt) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, provider, "requested", json.dumps(request, default=str), now().isoformat(), attempt),
             )
             return int(cursor.lastrowid or 0)
 
-    def record_machine(
-        self, row_id: int, *, machine_id: str, address: str, launched_at: datetime, extra: dict[str, str]
-    ) -> int:
-        """Fills in a requested machine row (or adds a sibling row for the second machine onward)."""
+    def record_machines(self, row_id: int, machines: Sequence[Machine]) -> None:
+        """Fills in a requested row with the first machine and adds a sibling row for each further one.
+
+        A machine already recorded for the run (found again by a sweep) is updated, not added twice.
+        """
         with self._transaction() as db:
             row = db.execute("SELECT * FROM machines WHERE row_id=?", (row_id,)).fetchone()
-            if row["machine_id"] is None:
-                db.execute(
-                    "UPDATE machines SET machine_id=?, address=?, state='running', launched_at=?, extra_json=? "
-                    "WHERE row_id=?",
-                    (machine_id, address, launched_at.isoformat(), json.dumps(extra), row_id),
-                )
-                return row_id
-            cursor = db.execute(
-                "INSERT INTO machines (run_id, provider, machine_id, state, address, request_json, extra_json, "
-                "requested_at, launched_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    row["run_id"],
-                    row["provider"],
-                    machine_id,
-                    "running",
-                    address,
-                    row["request_json"],
-                    json.dumps(extra),
-                    row["requested_at"],
-                    launched_at.isoformat(),
-                ),
-            )
-            return int(cursor.lastrowid or 0)
+            for machine in machines:
+                values = (machine.id, machine.access.host, "running", machine.launched_at.isoformat(),
+                          json.dumps(machine.to_record()))
+                known = db.execute("SELECT row_id FROM machines WHERE run_id=? AND machine_id=?",
+                                   (row["run_id"], machine.id)).fetchone()
+                if known is not None:
+                    db.execute("UPDATE machines SET machine_id=?, address=?, state=?, launched_at=?, record_json=? "
+                               "WHERE row_id=?", (*values, known["row_id"]))
+                elif db.execute("SELECT machine_id FROM machines WHERE row_id=?", (row_id,)).fetchone()[0] is None:
+                    db.execute("UPDATE machines SET machine_id=?, address=?, state=?, launched_at=?, record_json=? "
+                               "WHERE row_id=?", (*values, row_id))
+                else:
+                    db.execute(
+                        "INSERT INTO machines (run_id, provider, machine_id, address, state, launched_at, record_json, "
+                        "request_json, requested_at, attempt) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (row["run_id"], row["provider"], *values[:2], "running", values[3], values[4],
+                         row["request_json"], row["requested_at"], row["attempt"]),
+                    )
 
-    def mark_terminated(self, run_id: str) -> None:
-        """Records that every machine of a run is gone."""
+    def end_request(self, row_id: int, state: str) -> None:
+        """Closes a request row that no machine filled (the launch failed and the sweep found nothing)."""
         with self._transaction() as db:
-            db.execute(
-                "UPDATE machines SET state='terminated', terminated_at=? WHERE run_id=? AND terminated_at IS NULL",
-                (now().isoformat(), run_id),
+            db.execute("UPDATE machines SET state=?, terminated_at=? WHERE row_id=? AND machine_id IS NULL",
+                       (state, now().isoformat(), row_id))
+
+    def update_machine(self, machine: Machine, *, touched: bool | None = None) -> None:
+        """Rewrites a machine's record (a host key pinned at first use) and notes that the run touched it."""
+        with self._transaction() as db:
+            db.execute("UPDATE machines SET record_json=? WHERE run_id=? AND machine_id=?",
+                       (json.dumps(machine.to_record()), machine.run_id, machine.id))
+            if touched is not None:
+                db.execute("UPDATE machines SET touched=? WHERE run_id=? AND machine_id=?",
+                           (int(touched), machine.run_id, machine.id))
+
+    def mark_machines(self, run_id: str, machine_ids: Sequence[str], state: str, *, at: datetime | None = None) -> None:
+        """Records machines as ``terminated`` (gone) or ``cleanup_failed`` (may still be up)."""
+        when = (at or now()).isoformat() if state == "terminated" else None
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE machines SET state=?, terminated_at=? WHERE run_id=? AND machine_id=?",
+                [(state, when, run_id, machine_id) for machine_id in machine_ids],
             )
 
     def machines(self, run_id: str | None = None, *, live_only: bool = False) -> list[MachineRow]:
-        """Returns machine rows of one run or all runs; ``live_only`` skips terminated ones."""
+        """Returns machine rows of one run or all runs; ``live_only`` keeps those not known to be gone."""
         clauses, args = [], []
         if run_id is not None:
             clauses.append("run_id = ?")
             args.append(run_id)
         if live_only:
-            clauses.append("terminated_at IS NULL")
+            clauses.append("state IN ('requested', 'running', 'cleanup_failed')")
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self._db.execute(f"SELECT * FROM machines {where} ORDER BY row_id", args).fetchall()
         return [
@@ -523,33 +608,66 @@ class Store:
                 machine_id=r["machine_id"],
                 state=r["state"],
                 address=r["address"],
-                extra=json.loads(r["extra_json"] or "{}"),
+                attempt=r["attempt"],
+                touched=bool(r["touched"]),
+                launched_at=r["launched_at"],
+                terminated_at=r["terminated_at"],
+                machine=Machine.from_record(json.loads(r["record_json"])) if r["record_json"] else None,
             )
             for r in rows
         ]
 
+    # costs -----------------------------------------------------------------------------------------
+
+    def record_costs(self, run_id: str, costs: Sequence[dict[str, Any]]) -> None:
+        """Replaces the cost lines of the machines named in ``costs`` (rows as :meth:`finish_run` takes them)."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM costs WHERE run_id=? AND machine_id=?",
+                           [(run_id, m) for m in {row["machine_id"] for row in costs}])
+            self._insert_costs(db, run_id, costs)
+
+    @staticmethod
+    def _insert_costs(db: sqlite3.Connection, run_id: str, costs: Sequence[dict[str, Any]]) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO costs (run_id, machine_id, component, seconds, billed_seconds, price_per_hour, "
+            "amount_usd, rule) VALUES (:run_id, :machine_id, :component, :seconds, :billed_seconds, "
+            ":price_per_hour, :amount_usd, :rule)",
+            [{"machine_id": "", **row, "run_id": run_id} for row in costs],
+        )
+
+    def costs(self, run_id: str) -> list[dict[str, Any]]:
+        """Returns a run's cost lines, per machine and component."""
+        rows = self._db.execute("SELECT * FROM costs WHERE run_id=? ORDER BY machine_id, rowid", (run_id,)).fetchall()
+        return [dict(r) for r in rows]
+
     # leases ----------------------------------------------------------------------------------------
 
-    def acquire_lease(self, host: str, run_id: str, *, holder_pid: int, alive: Callable[[int], bool]) -> str | None:
-        """Takes the lease on a host for a run, atomically.
+    def acquire_lease(self, host: str, run_id: str) -> LeaseHolder | None:
+        """Takes the lease on a box for a run, atomically, with this process as its holder.
 
-        A lease whose run has ended, or whose holding process is gone, is stale and is taken over.
+        A lease is taken over only when nothing of its run can be left on the box: the run is unknown, or it ended
+        and its machine there is gone. A run still going on holds it (ACTIVE); a run whose orchestrator died holds
+        it (ABANDONED) until ``orchestrate down``; so does a run that ended without cleaning the box (LEFT).
 
         Returns:
-            None when the lease is now this run's; otherwise the id of the run that holds it.
+            None when the lease is now this run's; otherwise the holder.
         """
         with self._transaction() as db:
             row = db.execute(
-                "SELECT l.run_id, l.holder_pid, r.state FROM leases l LEFT JOIN runs r ON r.id = l.run_id "
-                "WHERE l.host = ?",
+                "SELECT l.run_id, l.holder_pid, l.holder_host, r.state, r.created_at, "
+                "(SELECT m.state FROM machines m WHERE m.run_id = l.run_id AND m.machine_id = l.host "
+                " ORDER BY m.row_id DESC LIMIT 1) AS machine_state "
+                "FROM leases l LEFT JOIN runs r ON r.id = l.run_id WHERE l.host = ?",
                 (host,),
             ).fetchone()
-            held_by_another = row is not None and row["run_id"] != run_id
-            if held_by_another and row["state"] not in FINAL_STATES and alive(int(row["holder_pid"])):
-                return str(row["run_id"])
+            if row is not None and row["run_id"] != run_id and row["state"] is not None:
+                holder_state = _lease_state(row)
+                if holder_state is not None:
+                    return LeaseHolder(str(row["run_id"]), holder_state, int(row["holder_pid"]),
+                                       str(row["holder_host"] or ""))
             db.execute(
-                "INSERT OR REPLACE INTO leases (host, run_id, holder_pid, acquired_at) VALUES (?,?,?,?)",
-                (host, run_id, holder_pid, now().isoformat()),
+                "INSERT OR REPLACE INTO leases (host, run_id, holder_pid, holder_host, acquired_at) VALUES (?,?,?,?,?)",
+                (host, run_id, os.getpid(), socket.gethostname(), now().isoformat()),
             )
             return None
 
@@ -567,3 +685,22 @@ class Store:
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Runs a read-only query (for the report's frame builder)."""
         return list(self._db.execute(sql, args).fetchall())
+
+
+class StoreLeases:
+    """The store as the rented provider's :class:`~orchestrator.providers.base.LeaseBook`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def acquire(self, box: str, run_id: str) -> LeaseHolder | None:
+        """Takes the box for the run; None when taken, else its holder."""
+        return self.store.acquire_lease(box, run_id)
+
+    def release(self, box: str, run_id: str) -> None:
+        """Gives the box back, if this run holds it."""
+        self.store.release_lease(box, run_id)
+
+    def held(self) -> dict[str, str]:
+        """Box → run id."""
+        return self.store.leases()

@@ -83,3 +83,16 @@ def sample(benchmark, metric, value, unit="images/s"):
     return {"benchmark": benchmark, "metric": metric, "value": value, "unit": unit,
             "metadata": {"model": "small_cnn", "batch_size": 32, "precision": "float32"}}
 '''
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of a process group is alive; zombies (exited, not yet reaped) do not count."""
+    import psutil
+
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return False

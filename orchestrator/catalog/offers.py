@@ -19,44 +19,99 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from orchestrator.errors import SpecError
 
 SHIPPED_PATH = Path(__file__).with_name("offers.csv")
 USER_FILE_NAME = "offers.csv"
-STATUSES = ("available", "retired")
+Status = Literal["available", "retired"]
+STATUSES: tuple[str, ...] = get_args(Status)
 SORT_KEYS = ("price", "price_per_gpu")
-_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
-@dataclass(frozen=True)
-class Offer:
-    """One machine that can be launched (or rented, or is owned) and what an hour of it costs."""
+def _empty_is_none(value: object) -> object:
+    """An empty CSV cell is a missing value."""
+    return None if isinstance(value, str) and not value.strip() else value
 
-    provider: str  # aws, azure, rented, owned, …
-    instance_type: str  # the provider's name for the machine size
-    accelerator: str  # GPU model as sold, e.g. "K80 (one GK210)"
-    gpu_count: int
-    gpu_memory_gib: float  # per GPU
-    vcpus: int
-    memory_gib: float
-    region: str
-    on_demand_per_hour: float  # USD
-    spot_per_hour: float | None  # USD; None when not offered or not known
-    billing_rule: str  # a key of orchestrator.cost.BILLING_RULES
-    billing_minimum_s: float
-    status: str  # available | retired
-    retired_on: date | None
-    as_of: date  # when the row's figures were recorded
-    source: str  # where the price and the spec come from
+
+def _iso_date(value: object) -> object:
+    """Reads a CSV date as YYYY-MM-DD only (pydantic alone would take a Unix time or a midnight datetime too)."""
+    if isinstance(value, str):
+        text = value.strip()
+        return date.fromisoformat(text) if text else None
+    return value
+
+
+# Each field's description is what the file may hold there; a bad value's error quotes it.
+_Text = Annotated[str, Field(min_length=1, description="a non-empty text")]
+_Count = Annotated[int, Field(ge=0, description="a whole number >= 0")]
+_Amount = Annotated[float, Field(ge=0, description="a number >= 0")]
+_Date = Annotated[date, BeforeValidator(_iso_date), Field(description="a date as YYYY-MM-DD")]
+
+
+def _invalid(field: str, accepted: str) -> PydanticCustomError:
+    """A bad value that only a rule across fields (or a table elsewhere) can tell; ``accepted`` says what would do."""
+    return PydanticCustomError("catalog_value", "invalid {field}; accepted: {accepted}",
+                               {"field": field, "accepted": accepted})
+
+
+class Offer(BaseModel):
+    """One machine that can be launched (or rented, or is owned) and what an hour of it costs.
+
+    Built from a CSV row's text (:func:`parse_offers`) or from typed values; either way every field is checked.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
+
+    provider: Annotated[str, Field(  # aws, azure, rented, owned, …
+        pattern=r"^[a-z][a-z0-9_-]*$", description="a lower-case name such as aws, azure, rented or owned")]
+    instance_type: _Text  # the provider's name for the machine size
+    accelerator: _Text  # GPU model as sold, e.g. "K80 (one GK210)"
+    gpu_count: _Count
+    gpu_memory_gib: _Amount  # per GPU
+    vcpus: _Count
+    memory_gib: _Amount
+    region: _Text
+    on_demand_per_hour: _Amount  # USD
+    spot_per_hour: Annotated[  # USD; None when not offered or not known
+        _Amount | None, BeforeValidator(_empty_is_none), Field(description="a number >= 0, or empty")]
+    billing_rule: _Text  # a key of orchestrator.cost.BILLING_RULES
+    billing_minimum_s: _Amount  # the rule's minimum, repeated so the file reads on its own
+    status: Annotated[Status, Field(description=" or ".join(STATUSES))]
+    retired_on: Annotated[  # required when retired; an announced date may stand on an available row
+        date | None, BeforeValidator(_iso_date), Field(description="a date as YYYY-MM-DD, or empty")]
+    as_of: _Date  # when the row's figures were recorded
+    source: _Text  # where the price and the spec come from
     terms: str = ""  # rented/owned rows: "name=value; …" figures the hourly price comes from (see TERMS)
+
+    @field_validator("billing_rule")
+    @classmethod
+    def _known_rule(cls, rule: str) -> str:
+        from orchestrator.cost import BILLING_RULES
+
+        if rule not in BILLING_RULES:
+            raise _invalid("billing_rule", "one of " + ", ".join(sorted(BILLING_RULES)))
+        return rule
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Offer:
+        from orchestrator.cost import BILLING_RULES
+
+        if self.retired and self.retired_on is None:
+            raise _invalid("retired_on", "the retirement date (YYYY-MM-DD) when status is retired")
+        minimum = BILLING_RULES[self.billing_rule].minimum_s
+        if self.billing_minimum_s != minimum:
+            raise _invalid("billing_minimum_s", f"{minimum:g}, the minimum of billing rule {self.billing_rule}")
+        _check_terms(self.provider, self.terms, self.on_demand_per_hour)
+        return self
 
     @property
     def term_values(self) -> dict[str, float]:
@@ -76,7 +131,7 @@ class Offer:
     def to_row(self) -> dict[str, str]:
         """Returns the offer as a CSV row (the column order of :data:`COLUMNS`)."""
         row: dict[str, str] = {}
-        for name, value in asdict(self).items():
+        for name, value in self.model_dump().items():
             if value is None:
                 row[name] = ""
             elif isinstance(value, date):
@@ -89,14 +144,12 @@ class Offer:
 
     def to_json(self) -> dict[str, Any]:
         """Returns the offer as a JSON-ready dict, with the derived price per GPU-hour."""
-        data = asdict(self)
-        data["retired_on"] = self.retired_on.isoformat() if self.retired_on else None
-        data["as_of"] = self.as_of.isoformat()
+        data = self.model_dump(mode="json")
         data["price_per_gpu_hour"] = self.price_per_gpu_hour
         return data
 
 
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Offer))
+COLUMNS: tuple[str, ...] = tuple(Offer.model_fields)
 OPTIONAL_COLUMNS = ("terms",)
 # The terms each kind of row needs, and the hourly price they give (orchestrator.cost).
 TERMS: dict[str, tuple[str, ...]] = {
@@ -114,7 +167,7 @@ def _parse_terms(text: str) -> dict[str, float]:
         except ValueError:
             value = float("nan")
         if not name.strip() or value != value or value < 0 or value == float("inf"):
-            raise _RowError("terms", text, "name=number pairs (>= 0) separated by ;")
+            raise _invalid("terms", "name=number pairs (>= 0) separated by ;")
         values[name.strip()] = value
     return values
 
@@ -127,20 +180,20 @@ def _check_terms(provider: str, text: str, on_demand: float) -> None:
     needed = TERMS.get(provider)
     if needed is None:
         if values:
-            raise _RowError("terms", text, "empty on a cloud row (terms are for rented and owned rows)")
+            raise _invalid("terms", "empty on a cloud row (terms are for rented and owned rows)")
         return
     if sorted(values) != sorted(needed):
-        raise _RowError("terms", text, "; ".join(f"{name}=…" for name in needed))
+        raise _invalid("terms", "; ".join(f"{name}=…" for name in needed))
     if provider == "rented":
         if not 0 < values["utilisation"] <= 1:
-            raise _RowError("terms", text, "utilisation in (0, 1]")
+            raise _invalid("terms", "utilisation in (0, 1]")
         hourly = monthly_rental_per_hour(values["per_month_usd"], values["utilisation"])
     else:
         if values["lifetime_years"] <= 0:
-            raise _RowError("terms", text, "lifetime_years greater than 0")
+            raise _invalid("terms", "lifetime_years greater than 0")
         hourly = owned_per_hour(**values)
     if abs(hourly - on_demand) > max(0.0001, 0.005 * hourly):
-        raise _RowError("on_demand_per_hour", f"{on_demand:g}", f"{hourly:.4f}, the hourly price its terms give")
+        raise _invalid("on_demand_per_hour", f"{hourly:.4f}, the hourly price its terms give")
 
 
 def _money(value: float) -> str:
@@ -162,87 +215,13 @@ def catalog_path(home: Path | None = None) -> Path:
     return user if user.is_file() else SHIPPED_PATH
 
 
-class _RowError(Exception):
-    def __init__(self, field: str, value: str, accepted: str) -> None:
-        super().__init__(field)
-        self.field, self.value, self.accepted = field, value, accepted
-
-
-def _text(row: dict[str, str], name: str) -> str:
-    value = row[name].strip()
-    if not value:
-        raise _RowError(name, row[name], "a non-empty text")
-    return value
-
-
-def _number(row: dict[str, str], name: str, *, integer: bool = False, optional: bool = False) -> float | None:
-    raw = row[name].strip()
-    if not raw and optional:
-        return None
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        value = -1
-    if value < 0 or value != value or value == float("inf"):  # negative, unparsable, NaN or infinite
-        kind = "a whole number" if integer else "a number"
-        raise _RowError(name, raw, f"{kind} >= 0" + (", or empty" if optional else ""))
-    return value
-
-
-def _date(row: dict[str, str], name: str, *, optional: bool = False) -> date | None:
-    raw = row[name].strip()
-    if not raw and optional:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise _RowError(name, raw, "a date as YYYY-MM-DD" + (", or empty" if optional else "")) from None
-
-
-def _parse_row(row: dict[str, str]) -> Offer:
-    from orchestrator.cost import BILLING_RULES
-
-    provider = _text(row, "provider")
-    if not _PROVIDER_NAME.match(provider):
-        raise _RowError("provider", provider, "a lower-case name such as aws, azure, rented or owned")
-    rule = _text(row, "billing_rule")
-    if rule not in BILLING_RULES:
-        raise _RowError("billing_rule", rule, "one of " + ", ".join(sorted(BILLING_RULES)))
-    status = _text(row, "status")
-    if status not in STATUSES:
-        raise _RowError("status", status, " or ".join(STATUSES))
-    retired_on = _date(row, "retired_on", optional=True)
-    if status == "retired" and retired_on is None:
-        raise _RowError("retired_on", row["retired_on"], "the retirement date (YYYY-MM-DD) when status is retired")
-    minimum = _number(row, "billing_minimum_s")
-    assert minimum is not None
-    if minimum != BILLING_RULES[rule].minimum_s:
-        raise _RowError("billing_minimum_s", row["billing_minimum_s"],
-                        f"{BILLING_RULES[rule].minimum_s:g}, the minimum of billing rule {rule}")
-    on_demand = _number(row, "on_demand_per_hour")
-    as_of = _date(row, "as_of")
-    assert on_demand is not None and as_of is not None
-    terms = (row.get("terms") or "").strip()
-    _check_terms(provider, terms, on_demand)
-    return Offer(
-        provider=provider,
-        instance_type=_text(row, "instance_type"),
-        accelerator=_text(row, "accelerator"),
-        gpu_count=int(_number(row, "gpu_count", integer=True) or 0),
-        gpu_memory_gib=float(_number(row, "gpu_memory_gib") or 0),
-        vcpus=int(_number(row, "vcpus", integer=True) or 0),
-        memory_gib=float(_number(row, "memory_gib") or 0),
-        region=_text(row, "region"),
-        on_demand_per_hour=on_demand,
-        spot_per_hour=_number(row, "spot_per_hour", optional=True),
-        billing_rule=rule,
-        billing_minimum_s=minimum,
-        status=status,
-        retired_on=retired_on,
-        as_of=as_of,
-        source=_text(row, "source"),
-        terms=terms,
-    )
+def _first_problem(error: ValidationError) -> tuple[str, str]:
+    """Returns the field of a row's first bad value and what that field accepts."""
+    first = error.errors(include_url=False)[0]
+    context = first.get("ctx") or {}
+    field = str(context.get("field") or first["loc"][0])
+    accepted = context.get("accepted") or Offer.model_fields[field].description
+    return field, str(accepted)
 
 
 def parse_offers(text: str, *, origin: str = "offers.csv") -> list[Offer]:
@@ -275,12 +254,14 @@ def parse_offers(text: str, *, origin: str = "offers.csv") -> list[Offer]:
             raise SpecError("catalog row", row, f"{len(header)} fields",
                             message=f"{origin}: row {number} (line {line}): expected {len(header)} fields")
         try:
-            offer = _parse_row(row)
-        except _RowError as error:
+            offer = Offer.model_validate(row)
+        except ValidationError as error:
+            field, accepted = _first_problem(error)
+            value = row.get(field, "")
             raise SpecError(
-                error.field, error.value, error.accepted,
-                message=f"{origin}: row {number} (line {line}): invalid {error.field}: "
-                        f"received {error.value!r}; accepted: {error.accepted}",
+                field, value, accepted,
+                message=f"{origin}: row {number} (line {line}): invalid {field}: "
+                        f"received {value!r}; accepted: {accepted}",
             ) from None
         key = (offer.provider, offer.instance_type, offer.region)
         if key in seen:

@@ -1,40 +1,36 @@
 """Refreshes the catalog's prices from the AWS Price List API and the Azure Retail Prices API.
 
-Both APIs are reached only here, and their errors become :mod:`orchestrator.errors` families here, once.
-boto3 is imported inside :func:`fetch_aws_prices`, so importing this module stays cheap. The refreshed
+Both APIs are reached only here. AWS is asked through :mod:`orchestrator.clouds.aws` (its client factory and
+its error map; boto3 is imported only when a price is fetched, so importing this module stays cheap); the
+Azure API needs no SDK and its errors become :mod:`orchestrator.errors` families here, once. The refreshed
 catalog is written atomically to ``$ORCHESTRATE_HOME/offers.csv``; the shipped file is never touched.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from orchestrator.catalog.offers import Offer, load_offers, user_catalog_path, write_offers
-from orchestrator.errors import AuthError, ProviderError, SpecError
+from orchestrator.clouds import aws
+from orchestrator.clouds.aws import HTTP_TIMEOUT_S
+from orchestrator.errors import ProviderError, SpecError
 
 AZURE_PRICES_URL = "https://prices.azure.com/api/retail/prices"
 AWS_SPOT_PRODUCT = "Linux/UNIX"  # DescribeSpotPriceHistory's name for Linux (Amazon VPC)
 AWS_PRICING_REGION = "us-east-1"  # the Price List API answers from a few regions; prices cover every region
 REFRESH_PROVIDERS = ("aws", "azure")
-HTTP_TIMEOUT_S = 20.0
-HTTP_ATTEMPTS = 3
-MAX_PAGES = 50  # Azure answers 100 items a page; a VM size in one region is a page or two
-
-_AWS_AUTH_CODES = frozenset({
-    "AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "MissingAuthenticationToken", "UnauthorizedOperation", "AuthFailure",
-})
+HTTP_ATTEMPTS = 3  # tries per Azure page, the first included
+MAX_PAGES = 50  # pages followed per request; a type or size in one region is a page or two
 
 
 @dataclass(frozen=True)
@@ -102,17 +98,18 @@ def fetch_aws_prices(
     region: str,
     *,
     endpoint_url: str | None = None,
-    max_attempts: int = HTTP_ATTEMPTS,
+    attempts: int = aws.ATTEMPTS,
 ) -> dict[str, Price]:
     """Returns Linux, shared-tenancy, on-demand prices from the AWS Price List API (``pricing:GetProducts``).
 
-    Credentials come from the environment, as for any boto3 client (the API is free but signed).
+    Credentials come from boto3's default chain, as for any client (the API is free but signed). Each type's
+    pages are followed up to :data:`MAX_PAGES`.
 
     Args:
         instance_types: EC2 instance types, e.g. ``p3.2xlarge``.
         region: the region code to price, e.g. ``us-east-1``.
         endpoint_url: another endpoint for the API (tests serve one on 127.0.0.1).
-        max_attempts: botocore's attempts per call, the first included.
+        attempts: tries per call, the first included.
 
     Returns:
         A price per instance type the API knows; types it does not are absent.
@@ -121,67 +118,21 @@ def fetch_aws_prices(
         AuthError: credentials are missing or refused.
         ProviderError: the API could not be reached or answered with an error.
     """
-    where = endpoint_url or f"the {AWS_PRICING_REGION} endpoint"
     prices: dict[str, Price] = {}
-    with _aws_errors("AWS Price List API", "GetProducts", where, permission="pricing:GetProducts"):
-        client = _aws_client("pricing", AWS_PRICING_REGION, endpoint_url, max_attempts)
+    with aws.translating(what="AWS Price List API"):
+        pricing = aws.client("pricing", region=AWS_PRICING_REGION, endpoint_url=endpoint_url, attempts=attempts)
+        paginator = pricing.get_paginator("get_products")
         for instance_type in instance_types:
-            documents: list[Any] = []
-            token: str | None = None
-            for _ in range(MAX_PAGES):
-                request: dict[str, Any] = {
-                    "ServiceCode": "AmazonEC2", "FormatVersion": "aws_v1", "MaxResults": 100,
-                    "Filters": _aws_filters(instance_type, region),
-                }
-                if token:
-                    request["NextToken"] = token
-                page = client.get_products(**request)
-                documents.extend(page.get("PriceList", []))
-                token = page.get("NextToken")
-                if not token:
-                    break
+            pages = paginator.paginate(
+                ServiceCode="AmazonEC2", FormatVersion="aws_v1", Filters=_aws_filters(instance_type, region),
+                PaginationConfig={"PageSize": 100},
+            )
+            documents = [document for page in itertools.islice(pages, MAX_PAGES)
+                         for document in page.get("PriceList", [])]
             price = parse_aws_price_list(documents)
             if price is not None:
                 prices[instance_type] = price
     return prices
-
-
-def _aws_client(service: str, region: str, endpoint_url: str | None, max_attempts: int) -> Any:
-    import boto3
-    import botocore.config
-
-    config = botocore.config.Config(
-        connect_timeout=HTTP_TIMEOUT_S, read_timeout=HTTP_TIMEOUT_S,
-        retries={"max_attempts": max_attempts, "mode": "standard"},
-    )
-    # A fresh session: boto3's default one caches credentials for the life of the process.
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
-
-
-@contextmanager
-def _aws_errors(api: str, operation: str, where: str, *, permission: str) -> Iterator[None]:
-    """Turns botocore's failures inside the block into :class:`AuthError` or :class:`ProviderError`, one line."""
-    import botocore.exceptions
-
-    try:
-        yield
-    except botocore.exceptions.NoCredentialsError:
-        raise AuthError(
-            f"no AWS credentials for the {api}",
-            hint=f"set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); {operation} needs {permission}",
-        ) from None
-    except botocore.exceptions.ClientError as error:
-        details = error.response.get("Error", {})
-        code = str(details.get("Code", "Unknown"))
-        message = str(details.get("Message", "")).strip()
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
-        line = f"{api} refused {operation}: {code} (HTTP {status})" + (f": {message}" if message else "")
-        if code in _AWS_AUTH_CODES:
-            raise AuthError(line, hint=f"check the AWS credentials in the environment ({permission})") from None
-        raise ProviderError(line, hint="try again later, or pass --endpoint-url") from None
-    except botocore.exceptions.BotoCoreError as error:
-        raise ProviderError(f"{api} at {where} failed: {error}", hint="check the network, or pass --endpoint-url"
-                            ) from None
 
 
 def fetch_aws_spot_prices(
@@ -189,19 +140,20 @@ def fetch_aws_spot_prices(
     region: str,
     *,
     endpoint_url: str | None = None,
-    max_attempts: int = HTTP_ATTEMPTS,
+    attempts: int = aws.ATTEMPTS,
     now: datetime | None = None,
 ) -> dict[str, SpotQuote]:
     """Returns the current Linux/UNIX spot price of each instance type in a region (EC2 ``DescribeSpotPriceHistory``).
 
     Asked with start = end = now, the API answers each zone's price in effect now (its last change before
     then). The quote is the lowest zone's price, as AWS's own spot pricing page shows, with the zone named.
+    Pages are followed up to :data:`MAX_PAGES`.
 
     Args:
         instance_types: EC2 instance types, e.g. ``p3.2xlarge``.
         region: the region code, e.g. ``us-east-1``.
         endpoint_url: another EC2 endpoint (tests serve one on 127.0.0.1).
-        max_attempts: botocore's attempts per call, the first included.
+        attempts: tries per call, the first included.
         now: the moment to price (default: now, UTC).
 
     Returns:
@@ -215,23 +167,14 @@ def fetch_aws_spot_prices(
     if not names:
         return {}
     moment = now or datetime.now(UTC)
-    where = endpoint_url or f"the EC2 endpoint of {region}"
-    items: list[Mapping[str, Any]] = []
-    with _aws_errors("EC2 API", "DescribeSpotPriceHistory", where, permission="ec2:DescribeSpotPriceHistory"):
-        client = _aws_client("ec2", region, endpoint_url, max_attempts)
-        token: str | None = None
-        for _ in range(MAX_PAGES):
-            request: dict[str, Any] = {
-                "InstanceTypes": names, "ProductDescriptions": [AWS_SPOT_PRODUCT], "StartTime": moment,
-                "EndTime": moment, "MaxResults": 1000,
-            }
-            if token:
-                request["NextToken"] = token
-            page = client.describe_spot_price_history(**request)
-            items.extend(page.get("SpotPriceHistory", []))
-            token = page.get("NextToken") or None
-            if not token:
-                break
+    with aws.translating(what="EC2 API"):
+        ec2 = aws.client("ec2", region=region, endpoint_url=endpoint_url, attempts=attempts)
+        pages = ec2.get_paginator("describe_spot_price_history").paginate(
+            InstanceTypes=names, ProductDescriptions=[AWS_SPOT_PRODUCT], StartTime=moment, EndTime=moment,
+            PaginationConfig={"PageSize": 1000},
+        )
+        items: list[Mapping[str, Any]] = [item for page in itertools.islice(pages, MAX_PAGES)
+                                          for item in page.get("SpotPriceHistory", [])]
     return parse_spot_price_history(items)
 
 
@@ -526,5 +469,5 @@ def _priced(offer: Offer, price: Price, *, provider: str, region: str, today: da
     else:
         source = (f"Azure Retail Prices API (prices.azure.com, {region}, Linux pay-as-you-go and Spot meters), "
                   f"fetched {today.isoformat()}; spec: as before")
-    return replace(offer, region=region, on_demand_per_hour=price.on_demand_per_hour,
-                   spot_per_hour=price.spot_per_hour, as_of=today, source=source)
+    return offer.model_copy(update={"region": region, "on_demand_per_hour": price.on_demand_per_hour,
+                                    "spot_per_hour": price.spot_per_hour, "as_of": today, "source": source})

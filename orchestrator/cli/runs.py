@@ -126,6 +126,8 @@ class _RunReporter:
 @click.option("--host", "hosts", multiple=True, metavar="NAME", help="Rented: this inventory box; repeatable.")
 @click.option("--gpu", help="Rented: any inventory box with this GPU model.")
 @click.option("--lease-wait", "wait_s", type=float, help="Rented: seconds to wait for a busy box (default 0).")
+@click.option("--reclaim", is_flag=True, default=None,
+              help="Rented: free boxes held by runs whose orchestrator died (stops their payloads), not refuse.")
 @click.option("--multi-node", is_flag=True, default=None, help="Train one model across the machines (TF_CONFIG).")
 @click.option("--price-per-hour", type=float, help="USD per machine-hour to price the run at (local box: default 0).")
 @click.option("--timeout", "timeout_s", type=float, help="Seconds the payload may run before it is killed.")
@@ -144,6 +146,7 @@ def run(
     hosts: tuple[str, ...],
     gpu: str | None,
     wait_s: float | None,
+    reclaim: bool | None,
     multi_node: bool | None,
     price_per_hour: float | None,
     timeout_s: float | None,
@@ -163,6 +166,7 @@ def run(
       orchestrate run --provider rented --host lab-4090 --lease-wait 600
       orchestrate run --provider rented --gpu "RTX 4090" --count 2 --suite throughput
       orchestrate run --provider rented --host a --host b --suite scaling --multi-node
+      orchestrate run --provider rented --host lab-4090 --reclaim
 
     Exit codes: 0 succeeded, 1 failed, 2 bad input, 130 interrupted.
     """
@@ -171,7 +175,7 @@ def run(
 
     params = dict(parse_assignment(text) for text in assignments) or None
     machine_flags = {"instance_type": instance_type, "count": count, "price_per_hour": price_per_hour,
-                     "hosts": list(hosts) or None, "gpu": gpu, "wait_s": wait_s}
+                     "hosts": list(hosts) or None, "gpu": gpu, "wait_s": wait_s, "reclaim": reclaim}
     machine = {key: value for key, value in machine_flags.items() if value is not None} or None
     spec = build_run_spec(
         file,
@@ -207,6 +211,8 @@ def _print_tradeoffs(run_id: str) -> None:
 
     samples, _ = api.report_frames([run_id])
     frame = tradeoff_frame(samples).drop(columns=["run_id"])
+    if frame["host"].nunique() <= 1:  # one machine: its name says nothing
+        frame = frame.drop(columns=["host"])
     if frame.empty:
         out.print("[yellow]the run wrote no deploy samples[/]")
         return
@@ -228,7 +234,9 @@ def _print_plan(plan: Any) -> None:
     spec = plan.spec
     out.print("[bold]plan[/] (dry run: nothing is created)")
     out.print(f"  provider   {spec.provider}")
-    out.print(f"  machine    {plan.offer.instance_type} × {spec.machine.count}, ${plan.offer.price_per_hour:g}/h")
+    out.print(f"  machines   {plan.count} × {escape(plan.placements[0].describe())}")
+    for line in plan.choices:
+        out.print(f"             {escape(line)}")
     out.print(f"  suite      {plan.suite.name}: {escape(plan.suite.description)}")
     out.print("  params     " + ", ".join(f"{k}={v}" for k, v in plan.params.items()))
     out.print(f"  backend    {spec.backend}; timeout {spec.timeout_s:g} s; keep={spec.keep}")
@@ -403,8 +411,20 @@ def down(run_ids: tuple[str, ...], everything: bool) -> None:
     """
     from orchestrator import api
 
-    gone = api.down(run_ids, everything=everything)
-    out.print(f"terminated {len(gone)} machine(s)" + (": " + ", ".join(gone) if gone else ""))
+    results = api.down(run_ids, everything=everything)
+    failed = False
+    for result in results:
+        cost = "" if result.cost_usd is None else f", cost ${result.cost_usd:.4f}"
+        state = f" → {result.state}" if result.state else ""
+        out.print(f"{result.run_id}{state}: terminated {len(result.gone)} machine(s)"
+                  + (": " + ", ".join(result.gone) if result.gone else "") + cost)
+        for machine_id, why in result.failed.items():
+            failed = True
+            err.print(f"[red]error:[/] {result.run_id}: {machine_id} not cleaned up: {escape(why)}")
+    if not results:
+        out.print("nothing to tear down")
+    if failed:
+        sys.exit(1)
 
 
 for command in (inventory, catalog, breakeven):

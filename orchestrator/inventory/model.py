@@ -12,11 +12,25 @@ Default location: ``$ORCHESTRATE_INVENTORY``, else ``$ORCHESTRATE_HOME/inventory
         host_key: "ssh-ed25519 AAAAC3Nz..."   # or a fingerprint: "SHA256:..."
         gpu: {model: RTX 4090, count: 1}
         price: {per_month: 350, utilisation: 0.5}
+      - name: lab-a100                          # on a private network, reached through a bastion (ProxyJump)
+        host: 10.0.0.12                         # as the bastion resolves it
+        user: ubuntu
+        key_path: ~/.ssh/lab_ed25519
+        host_key: "SHA256:..."
+        proxy_jump:
+          host: bastion.example.org
+          port: 22                              # the default
+          user: jump
+          key_path: ~/.ssh/bastion_ed25519
+          host_key: "ssh-ed25519 AAAAC3Nz..."   # or trust_on_first_use: true, as for a host
+        gpu: {model: A100, count: 2}
+        price: {per_hour: 2.0}
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from orchestrator.cost import monthly_rental_per_hour, owned_per_hour
 from orchestrator.errors import SpecError
+from orchestrator.machine import Access, Environment
 
 
 class _Strict(BaseModel):
@@ -72,16 +87,42 @@ class Price(_Strict):
         return owned_per_hour(**self.owned.model_dump())
 
 
-class InventoryHost(_Strict):
-    """One box reachable over SSH."""
+def _require_pin(host_key: str | None, trust_on_first_use: bool) -> None:
+    if host_key is None and not trust_on_first_use:
+        raise ValueError("host_key (a public key line or SHA256 fingerprint), or trust_on_first_use: true")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+class _SSHEndpoint(_Strict):
+    """Where an SSH login goes and how its host key is pinned (a box, or the bastion in front of it)."""
+
     host: str
     port: int = Field(default=22, ge=1, le=65535)
     user: str
-    key_path: Path
+    key_path: Path  # the private key that logs in
     host_key: str | None = None  # "ssh-ed25519 AAAA…" or "SHA256:…"
     trust_on_first_use: bool = False
+
+    @model_validator(mode="after")
+    def _pinned_or_trusted(self) -> _SSHEndpoint:
+        _require_pin(self.host_key, self.trust_on_first_use)
+        return self
+
+    def access(self) -> Access:
+        """How to reach it over SSH, with its pinned host key."""
+        return Access(
+            via="ssh", host=self.host, port=self.port, user=self.user, key_path=str(self.key_path.expanduser()),
+            host_key=self.host_key, trust_on_first_use=self.trust_on_first_use,
+        )
+
+
+class ProxyJump(_SSHEndpoint):
+    """The bastion a box is reached through (OpenSSH's ProxyJump); its host key is pinned like a box's."""
+
+
+class InventoryHost(_SSHEndpoint):
+    """One box reachable over SSH, directly or through a bastion."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     private_address: str | None = None  # for multi-node training; defaults to host
     gpu: GpuSpec = Field(default_factory=GpuSpec)
     price: Price = Field(default_factory=lambda: Price(per_hour=0.0))
@@ -89,12 +130,22 @@ class InventoryHost(_Strict):
     python: str = "python3"  # the interpreter with Keras (image), or that creates the venv (venv)
     requirements: list[str] | None = None  # for prepare: venv; None means the payload's own list
     workdir: str = "orchestrate"  # base directory on the box, relative to the user's home unless absolute
+    proxy_jump: ProxyJump | None = None  # the bastion to reach the box through; host is then as it resolves it
 
-    @model_validator(mode="after")
-    def _pinned_or_trusted(self) -> InventoryHost:
-        if self.host_key is None and not self.trust_on_first_use:
-            raise ValueError("host_key (a public key line or SHA256 fingerprint), or trust_on_first_use: true")
-        return self
+    def access(self) -> Access:
+        """How to reach the box over SSH, with its pinned host key (and its bastion's, if any)."""
+        bastion = self.proxy_jump.access() if self.proxy_jump is not None else None
+        return replace(super().access(), bastion=bastion)
+
+    def environment(self) -> Environment:
+        """What the payload runs with on the box."""
+        requirements = tuple(self.requirements) if self.requirements is not None else None
+        return Environment(prepare=self.prepare, python=self.python, workdir=self.workdir, requirements=requirements)
+
+    @property
+    def gpu_text(self) -> str:
+        """``"2 x RTX 4090"``, or ``"none"``."""
+        return f"{self.gpu.count} x {self.gpu.model}" if self.gpu.model else "none"
 
 
 class Inventory(_Strict):

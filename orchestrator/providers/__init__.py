@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from orchestrator.errors import SpecError
 
 if TYPE_CHECKING:
-    from orchestrator.providers.base import Provider
+    from orchestrator.providers.base import LeaseBook, Provider
 
 PROVIDERS: dict[str, tuple[str, str]] = {
     "local": ("orchestrator.providers.local", "LocalProvider"),
@@ -25,12 +25,13 @@ def provider_names() -> list[str]:
     return sorted(PROVIDERS)
 
 
-def get_provider(name: str, home: Path) -> Provider:
+def get_provider(name: str, home: Path, *, leases: LeaseBook | None = None) -> Provider:
     """Returns a provider instance by name.
 
     Args:
         name: a key of :data:`PROVIDERS`.
         home: the Orchestrate home directory (``$ORCHESTRATE_HOME``).
+        leases: the lease book, for providers that lend boxes (rented).
 
     Raises:
         SpecError: the name is not a known provider.
@@ -39,5 +40,5 @@ def get_provider(name: str, home: Path) -> Provider:
         raise SpecError("provider", name, "one of " + ", ".join(provider_names()))
     module_name, class_name = PROVIDERS[name]
     cls = getattr(importlib.import_module(module_name), class_name)
-    provider: Provider = cls(home=home)
+    provider: Provider = cls(home=home, leases=leases)
     return provider

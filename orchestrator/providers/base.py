@@ -1,74 +1,17 @@
-"""The provider contract (DESIGN §2): how a machine comes to exist and goes away, nothing else."""
+"""The provider contract (DESIGN §2): how a machine comes to exist and goes away, nothing else.
+
+A provider knows no store, no SSH session, no payload. What it needs from outside is injected: the rented
+provider's leases come through a :class:`LeaseBook` (the store implements it).
+"""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Protocol
 
-
-class Capability(enum.StrEnum):
-    """What a provider can do beyond launch/terminate; gaps are data, checked before calling."""
-
-    SPOT = "spot"
-    STOP = "stop"
-    MULTI_NODE = "multi_node"
-
-
-class MachineState(enum.StrEnum):
-    """The one state enum; each provider maps its own strings to it in ``STATE_MAP``."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    TERMINATED = "terminated"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class Offer:
-    """What to launch, as decided by the catalog (the provider does not choose)."""
-
-    instance_type: str
-    region: str | None = None
-    spot: bool = False
-    price_per_hour: float = 0.0  # USD; what the run is priced at
-    billing_rule: str = "per_second"  # a key of orchestrator.cost.BILLING_RULES
-
-
-@dataclass(frozen=True)
-class LaunchRequest:
-    """Everything a provider needs to create machines for one run."""
-
-    run_id: str
-    offer: Offer
-    count: int = 1
-    ssh_public_key: str | None = None
-    allowed_cidr: str | None = None  # who may reach port 22
-    image: str | None = None
-    user_data: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    wait_s: float = 0.0  # how long to wait for capacity (a busy rented box) before giving up
-
-
-@dataclass(frozen=True)
-class Machine:
-    """One machine a provider made (or lent) for a run."""
-
-    id: str  # the provider's own id (instance id, VM name, run directory name)
-    provider: str
-    address: str  # where to connect; "localhost" for the local provider
-    port: int
-    user: str
-    workdir: str  # where runs live on the machine
-    launched_at: datetime
-    host_key: str | None = None  # "<type> <base64>" to pin, when the provider reports one
-    private_address: str | None = None  # for multi-node training
-    state: MachineState = MachineState.RUNNING
-    extra: dict[str, str] = field(default_factory=dict)  # provider-only details
+from orchestrator.machine import Capability, LaunchRequest, Machine
 
 
 class Provider(Protocol):
@@ -78,13 +21,56 @@ class Provider(Protocol):
     capabilities: frozenset[Capability]
 
     def launch(self, request: LaunchRequest) -> list[Machine]:
-        """Creates ``request.count`` machines and returns once they are reachable, or raises a ProviderError."""
+        """Creates ``request.count`` machines of one placement and returns once they are reachable.
+
+        All or nothing: on failure it raises (CapacityError / QuotaError with the scope that failed, AuthError,
+        ProviderError) and whatever it created stays findable by :meth:`list_machines` for the sweep.
+        """
         ...
 
-    def terminate(self, machines: Sequence[Machine]) -> None:
-        """Makes the machines go away. Idempotent: an absent machine is not an error."""
+    def terminate(self, run_id: str, machines: Sequence[Machine] = ()) -> None:
+        """Makes the run's machines go away: the given ones and any found by tag; idempotent.
+
+        A provider with :attr:`Capability.REUSED` (machines that outlive the run) gives back only the given
+        machines when some are given, so that a machine kept after a failed clean-up stays held; given none, it
+        sweeps every machine of the run.
+        """
         ...
 
     def list_machines(self, *, run_id: str | None = None) -> list[Machine]:
-        """Lists the machines this provider holds for Orchestrate (all runs, or one), to find orphans."""
+        """Lists the machines this provider holds for Orchestrate (all runs, or one), by tag: finds orphans."""
+        ...
+
+
+class LeaseState(enum.StrEnum):
+    """Why a box is held by another run."""
+
+    ACTIVE = "active"  # its run is going on: wait for it
+    ABANDONED = "abandoned"  # its orchestrator process is gone: `orchestrate down RUN` (or --reclaim) frees it
+    LEFT = "left"  # its run ended without cleaning the box up: `orchestrate down RUN` frees it
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """The run that holds a box, and whether it is still going on."""
+
+    run_id: str
+    state: LeaseState
+    pid: int  # the orchestrator process of that run
+    host: str  # the machine that orchestrator runs on
+
+
+class LeaseBook(Protocol):
+    """Who holds which rented box; taking a lease is atomic. The store implements it."""
+
+    def acquire(self, box: str, run_id: str) -> LeaseHolder | None:
+        """Takes the box for the run; returns None when taken, else the run that holds it."""
+        ...
+
+    def release(self, box: str, run_id: str) -> None:
+        """Gives the box back, if this run holds it."""
+        ...
+
+    def held(self) -> dict[str, str]:
+        """Returns the held leases: box → run id."""
         ...

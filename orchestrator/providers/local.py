@@ -1,66 +1,30 @@
 """The local dev box as a provider: a machine is a fresh run directory under ``$ORCHESTRATE_HOME/machines``.
 
-Terminating a local machine stops whatever process group its payload left running, then removes the
-directory, so "the machine went away" means the same here as for a cloud VM.
+Launching makes the directory; terminating removes it. Stopping a payload that still runs there is the run's
+remote clean-up (:func:`orchestrator.remote.session.clean_up`), not the provider's.
 """
 
 from __future__ import annotations
 
-import getpass
-import os
 import shutil
-import signal
 import sys
-import time
 from collections.abc import Sequence
-from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.errors import ProviderError
-from orchestrator.providers.base import Capability, LaunchRequest, Machine, MachineState
-from orchestrator.remote.detached import PID_FILE
+from orchestrator.machine import (
+    Access,
+    Capability,
+    Environment,
+    LaunchRequest,
+    Machine,
+    MachineState,
+    Placement,
+)
 
 STATE_MAP = {"present": MachineState.RUNNING, "absent": MachineState.TERMINATED}
-
-
-def group_alive(pgid: int) -> bool:
-    """Tells whether any process of a process group is alive; zombies (exited, unreaped) do not count."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: fall back to the signal test, which counts zombies
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def _stop_process_group(pid_file: Path, grace_s: float = 5.0) -> None:
-    try:
-        pgid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    if not group_alive(pgid):
-        return
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not group_alive(pgid):
-            return
-        time.sleep(0.05)
-    with suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+LOCAL_ID = "localhost"
 
 
 class LocalProvider:
@@ -72,36 +36,29 @@ class LocalProvider:
     """
 
     name = "local"
-    capabilities: frozenset[Capability] = frozenset()
+    # Machines outlive the run: terminating gives the box back, so one whose clean-up failed is kept.
+    capabilities: frozenset[Capability] = frozenset({Capability.REUSED})
 
-    def __init__(self, home: Path, python: str | None = None) -> None:
+    def __init__(self, home: Path, python: str | None = None, **_: object) -> None:
+        self.home = home
         self.root = home / "machines"
         self.python = python or sys.executable
 
-    def _machine(self, run_id: str, launched_at: datetime) -> Machine:
+    def _machine(self, run_id: str, placement: Placement, launched_at: datetime, state: MachineState) -> Machine:
         return Machine(
-            id=run_id,
-            provider=self.name,
-            address="localhost",
-            port=0,
-            user=getpass.getuser(),
-            workdir=str(self.root / run_id),
-            launched_at=launched_at,
-            private_address="127.0.0.1",
-            extra={"python": self.python},
+            run_id=run_id, id=LOCAL_ID, provider=self.name, placement=placement, access=Access(via="local"),
+            environment=Environment(prepare="image", python=self.python, workdir=str(self.home)),
+            run_dir=str(self.root / run_id), launched_at=launched_at, state=state, private_address="127.0.0.1",
         )
 
     def launch(self, request: LaunchRequest) -> list[Machine]:
         """Creates the run directory; one local machine per run.
 
         Raises:
-            ProviderError: more than one machine was asked for, or the directory already exists.
+            ProviderError: more than one machine was asked for, or the directory cannot be made.
         """
         if request.count != 1:
-            raise ProviderError(
-                f"the local provider has one machine; received count={request.count}",
-                hint="use --provider rented with several hosts for multi-machine runs",
-            )
+            raise ProviderError(f"the local provider has one machine; received count={request.count}")
         path = self.root / request.run_id
         try:
             path.mkdir(parents=True, exist_ok=False)
@@ -110,22 +67,21 @@ class LocalProvider:
         except OSError as error:
             raise ProviderError(f"cannot create local machine directory {path}: {error}") from error
         path.chmod(0o700)
-        return [self._machine(request.run_id, datetime.now(UTC))]
+        return [self._machine(request.run_id, request.placement, datetime.now(UTC), MachineState.RUNNING)]
 
-    def terminate(self, machines: Sequence[Machine]) -> None:
-        """Stops any payload still running in each machine's directory, then removes the directory."""
-        for machine in machines:
-            path = self.root / machine.id
-            _stop_process_group(path / PID_FILE)
+    def terminate(self, run_id: str, machines: Sequence[Machine] = ()) -> None:
+        """Removes the run's directory (and those of the given machines)."""
+        for path in {self.root / run_id, *(Path(m.run_dir) for m in machines)}:
             shutil.rmtree(path, ignore_errors=True)
 
     def list_machines(self, *, run_id: str | None = None) -> list[Machine]:
         """Lists the run directories that exist (one run's, or all)."""
         if not self.root.is_dir():
             return []
-        found = []
-        for path in sorted(self.root.iterdir()):
-            if path.is_dir() and (run_id is None or path.name == run_id):
-                launched = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-                found.append(self._machine(path.name, launched))
-        return found
+        placement = Placement(provider="local", instance_type="local")
+        return [
+            self._machine(path.name, placement, datetime.fromtimestamp(path.stat().st_mtime, UTC),
+                          MachineState.RUNNING)
+            for path in sorted(self.root.iterdir())
+            if path.is_dir() and (run_id is None or path.name == run_id)
+        ]

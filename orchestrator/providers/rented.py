@@ -1,63 +1,38 @@
 """Rented bare-metal boxes and owned dev boxes, reached over SSH and listed in the inventory.
 
-A box "comes to exist" for a run by taking its lease in the store, so two runs never share it; it "goes
-away" when the run's payload is stopped, its run directory removed and the lease given back.
+A box "comes to exist" for a run by taking its lease, so two runs never share it; it "goes away" when the lease
+is given back. The leases come through an injected :class:`~orchestrator.providers.base.LeaseBook` (the store);
+stopping a payload and removing the run directory on the box is the run's remote clean-up, done before the lease
+is given back — never here.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator.errors import CapacityError, OrchestrateError, ProviderError
+from orchestrator.errors import BoxHeld, CapacityError, ProviderError
 from orchestrator.inventory.model import Inventory, InventoryHost, inventory_path, load_inventory
-from orchestrator.providers.base import Capability, LaunchRequest, Machine, MachineState
-from orchestrator.store import Store, process_alive
+from orchestrator.machine import Capability, LaunchRequest, Machine, MachineState, Placement
+from orchestrator.providers.base import LeaseBook, LeaseHolder, LeaseState
 
 STATE_MAP = {"leased": MachineState.RUNNING, "released": MachineState.TERMINATED}
 LEASE_POLL_S = 1.0
 
 
-def parse_selection(instance_type: str) -> tuple[list[str] | None, str | None]:
-    """Reads the offer's instance type as the rented provider's selection.
-
-    ``"host:a,b"`` names boxes, ``"gpu:RTX 4090"`` asks for a GPU model, anything else means any box.
-    """
-    kind, _, value = instance_type.partition(":")
-    if kind == "host" and value:
-        return [name.strip() for name in value.split(",") if name.strip()], None
-    if kind == "gpu" and value:
-        return None, value.strip()
-    return None, None
-
-
-def machine_for(host: InventoryHost, run_id: str) -> Machine:
-    """Returns the Machine a leased inventory host is for one run."""
+def machine_for(host: InventoryHost, run_id: str, placement: Placement | None = None) -> Machine:
+    """Returns the Machine an inventory box is for one run, priced at the box's own price."""
+    base = placement or Placement(provider="rented", instance_type=host.name)
+    price = base.price_per_hour if base.price_fixed else host.price.usd_per_hour()
     return Machine(
-        id=host.name,
-        provider="rented",
-        address=host.host,
-        port=host.port,
-        user=host.user,
-        workdir=f"{host.workdir.rstrip('/')}/runs/{run_id}",
-        launched_at=datetime.now(UTC),
-        host_key=host.host_key,
+        run_id=run_id, id=host.name, provider="rented",
+        placement=replace(base, instance_type=host.name, price_per_hour=price, hosts=()),
+        access=host.access(), environment=host.environment(),
+        run_dir=f"{host.workdir.rstrip('/')}/runs/{run_id}", launched_at=datetime.now(UTC),
         private_address=host.private_address or host.host,
-        extra={
-            "key_path": str(Path(host.key_path).expanduser()),
-            "trust_on_first_use": "true" if host.trust_on_first_use else "false",
-            "prepare": host.prepare,
-            "python": host.python,
-            "workdir_base": host.workdir,
-            "price_per_hour": f"{host.price.usd_per_hour():.6f}",
-            "gpu": f"{host.gpu.count} x {host.gpu.model}" if host.gpu.model else "none",
-            **({"requirements": "\n".join(host.requirements)} if host.requirements is not None else {}),
-        },
     )
 
 
@@ -65,24 +40,27 @@ class RentedProvider:
     """Boxes from the inventory, leased one run at a time.
 
     Args:
-        home: the Orchestrate home (store, known_hosts, default inventory).
+        home: the Orchestrate home (the default inventory).
+        leases: who holds which box (the store implements it).
         inventory: an already-loaded inventory; by default read from :func:`inventory_path`.
         clock: monotonic seconds (injected in tests).
         sleep: how to wait between lease attempts (injected in tests).
     """
 
     name = "rented"
-    capabilities: frozenset[Capability] = frozenset({Capability.MULTI_NODE})
+    capabilities: frozenset[Capability] = frozenset({Capability.MULTI_NODE, Capability.REUSED})
 
     def __init__(
         self,
         home: Path,
+        leases: LeaseBook | None = None,
         inventory: Inventory | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.home = home
+        self._leases = leases
         self._inventory = inventory
         self.clock = clock
         self.sleep = sleep
@@ -94,41 +72,46 @@ class RentedProvider:
             self._inventory = load_inventory(inventory_path(self.home))
         return self._inventory
 
+    @property
+    def leases(self) -> LeaseBook:
+        """The lease book (required for launch, terminate and listing)."""
+        if self._leases is None:
+            raise ProviderError("the rented provider was made without a lease book")
+        return self._leases
+
     def launch(self, request: LaunchRequest) -> list[Machine]:
-        """Leases ``request.count`` boxes (or every named box), waiting up to ``request.wait_s`` for busy ones.
+        """Leases ``request.count`` of the placement's boxes, waiting up to ``request.wait_s`` for busy ones.
 
         Raises:
+            BoxHeld: too few boxes are free because runs that ended or died still hold them; names them.
             CapacityError: not enough boxes became free in time; names the runs that hold them.
-            SpecError: the selection names no box of the inventory.
         """
-        names, gpu = parse_selection(request.offer.instance_type)
-        candidates = self.inventory.select(names=names, gpu=gpu)
-        need = len(names) if names else request.count
-        if need > len(candidates):
-            raise CapacityError(f"the run needs {need} boxes; the inventory has {len(candidates)} that match")
-        store = Store(self.home)
+        by_name = {host.name: host for host in self.inventory.hosts}
+        missing = [name for name in request.placement.hosts if name not in by_name]
+        if missing:
+            raise ProviderError(f"box {missing[0]!r} is no longer in the inventory {inventory_path(self.home)}")
+        candidates = [by_name[name] for name in request.placement.hosts] or list(self.inventory.hosts)
+        need = request.count
         held: list[InventoryHost] = []
-        busy: dict[str, str] = {}
         deadline = self.clock() + request.wait_s
         try:
             while True:
+                holders: dict[str, LeaseHolder] = {}
                 for host in candidates:
                     if len(held) == need or host in held:
                         continue
-                    holder = store.acquire_lease(
-                        host.name, request.run_id, holder_pid=os.getpid(), alive=process_alive
-                    )
+                    holder = self.leases.acquire(host.name, request.run_id)
                     if holder is None:
                         held.append(host)
-                        busy.pop(host.name, None)
                     else:
-                        busy[host.name] = holder
+                        holders[host.name] = holder
                 if len(held) == need:
-                    return [machine_for(host, request.run_id) for host in held]
+                    return [machine_for(host, request.run_id, request.placement) for host in held]
+                stuck = {name: h for name, h in holders.items() if h.state != LeaseState.ACTIVE}
+                if len(candidates) - len(stuck) < need:
+                    raise BoxHeld(stuck)
                 if self.clock() >= deadline:
-                    for host in held:
-                        store.release_lease(host.name, request.run_id)
-                    in_use = ", ".join(f"{name} (run {run})" for name, run in sorted(busy.items()))
+                    in_use = ", ".join(f"{name} (run {h.run_id})" for name, h in sorted(holders.items()))
                     raise CapacityError(
                         f"no free box after waiting {request.wait_s:g} s: in use: {in_use}",
                         hint="wait for those runs, or raise --lease-wait",
@@ -136,56 +119,23 @@ class RentedProvider:
                 self.sleep(LEASE_POLL_S)
         except BaseException:
             for host in held:
-                store.release_lease(host.name, request.run_id)
+                self.leases.release(host.name, request.run_id)
             raise
-        finally:
-            store.close()
 
-    def terminate(self, machines: Sequence[Machine]) -> None:
-        """Stops each run's payload on its box, removes the run directory and gives the lease back.
+    def terminate(self, run_id: str, machines: Sequence[Machine] = ()) -> None:
+        """Gives back the leases of the given boxes; given none, every box the run holds (the sweep by tag).
 
-        Raises:
-            ProviderError: a box could not be cleaned (its lease is released all the same).
+        A box is not given back unless named or swept: one whose clean-up failed stays held by its run.
         """
-        from orchestrator.remote.connect import transport_to
-        from orchestrator.remote.detached import DetachedProcess
-
-        def clean(machine: Machine) -> str | None:
-            try:
-                transport = transport_to(machine, self.home, connect_timeout_s=60.0)
-                try:
-                    DetachedProcess(transport, machine.workdir).kill()
-                    transport.run(f"rm -rf {shlex.quote(machine.workdir)}", timeout=120.0)
-                finally:
-                    transport.close()
-            except OrchestrateError as error:
-                return f"{machine.id}: {error}"
-            return None
-
-        if not machines:
-            return
-        # Boxes are cleaned at once; leases are given back whatever happened on the box.
-        with ThreadPoolExecutor(max_workers=min(16, len(machines))) as pool:
-            failures = [failure for failure in pool.map(clean, machines) if failure]
-        store = Store(self.home)
-        try:
-            for machine in machines:
-                store.release_lease(machine.id, machine.workdir.rstrip("/").rsplit("/", 1)[-1])
-        finally:
-            store.close()
-        if failures:
-            raise ProviderError("could not clean up " + "; ".join(failures))
+        boxes = [m.id for m in machines] or [box for box, holder in self.leases.held().items() if holder == run_id]
+        for box in sorted(set(boxes)):
+            self.leases.release(box, run_id)
 
     def list_machines(self, *, run_id: str | None = None) -> list[Machine]:
-        """Lists the boxes leased by Orchestrate runs (one run's, or all)."""
-        store = Store(self.home)
-        try:
-            leases = store.leases()
-        finally:
-            store.close()
+        """Lists the boxes leased by Orchestrate runs (one run's, or all) that the inventory still has."""
         by_name = {h.name: h for h in self.inventory.hosts}
         return [
-            machine_for(by_name[host], holder)
-            for host, holder in sorted(leases.items())
-            if host in by_name and (run_id is None or holder == run_id)
+            machine_for(by_name[box], holder)
+            for box, holder in sorted(self.leases.held().items())
+            if box in by_name and (run_id is None or holder == run_id)
         ]

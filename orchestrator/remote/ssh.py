@@ -9,6 +9,9 @@ What it guarantees:
       :class:`~orchestrator.errors.HostKeyMismatch` with both fingerprints; no key, no command, nothing was sent.
     * Trust on first use only where the target says so; the key is then pinned in ``known_hosts``.
     * Only the given private key authenticates: no agent, no ``~/.ssh`` keys, no agent or environment forwarding.
+    * A target with a ``proxy_jump`` is reached through that bastion (OpenSSH's ProxyJump): the bastion is
+      connected under the same rules, then the machine's own SSH connection runs inside a ``direct-tcpip`` channel
+      the bastion opens to it, and the machine's key is checked end to end. Nothing goes past a refused hop.
     * Connecting retries with capped exponential backoff while the machine boots; a connection that drops under
       a command is re-established and the command run again (callers pass only idempotent commands).
     * paramiko and socket exceptions become :mod:`orchestrator.errors` here, once.
@@ -69,13 +72,12 @@ def fingerprint(key_line_or_pkey: str | paramiko.PKey) -> str:
         key_line_or_pkey: a public key line ``"ssh-ed25519 AAAA… [comment]"``, a paramiko key, or a fingerprint
             (returned normalised).
     """
-    if isinstance(key_line_or_pkey, str):
-        text = key_line_or_pkey.strip()
-        if text.startswith("SHA256:"):
-            return text.rstrip("=")
-        blob = _parse_key_line(text)[1]
-    else:
-        blob = key_line_or_pkey.asbytes()
+    if not isinstance(key_line_or_pkey, str):
+        return str(key_line_or_pkey.fingerprint)  # paramiko >= 3.2: "SHA256:" and unpadded base64, as OpenSSH
+    text = key_line_or_pkey.strip()
+    if text.startswith("SHA256:"):
+        return text.rstrip("=")
+    blob = _parse_key_line(text)[1]
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
@@ -89,6 +91,8 @@ class SSHTarget:
     key_path: Path  # the private key (ed25519, ECDSA or RSA, unencrypted) that authenticates to this host
     host_key: str | None = None  # pinned "ssh-ed25519 AAAA…" line, or an OpenSSH fingerprint "SHA256:…"
     trust_on_first_use: bool = False  # accept and record an unknown key once; only where the inventory says so
+    # Reach this host through that bastion (ProxyJump): host and port are then as the bastion resolves them.
+    proxy_jump: SSHTarget | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -98,8 +102,13 @@ class SSHTarget:
 
     @property
     def address(self) -> str:
-        """``user@host:port``, for messages."""
-        return f"{self.user}@{self.host}:{self.port}"
+        """``user@host:port`` (and `` via `` the bastion's), for messages."""
+        text = f"{self.user}@{self.host}:{self.port}"
+        return f"{text} via {self.proxy_jump.address}" if self.proxy_jump is not None else text
+
+    def hops(self) -> tuple[SSHTarget, ...]:
+        """The hosts to connect in order: the outermost bastion first, this target last."""
+        return (*self.proxy_jump.hops(), self) if self.proxy_jump is not None else (self,)
 
     @property
     def known_hosts_name(self) -> str:
@@ -120,13 +129,31 @@ class _ConnectionLost(Exception):
     """The SSH connection died under an operation; the operation may be retried on a new one."""
 
 
+@dataclass(frozen=True)
+class _Connection:
+    """A client logged in to the machine, and the bastions' clients its traffic runs through."""
+
+    client: Any  # paramiko SSHClient logged in to the machine
+    jumps: tuple[Any, ...] = ()  # the bastions' SSHClients, outermost first
+
+    def is_active(self) -> bool:
+        """Whether every hop is still connected (a dead bastion takes the machine's connection with it)."""
+        return all(_is_active(client) for client in (*self.jumps, self.client))
+
+    def close(self) -> None:
+        """Closes the machine's connection, then the bastions' from the innermost out."""
+        for client in (self.client, *reversed(self.jumps)):
+            client.close()
+
+
 class SSHTransport:
     """Runs commands on one machine over SSH and uploads files to it (the ``Transport`` contract).
 
-    Connects lazily on first use; :meth:`connect` connects eagerly. Safe to share between threads.
+    Connects lazily on first use; :meth:`connect` connects eagerly. Safe to share between threads. When the target
+    has a ``proxy_jump``, every connection (the first, and each one after a drop) goes through that bastion.
 
     Args:
-        target: the machine and how to authenticate to it.
+        target: the machine and how to authenticate to it (and to its bastion, if any).
         known_hosts: OpenSSH ``known_hosts`` file with previously trusted keys; trust-on-first-use writes to it.
         connect_timeout_s: how long a first connection keeps retrying while the machine boots.
         command_retry_s: how long a command or upload keeps reconnecting after its connection dropped.
@@ -151,15 +178,17 @@ class SSHTransport:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.RLock()
-        self._client: Any = None
-        self._private_key: Any = None
-        self._presented_fingerprint: str | None = None
+        hops = target.hops()
+        self._hops = tuple(
+            _Hop(hop, known_hosts, bastions_after=len(hops) - 1 - index) for index, hop in enumerate(hops)
+        )
+        self._connection: _Connection | None = None
         self._closes = 0  # counts close() calls, so an operation cut by close() is not retried
 
     @property
     def host_key_fingerprint(self) -> str | None:
-        """The fingerprint of the host key the server presented last (also after a refused one), else None."""
-        return self._presented_fingerprint
+        """The fingerprint of the host key the machine presented last (also after a refused one), else None."""
+        return self._hops[-1].presented_fingerprint
 
     def __enter__(self) -> SSHTransport:
         self.connect()
@@ -172,12 +201,13 @@ class SSHTransport:
         """Connects now unless already connected, retrying with backoff for up to ``connect_timeout_s``.
 
         Raises:
-            HostKeyMismatch: the presented host key is not the pinned one, or no key is pinned (nothing was sent).
-            SSHAuthError: the key could not be loaded or the server refused it.
+            HostKeyMismatch: the machine or its bastion presented a host key other than the pinned one, or has no
+                key pinned (nothing was sent to it, nor past it).
+            SSHAuthError: a key could not be loaded or the machine or the bastion refused it.
             ConnectTimeout: no SSH connection within ``connect_timeout_s``.
             RemoteError: the host name does not resolve, or the server speaks no common SSH algorithms.
         """
-        self._live_client(None)
+        self._live_connection(None)
 
     def run(self, command: str, *, timeout: float = 60.0) -> CommandResult:
         """Runs a shell command string (no pty, stdin closed) and returns its exit code and output.
@@ -217,191 +247,93 @@ class SSHTransport:
         self._with_reconnect(lambda client: self._upload(client, data, remote_path, progress))
 
     def close(self) -> None:
-        """Closes the connection; the next call reconnects."""
+        """Closes the connection (and the bastion's); the next call reconnects."""
         with self._lock:
-            client, self._client = self._client, None
+            connection, self._connection = self._connection, None
             self._closes += 1
-        if client is not None:
-            client.close()
+        if connection is not None:
+            connection.close()
 
     # Connecting ------------------------------------------------------------------------------------------------
 
-    def _live_client(self, deadline: float | None) -> Any:
-        """Returns the connected client, connecting first (until ``deadline``, else ``connect_timeout_s``)."""
+    def _live_connection(self, deadline: float | None) -> _Connection:
+        """Returns the live connection, connecting first (until ``deadline``, else ``connect_timeout_s``)."""
         with self._lock:
-            if self._client is not None and _is_active(self._client):
-                return self._client
-            self._discard(self._client)
+            if self._connection is not None and self._connection.is_active():
+                return self._connection
+            self._discard(self._connection)
             if deadline is None:
                 deadline, why = self._clock() + self.connect_timeout_s, f"within {self.connect_timeout_s:g} s"
             else:
                 why = f"again within {self.command_retry_s:g} s after the connection dropped"
-            self._client = self._connect_until(deadline, why)
-            return self._client
+            self._connection = self._connect_until(deadline, why)
+            return self._connection
 
-    def _connect_until(self, deadline: float, why: str) -> Any:
+    def _connect_until(self, deadline: float, why: str) -> _Connection:
         """Connects, retrying transient failures with capped exponential backoff until ``deadline``."""
-        self._expected_pin()  # refuse before opening a socket when nothing is pinned
-        key = self._load_private_key()
+        for hop in self._hops:  # refuse before opening a socket when a hop has nothing pinned or no usable key
+            hop.expected_pin()
+            hop.private_key()
         delay = _FIRST_DELAY_S
         attempts = 0
         while True:
             attempts += 1
             remaining = deadline - self._clock()
             try:
-                return self._connect_once(key, min(_MAX_ATTEMPT_S, max(_MIN_ATTEMPT_S, remaining)))
+                return self._connect_once(min(_MAX_ATTEMPT_S, max(_MIN_ATTEMPT_S, remaining)))
             except (OSError, EOFError, paramiko.SSHException) as error:
                 last_error = error
             remaining = deadline - self._clock()
             if remaining <= 0:
+                bastion = self.target.proxy_jump
+                reachable = (
+                    f"the bastion {bastion.host} can reach port {self.target.port}" if bastion is not None
+                    else f"port {self.target.port} is open to this computer"
+                )
                 raise ConnectTimeout(
                     f"{self.target.address} did not accept an SSH connection {why} ({attempts} attempts); "
                     f"last error: {_describe(last_error)}",
-                    hint="check that the machine is running, that sshd is up and that port "
-                    f"{self.target.port} is open to this computer",
+                    hint=f"check that the machine is running, that sshd is up and that {reachable}",
                 )
             logger.debug("%s: attempt %d failed (%s); retrying in %.1f s", self.target.address, attempts,
                          _describe(last_error), min(delay, remaining))
             self._sleep(min(delay, remaining))
             delay = min(delay * 2, _MAX_DELAY_S)
 
-    def _connect_once(self, key: Any, attempt_timeout: float) -> Any:
-        """One connection attempt; transient failures propagate as OSError, EOFError or SSHException."""
-        pin = self._expected_pin()
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(_PresentedKeyCheck(self, pin))
-        # paramiko compares the keys it holds for this host itself (asking the server for the first one's type),
-        # and raises BadHostKeyException on a mismatch.
-        for known in pin.keys if pin is not None else ():
-            client.get_host_keys().add(self.target.known_hosts_name, known.get_name(), known)
+    def _connect_once(self, attempt_timeout: float) -> _Connection:
+        """One attempt through every hop; transient failures propagate as OSError, EOFError or SSHException."""
+        clients: list[Any] = []
         try:
-            client.connect(
-                hostname=self.target.host, port=self.target.port, username=self.target.user, pkey=key,
-                timeout=attempt_timeout, banner_timeout=attempt_timeout, auth_timeout=attempt_timeout,
-                allow_agent=False, look_for_keys=False,
-            )
-        except BaseException as error:
-            client.close()
-            self._translate_fatal(error, pin)
+            for hop in self._hops:
+                channel = _open_forward(clients[-1], hop.target, attempt_timeout) if clients else None
+                clients.append(hop.connect(channel, attempt_timeout))
+        except BaseException:
+            for client in reversed(clients):
+                client.close()
             raise
-        self._presented_fingerprint = fingerprint(client.get_transport().get_remote_server_key())
-        return client
+        return _Connection(clients[-1], tuple(clients[:-1]))
 
-    def _translate_fatal(self, error: BaseException, pin: _Pin | None) -> None:
-        """Raises the Orchestrate error for a connection failure that retrying cannot fix; returns otherwise."""
-        target = self.target
-        if isinstance(error, paramiko.BadHostKeyException):
-            self._presented_fingerprint = fingerprint(error.key)
-            source = pin.source if pin is not None else str(self.known_hosts)
-            raise self._mismatch(fingerprint(error.expected_key), error.key, source) from None
-        if isinstance(error, paramiko.AuthenticationException):
-            raise SSHAuthError(
-                f"{target.address} refused the SSH key {target.key_path}: {_describe(error)}",
-                hint=f"add the matching public key to ~{target.user}/.ssh/authorized_keys on the machine",
-            ) from error
-        if isinstance(error, socket.gaierror):
-            raise RemoteError(f"cannot resolve the host name {target.host!r}: {error}") from error
-        if isinstance(error, paramiko.ssh_exception.IncompatiblePeer):
-            raise RemoteError(f"{target.address} shares no SSH algorithms with paramiko: {error}") from error
-
-    def _expected_pin(self) -> _Pin | None:
-        """Returns the key to expect: the inventory's pin, else a ``known_hosts`` entry, else None under TOFU.
-
-        Raises:
-            HostKeyMismatch: nothing is pinned and trust-on-first-use is off (raised before any connection).
-        """
-        target = self.target
-        if target.host_key is not None:
-            text = target.host_key.strip()
-            if text.startswith("SHA256:"):
-                return _Pin(fingerprint(text), (), "the inventory")
-            key_type, blob = _parse_key_line(text)
-            key = paramiko.PKey.from_type_string(key_type, blob)
-            return _Pin(fingerprint(key), (key,), "the inventory")
-        known = self._known_keys()
-        if known:
-            return _Pin(fingerprint(known[0]), known, str(self.known_hosts))
-        if target.trust_on_first_use:
-            return None
-        raise HostKeyMismatch(
-            f"no pinned host key for {target.host}:{target.port}; add host_key to the inventory or set "
-            f"trust_on_first_use (nothing was sent; {self.known_hosts} has no entry for {target.known_hosts_name})",
-            hint='get it on the machine with "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub" and pin it as '
-            'host_key: "SHA256:…"',
-        )
-
-    def _known_keys(self) -> tuple[Any, ...]:
-        """Returns the keys ``known_hosts`` holds for this host, ed25519 first."""
-        if not self.known_hosts.exists():
-            return ()
-        keys = paramiko.HostKeys()
-        try:
-            keys.load(str(self.known_hosts))
-        except (OSError, UnicodeDecodeError) as error:
-            raise RemoteError(f"cannot read {self.known_hosts}: {error}") from error
-        entries = keys.lookup(self.target.known_hosts_name) or {}
-        return tuple(entries[key_type] for key_type in sorted(entries.keys(), key=lambda t: t != "ssh-ed25519"))
-
-    def _record_first_use(self, key: Any) -> None:
-        """Appends the presented key to ``known_hosts`` (file 0600, a new parent directory 0700)."""
-        line = f"{self.target.known_hosts_name} {key.get_name()} {key.get_base64()}\n"
-        try:
-            self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            descriptor = os.open(self.known_hosts, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(descriptor, "a") as file:
-                file.write(line)
-        except OSError as error:  # not a connection failure: must not be retried as one
-            raise RemoteError(f"cannot record the host key of {self.target.address} in {self.known_hosts}: "
-                              f"{error}") from error
-        logger.info("%s: trusted on first use, host key %s recorded in %s", self.target.address,
-                    fingerprint(key), self.known_hosts)
-
-    def _mismatch(self, expected: str, presented: Any, source: str) -> HostKeyMismatch:
-        target = self.target
-        if source == "the inventory":
-            hint = "if the machine was rebuilt, put its new key in the inventory's host_key"
-        else:
-            hint = f"if the machine was rebuilt, remove the line for {target.known_hosts_name} from {source}"
-        return HostKeyMismatch(
-            f"host key mismatch for {target.host}:{target.port}: expected {expected} (pinned in {source}), "
-            f"the machine presented {fingerprint(presented)} ({presented.get_name()}); "
-            "nothing was sent (the connection ended before authentication)",
-            hint=hint + "; otherwise someone may be intercepting the connection",
-        )
-
-    def _load_private_key(self) -> Any:
-        if self._private_key is None:
-            try:
-                self._private_key = paramiko.PKey.from_path(self.target.key_path)
-            except (OSError, ValueError, TypeError, paramiko.SSHException) as error:
-                raise SSHAuthError(
-                    f"cannot load the SSH private key {self.target.key_path} for {self.target.address}: "
-                    f"{_describe(error)}",
-                    hint="key_path must be an unencrypted ed25519, ECDSA or RSA private key readable by you",
-                ) from error
-        return self._private_key
-
-    def _discard(self, client: Any) -> None:
-        """Closes ``client`` and forgets it if it is still the current one."""
-        if client is None:
+    def _discard(self, connection: _Connection | None) -> None:
+        """Closes ``connection`` and forgets it if it is still the current one."""
+        if connection is None:
             return
         with self._lock:
-            if self._client is client:
-                self._client = None
-        client.close()
+            if self._connection is connection:
+                self._connection = None
+        connection.close()
 
     # Operations ------------------------------------------------------------------------------------------------
 
     def _with_reconnect(self, operation: Callable[[Any], _T]) -> _T:
-        """Runs ``operation`` on a live client; on a lost connection reconnects and runs it again."""
+        """Runs ``operation`` on the machine's live client; on a lost connection reconnects and runs it again."""
         retry_deadline: float | None = None
         closes = self._closes
         while True:
-            client = self._live_client(retry_deadline)
+            connection = self._live_connection(retry_deadline)
             try:
-                return operation(client)
+                return operation(connection.client)
             except _ConnectionLost as lost:
-                self._discard(client)
+                self._discard(connection)
                 if self._closes != closes:
                     raise RemoteError(f"the SSH connection to {self.target.address} was closed") from lost
                 if retry_deadline is None:
@@ -413,7 +345,7 @@ class SSHTransport:
                     ) from lost
                 logger.warning("%s: connection lost (%s); reconnecting to run it again", self.target.address, lost)
             except BaseException:
-                self._discard(client)
+                self._discard(connection)
                 raise
 
     def _exec(self, client: Any, command: str, timeout: float) -> CommandResult:
@@ -473,25 +405,198 @@ class SSHTransport:
             progress(total, total)
 
 
+class _Hop:
+    """One SSH server on the way to the machine, or the machine: its expected host key and its private key.
+
+    Args:
+        target: the host to log in to.
+        known_hosts: as for :class:`SSHTransport`.
+        bastions_after: 0 for the machine itself, 1 for its bastion, 2 for that bastion's bastion.
+    """
+
+    def __init__(self, target: SSHTarget, known_hosts: Path, *, bastions_after: int) -> None:
+        self.target = target
+        self.known_hosts = known_hosts
+        self.role = "the bastion" if bastions_after else "the machine"  # names the refusing hop in messages
+        self.pin_field = "proxy_jump." * bastions_after + "host_key"  # where the inventory pins this hop's key
+        self.presented_fingerprint: str | None = None  # of the key this hop presented last, also a refused one
+        self._private_key: Any = None
+
+    @property
+    def login(self) -> str:
+        """``user@host:port`` of this hop alone, for messages."""
+        return f"{self.target.user}@{self.target.host}:{self.target.port}"
+
+    def connect(self, channel: Any, attempt_timeout: float) -> Any:
+        """Logs in to this hop over a new TCP connection, or over ``channel`` (a previous hop's forward).
+
+        Returns:
+            The connected paramiko ``SSHClient``.
+
+        Raises:
+            HostKeyMismatch, SSHAuthError, RemoteError: retrying cannot help. Transient failures propagate as
+                OSError, EOFError or paramiko.SSHException.
+        """
+        target = self.target
+        pin = self.expected_pin()
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(_PresentedKeyCheck(self, pin))
+        # paramiko compares the keys it holds for this host itself (asking the server for the first one's type),
+        # and raises BadHostKeyException on a mismatch.
+        for known in pin.keys if pin is not None else ():
+            client.get_host_keys().add(target.known_hosts_name, known.get_name(), known)
+        try:
+            client.connect(
+                hostname=target.host, port=target.port, username=target.user, pkey=self.private_key(),
+                sock=channel, timeout=attempt_timeout, banner_timeout=attempt_timeout, auth_timeout=attempt_timeout,
+                allow_agent=False, look_for_keys=False,
+            )
+        except BaseException as error:
+            client.close()
+            if channel is not None:
+                channel.close()
+            self._translate_fatal(error, pin)
+            raise
+        self.presented_fingerprint = fingerprint(client.get_transport().get_remote_server_key())
+        return client
+
+    def _translate_fatal(self, error: BaseException, pin: _Pin | None) -> None:
+        """Raises the Orchestrate error for a connection failure that retrying cannot fix; returns otherwise."""
+        target = self.target
+        if isinstance(error, paramiko.BadHostKeyException):
+            self.presented_fingerprint = fingerprint(error.key)
+            source = pin.source if pin is not None else str(self.known_hosts)
+            raise self.mismatch(fingerprint(error.expected_key), error.key, source) from None
+        if isinstance(error, paramiko.AuthenticationException):
+            raise SSHAuthError(
+                f"{self.role} {self.login} refused the SSH key {target.key_path}: {_describe(error)}",
+                hint=f"add the matching public key to ~{target.user}/.ssh/authorized_keys on {self.role}",
+            ) from error
+        if isinstance(error, socket.gaierror):
+            raise RemoteError(f"cannot resolve the host name {target.host!r}: {error}") from error
+        if isinstance(error, paramiko.ssh_exception.IncompatiblePeer):
+            raise RemoteError(f"{self.role} {self.login} shares no SSH algorithms with paramiko: {error}") from error
+
+    def expected_pin(self) -> _Pin | None:
+        """Returns the key to expect: the inventory's pin, else a ``known_hosts`` entry, else None under TOFU.
+
+        Raises:
+            HostKeyMismatch: nothing is pinned and trust-on-first-use is off (raised before any connection).
+        """
+        target = self.target
+        if target.host_key is not None:
+            text = target.host_key.strip()
+            if text.startswith("SHA256:"):
+                return _Pin(fingerprint(text), (), "the inventory")
+            key_type, blob = _parse_key_line(text)
+            key = paramiko.PKey.from_type_string(key_type, blob)
+            return _Pin(fingerprint(key), (key,), "the inventory")
+        known = self._known_keys()
+        if known:
+            return _Pin(fingerprint(known[0]), known, str(self.known_hosts))
+        if target.trust_on_first_use:
+            return None
+        raise HostKeyMismatch(
+            f"no pinned host key for {target.host}:{target.port} ({self.role}); add {self.pin_field} to the "
+            f"inventory or set trust_on_first_use (nothing was sent; {self.known_hosts} has no entry for "
+            f"{target.known_hosts_name})",
+            hint=f'get it on {self.role} with "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub" and pin it as '
+            f'{self.pin_field}: "SHA256:…"',
+        )
+
+    def _known_keys(self) -> tuple[Any, ...]:
+        """Returns the keys ``known_hosts`` holds for this host, ed25519 first."""
+        if not self.known_hosts.exists():
+            return ()
+        keys = paramiko.HostKeys()
+        try:
+            keys.load(str(self.known_hosts))
+        except (OSError, UnicodeDecodeError) as error:
+            raise RemoteError(f"cannot read {self.known_hosts}: {error}") from error
+        entries = keys.lookup(self.target.known_hosts_name) or {}
+        return tuple(entries[key_type] for key_type in sorted(entries.keys(), key=lambda t: t != "ssh-ed25519"))
+
+    def record_first_use(self, key: Any) -> None:
+        """Appends the presented key to ``known_hosts`` (file 0600, a new parent directory 0700)."""
+        line = f"{self.target.known_hosts_name} {key.get_name()} {key.get_base64()}\n"
+        try:
+            self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor = os.open(self.known_hosts, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(descriptor, "a") as file:
+                file.write(line)
+        except OSError as error:  # not a connection failure: must not be retried as one
+            raise RemoteError(f"cannot record the host key of {self.role} {self.login} in {self.known_hosts}: "
+                              f"{error}") from error
+        logger.info("%s %s: trusted on first use, host key %s recorded in %s", self.role, self.login,
+                    fingerprint(key), self.known_hosts)
+
+    def mismatch(self, expected: str, presented: Any, source: str) -> HostKeyMismatch:
+        """The refusal of a presented key other than the expected one, naming this hop and both fingerprints."""
+        target = self.target
+        if source == "the inventory":
+            hint = f"if {self.role} was rebuilt, put its new key in the inventory's {self.pin_field}"
+        else:
+            hint = f"if {self.role} was rebuilt, remove the line for {target.known_hosts_name} from {source}"
+        behind = "" if self.role == "the machine" else "; the machine behind it was not contacted"
+        return HostKeyMismatch(
+            f"host key mismatch for {self.role} {target.host}:{target.port}: expected {expected} (pinned in "
+            f"{source}), {self.role} presented {fingerprint(presented)} ({presented.get_name()}); "
+            f"nothing was sent (the connection ended before authentication{behind})",
+            hint=hint + "; otherwise someone may be intercepting the connection",
+        )
+
+    def private_key(self) -> Any:
+        """Loads this hop's private key once.
+
+        Raises:
+            SSHAuthError: the file is missing, unreadable, encrypted or not a key.
+        """
+        if self._private_key is None:
+            try:
+                self._private_key = paramiko.PKey.from_path(self.target.key_path)
+            except (OSError, ValueError, TypeError, paramiko.SSHException) as error:
+                raise SSHAuthError(
+                    f"cannot load the SSH private key {self.target.key_path} for {self.role} {self.login}: "
+                    f"{_describe(error)}",
+                    hint="key_path must be an unencrypted ed25519, ECDSA or RSA private key readable by you",
+                ) from error
+        return self._private_key
+
+
 class _PresentedKeyCheck:
     """paramiko's missing-host-key policy when it holds no full key: a pinned fingerprint, or first use.
 
     paramiko calls it after key exchange and before authentication; raising aborts the connection.
     """
 
-    def __init__(self, transport: SSHTransport, pin: _Pin | None) -> None:
-        self.transport = transport
+    def __init__(self, hop: _Hop, pin: _Pin | None) -> None:
+        self.hop = hop
         self.pin = pin
 
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
         """Accepts ``key`` if it matches the pinned fingerprint, or records it under trust-on-first-use."""
         presented = fingerprint(key)
-        self.transport._presented_fingerprint = presented
+        self.hop.presented_fingerprint = presented
         if self.pin is None:
-            self.transport._record_first_use(key)
+            self.hop.record_first_use(key)
             return
         if presented != self.pin.fingerprint:  # only a fingerprint is pinned: paramiko held no key to compare
-            raise self.transport._mismatch(self.pin.fingerprint, key, self.pin.source)
+            raise self.hop.mismatch(self.pin.fingerprint, key, self.pin.source)
+
+
+def _open_forward(bastion: Any, target: SSHTarget, timeout: float) -> Any:
+    """Asks a logged-in bastion to open a TCP connection to ``target`` (a ``direct-tcpip`` channel), as ``ssh -J``.
+
+    A refusal by the bastion (the machine not up yet, the port closed) is transient: it becomes an SSHException.
+    """
+    try:
+        return bastion.get_transport().open_channel(
+            "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0), timeout=timeout
+        )
+    except paramiko.ChannelException as error:
+        raise paramiko.SSHException(
+            f"the bastion could not connect to {target.host}:{target.port}: {error.text}"
+        ) from error
 
 
 def _parse_key_line(text: str) -> tuple[str, bytes]:

@@ -36,35 +36,36 @@ FORMATS = {
 
 
 def tradeoff_frame(samples: pd.DataFrame) -> pd.DataFrame:
-    """Returns one row per (run, variant) of the samples' deploy figures, in the order the payload wrote them.
+    """Returns one row per (run, host, variant) of the samples' deploy figures, in the order the payload wrote them.
 
-    Columns: run_id, variant, format, then the labels of :data:`METRICS`, plus ``size ×`` and ``gzip ×`` (the
-    variant's bytes over the float32 baseline's of the same run). Empty when there are no deploy samples.
+    Columns: run_id, host (the machine that measured; None in an old store), variant, format, then the labels
+    of :data:`METRICS`, plus ``size ×`` and ``gzip ×`` (the variant's bytes over the float32 baseline's of the
+    same run and host). Empty when there are no deploy samples.
     """
     import pandas as pd
 
-    columns = ["run_id", "variant", "format", *(label for _, label in METRICS), "size ×", "gzip ×"]
+    columns = ["run_id", "host", "variant", "format", *(label for _, label in METRICS), "size ×", "gzip ×"]
     if samples.empty or "benchmark" not in samples.columns or "variant" not in samples.columns:
         return pd.DataFrame(columns=columns)
     deploy = samples[(samples["benchmark"] == BENCHMARK) & samples["variant"].notna()].copy()
     if deploy.empty:
         return pd.DataFrame(columns=columns)
-    if "format" not in deploy.columns:
-        deploy["format"] = None
-    deploy["format"] = deploy["format"].fillna("-")
-    order = list(dict.fromkeys(zip(deploy["run_id"], deploy["variant"], strict=True)))
-    wide = deploy.pivot_table(index=["run_id", "variant", "format"], columns="metric", values="value",
+    for key in ("format", "host"):  # a missing key is "-" while grouping (pandas drops NaN keys)
+        deploy[key] = deploy[key].astype(object).fillna("-") if key in deploy.columns else "-"
+    keys = ["run_id", "host", "variant"]
+    order = list(dict.fromkeys(zip(*(deploy[key] for key in keys), strict=True)))
+    wide = deploy.pivot_table(index=[*keys, "format"], columns="metric", values="value",
                               aggfunc="median").reset_index()
     wide.columns.name = None
     position = {key: i for i, key in enumerate(order)}
-    wide = wide.iloc[sorted(range(len(wide)), key=lambda i: position[(wide["run_id"][i], wide["variant"][i])])]
+    wide = wide.iloc[sorted(range(len(wide)), key=lambda i: position[tuple(wide[key].iloc[i] for key in keys)])]
     for metric, _ in METRICS:
         if metric not in wide.columns:
             wide[metric] = float("nan")
     for metric, label in (("model_bytes", "size ×"), ("model_bytes_gzip", "gzip ×")):
-        base = wide[wide["variant"] == BASELINE].set_index("run_id")[metric]
-        wide[label] = wide[metric] / wide["run_id"].map(base)
-    wide = wide.rename(columns=dict(METRICS))
+        base = wide[wide["variant"] == BASELINE].set_index(["run_id", "host"])[metric]
+        wide[label] = wide[metric] / base.reindex(pd.MultiIndex.from_frame(wide[["run_id", "host"]])).to_numpy()
+    wide = wide.rename(columns=dict(METRICS)).assign(host=wide["host"].replace({"-": None}))
     return wide[columns].reset_index(drop=True)
 
 

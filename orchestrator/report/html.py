@@ -201,8 +201,9 @@ def _present(value: object) -> bool:
 
 
 def _price_per_hour(row: pd.Series) -> float | None:
-    """The run's price in $/h: ``price_per_hour`` when the frame has it (billed amount over billed hours), else
-    the run's cost over its duration; None for a run that was free or not priced."""
+    """The row's price in $/h (a total row's: its hosts' summed): ``price_per_hour`` when the frame has it
+    (billed amount over billed hours), else the row's cost over the run's duration; None for a run that was free
+    or not priced."""
     listed = row.get("price_per_hour")
     if isinstance(listed, int | float) and math.isfinite(listed) and listed > 0:
         return float(listed)
@@ -213,7 +214,14 @@ def _price_per_hour(row: pd.Series) -> float | None:
 
 
 def build_charts(samples: pd.DataFrame, summary: pd.DataFrame) -> list[Chart]:
-    """Returns the report's five charts from the samples and summary frames (see ``frame.py``)."""
+    """Returns the report's five charts from the samples and summary frames (see ``frame.py``).
+
+    A run over several hosts is plotted once, by its total rows (throughput summed, prices summed); its
+    hosts' own rows are in the table.
+    """
+    from orchestrator.report.frame import stands_for_run
+
+    summary = summary[stands_for_run(summary)]
     price = Chart("throughput_vs_price", "Training throughput against price", "$ per hour", "images/s",
                   "no priced runs with a training throughput")
     per_dollar = Chart("images_per_dollar", "Training images per dollar", "run and recipe", "images per $",
@@ -247,15 +255,21 @@ def build_charts(samples: pd.DataFrame, summary: pd.DataFrame) -> list[Chart]:
 
 
 def _curves(samples: pd.DataFrame) -> list[Series]:
+    import pandas as pd
+
     if samples.empty or "elapsed_s" not in samples.columns:
         return []
     points = samples[(samples["benchmark"] == "train_curve") & (samples["metric"] == "accuracy")]
+    # Each host of a multi-host run trained on its own: one curve per host, named after it.
+    several = points.groupby("run_id")["host"].transform("nunique") > 1 if "host" in points.columns \
+        else pd.Series(False, index=points.index)
     curves: dict[str, Series] = {}
-    for _, row in points.iterrows():
+    for (_, row), by_host in zip(points.iterrows(), several, strict=True):
         if not _finite(row["elapsed_s"], row["value"]):
             continue
         model = row["model"] if "model" in row.index and _present(row["model"]) else None
-        key = f"{_run_label(row)} {model}" if model else _run_label(row)
+        run = f"{_run_label(row)} {row['host']}" if by_host else _run_label(row)
+        key = f"{run} {model}" if model else run
         curves.setdefault(key, Series(key, line=True)).points.append((float(row["elapsed_s"]), float(row["value"])))
     return list(curves.values())
 
@@ -359,7 +373,8 @@ def render_html(samples: pd.DataFrame, summary: pd.DataFrame, title: str = "Orch
 
     Args:
         samples: the samples view (one row per sample), for the accuracy curves.
-        summary: the summary view (one row per run and recipe), for the table and the other charts.
+        summary: the summary view (one row per run, recipe and host, and a multi-host run's totals), for the
+            table and the other charts.
         title: the page title.
     """
     charts = build_charts(samples, summary)

@@ -49,8 +49,9 @@ LABELS = {
     "cost_to_accuracy_usd": "$ to acc",
     "speedup_over_baseline": "speed-up",
 }
-# Run columns a reader scans first, and the ones that only csv/json need.
-_LEAD = ["run_id", "state", "provider", "suite"]
+# Run columns a reader scans first (the host a row is of: a machine, or "all N" for a run's total), and the
+# ones that only csv/json need.
+_LEAD = ["run_id", "host", "state", "provider", "suite"]
 _TAIL = ["duration_s", "cost_usd"]
 _HIDDEN = {"name", "created_at", "unit", "metadata_json"}
 # The figures a table shows (as "benchmark.metric" or a label); step-time spreads, losses and the rest are in
@@ -66,7 +67,7 @@ _HEADLINE_LABELS = {
 
 
 def _display(frame: pd.DataFrame) -> pd.DataFrame:
-    """Orders columns for reading (run, recipe, figures, duration and cost) with short labels.
+    """Orders columns for reading (run, host, recipe, figures, duration and cost) with short labels.
 
     Columns that are empty everywhere are dropped.
     """
@@ -77,7 +78,8 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     tail = [c for c in _TAIL if c in frame.columns]
     taken = {*lead, *variants, *tail, *_HIDDEN}
     if "benchmark" in frame.columns:  # the samples view: one figure per row, the run's facts are in status
-        lead, tail, figures = ["run_id"], [], ["benchmark", "metric", "value", "unit"]
+        lead = [c for c in ("run_id", "host") if c in frame.columns]
+        tail, figures = [], ["benchmark", "metric", "value", "unit"]
     else:
         figures = [
             c for c in frame.columns
@@ -104,7 +106,7 @@ def _metric_label(column: str) -> str:
 
 
 def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Returns the columns a reader scans (run, recipe, headline figures, duration, cost) under short labels."""
+    """Returns the columns a reader scans (run, host, recipe, headline figures, duration, cost) under short labels."""
     return _display(frame)
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.providers.local import group_alive
-from tests.conftest import FAKE_MAIN_HEADER, cli_env, run_cli
+from tests.conftest import FAKE_MAIN_HEADER, cli_env, group_alive, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +42,7 @@ def test_a_smoke_run_succeeds_and_is_recorded_priced_reported_and_torn_down(home
     assert state == "succeeded" and duration > 0
     assert not (home / "machines" / str(run_id)).exists()
     steps = [row[0] for row in _rows(home, "SELECT step FROM events WHERE outcome='ok' ORDER BY id")]
-    assert steps == ["plan", "provision", "connect", "prepare", "push", "execute", "collect", "teardown",
+    assert steps == ["plan", "provision", "launch", "connect", "prepare", "push", "execute", "collect", "teardown",
                      "price", "record"]
     [(cost,)] = _rows(home, "SELECT SUM(amount_usd) FROM costs")
     assert cost == pytest.approx(0.36 * duration / 3600, rel=0.2)
@@ -172,7 +171,7 @@ def test_keep_leaves_the_machine_and_down_removes_it(home: Path, fake_payload: C
     assert down.returncode == 0 and "terminated 1 machine" in down.stdout
     assert not machine_dir.exists()
     assert _rows(home, "SELECT state FROM machines") == [("terminated",)]
-    assert "terminated 0 machine" in run_cli(home, "down", "--all").stdout
+    assert "nothing to tear down" in run_cli(home, "down", "--all").stdout
 
 
 @pytest.mark.parametrize(
@@ -294,12 +293,14 @@ def test_a_killed_orchestrator_leaves_an_abandoned_run_that_status_names_and_dow
 ) -> None:
     """SIGKILL cannot be caught: the run stays 'running', and status must say that nobody is running it."""
     package = fake_payload(FAKE_MAIN_HEADER + "import time\ntime.sleep(300)\n")
+    launched = time.monotonic()
     orchestrate = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", "--provider", "local"],
+        [sys.executable, "-m", "orchestrator", "run", "--provider", "local", "--price-per-hour", "3600"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env(home, ORCHESTRATE_PAYLOAD_DIR=str(package)),
     )
     try:
         pgid, _ = _payload_started(home, time.monotonic() + 60)
+        payload_seen = time.monotonic()
         live = json.loads(run_cli(home, "status", "--json").stdout)
         assert [r["abandoned"] for r in live] == [False]  # its orchestrator is still there
         orchestrate.kill()
@@ -312,6 +313,30 @@ def test_a_killed_orchestrator_leaves_an_abandoned_run_that_status_names_and_dow
     table = run_cli(home, "status", COLUMNS="200")
     assert "abandoned" in table.stdout and "orchestrate down RUN" in table.stdout
     assert group_alive(pgid)  # the payload outlived its orchestrator: the leak `down` is for
+    down_started = time.monotonic()
     down = run_cli(home, "down", run["id"])
+    down_ended = time.monotonic()
     assert down.returncode == 0 and "terminated 1 machine" in down.stdout
     assert not group_alive(pgid)
+    # Finding 3: the run is no longer "running abandoned" but interrupted, with the machine's time priced.
+    [after] = json.loads(run_cli(home, "status", "--json").stdout)
+    assert after["state"] == "interrupted" and not after["abandoned"]
+    # $1 a second, billed from the launch to the teardown by `down`.
+    assert down_started - payload_seen <= after["cost_usd"] <= down_ended - launched
+    assert "abandoned" in after["error"]
+    assert _rows(home, "SELECT state FROM machines") == [("terminated",)]
+    assert "nothing to tear down" in run_cli(home, "down", "--all").stdout
+
+
+def test_down_all_finds_and_stops_machines_the_store_never_recorded(home: Path) -> None:
+    from orchestrator.remote.detached import DetachedProcess
+    from orchestrator.remote.transport import LocalTransport
+
+    orphan = home / "machines" / "r-orphan"
+    orphan.mkdir(parents=True)
+    pgid = DetachedProcess(LocalTransport(), str(orphan)).start(["sleep", "300"], {})
+    assert group_alive(pgid)
+    result = run_cli(home, "down", "--all")
+    assert result.returncode == 0, result.stderr
+    assert "r-orphan: terminated 1 machine(s): localhost" in result.stdout
+    assert not orphan.exists() and not group_alive(pgid)

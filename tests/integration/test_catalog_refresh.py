@@ -95,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(self.state.fail_with, {"Error": {"Code": "Forbidden", "Message": "no"}})
             return
         page_filter = query.get("$filter", [""])[0]
-        page = {"Items": [], "NextPageLink": None, "Count": 0}
+        page: dict[str, Any] = {"Items": [], "NextPageLink": None, "Count": 0}
         if url.path == AZURE_PATH and "Standard_NC4as_T4_v3" in page_filter:
             number = 2 if query.get("$skip") == ["100"] else 1
             text = (FIXTURES / f"azure_prices_nc4as_t4_v3_page{number}.json").read_text()

@@ -100,6 +100,14 @@ def test_a_box_with_another_host_key_is_refused_and_nothing_is_pushed(
     assert "push" not in dict(_rows(home, "SELECT step, outcome FROM events"))
     assert not (tmp_path / "box0-home").exists()
     assert "Accepted publickey" not in impostor.log()
+    # Finding 2: the run never reached the box, so nothing of it is there: the machine is given back at once,
+    # and `down --all` has nothing to fail on.
+    assert _rows(home, "SELECT state, touched FROM machines") == [("terminated", 0)]
+    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
+    down = run_cli(home, "down", "--all", ORCHESTRATE_INVENTORY=str(inventory_file))
+    assert down.returncode == 0, down.stderr
+    again = _rented(home, inventory([impostor], host_key=impostor.host_key), "--host", "box0")
+    assert "held" not in again.stderr  # the corrected inventory is used; the box is not held by the first run
 
 
 def test_a_cut_ssh_connection_mid_run_does_not_cost_the_run(
@@ -171,42 +179,54 @@ write([sample("train_throughput", "images_per_sec", 1.0)])
 def test_a_busy_box_fails_clearly_when_the_wait_runs_out(
     home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path]
 ) -> None:
-    import os
 
     from orchestrator.store import Store
 
     inventory_file = inventory([sshd()])
     store = Store(home)
     store.create_run("r-holder", provider="rented", suite="smoke", name=None, spec={})
-    assert store.acquire_lease("box0", "r-holder", holder_pid=os.getpid(), alive=lambda pid: True) is None
+    assert store.acquire_lease("box0", "r-holder") is None
     store.close()
     result = _rented(home, inventory_file, "--host", "box0")
     assert result.returncode == 1
     assert "no free box after waiting 0 s: in use: box0 (run r-holder)" in result.stderr
 
 
-def test_four_boxes_run_the_suite_in_parallel_with_results_per_host(
+def test_four_boxes_run_the_suite_in_parallel_with_results_costs_and_report_rows_per_host(
     home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], fake_payload: Callable[[str], Path],
+    tmp_path: Path,
 ) -> None:
-    package = fake_payload(FAKE_MAIN_HEADER + """
-time.sleep(2)
+    spans = tmp_path / "spans.txt"
+    package = fake_payload(FAKE_MAIN_HEADER + f"""
+start = time.time(); time.sleep(2); end = time.time()
+with open({str(spans)!r}, "a") as f:
+    f.write(f"{{start}} {{end}}\\n")
 write([sample("train_throughput", "images_per_sec", 10.0)])
 """)
     servers = [sshd() for _ in range(4)]
     inventory_file = inventory(servers)
-    started = time.monotonic()
     args = [arg for i in range(4) for arg in ("--host", f"box{i}")]
     result = _rented(home, inventory_file, *args, ORCHESTRATE_PAYLOAD_DIR=str(package))
-    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(row[0] for row in _rows(home, "SELECT host FROM samples")) == ["box0", "box1", "box2", "box3"]
     assert _rows(home, "SELECT COUNT(*) FROM documents") == [(4,)]
     assert _rows(home, "SELECT COUNT(*) FROM machines WHERE state = 'terminated'") == [(4,)]
-    # Each payload sleeps 2 s: serial would take 8 s of payload alone. Not a timing assertion on speed,
-    # a check that the four ran at once (generous bound for a loaded machine).
-    assert elapsed < 8 + 20
-    [(cost,)] = _rows(home, "SELECT SUM(amount_usd) FROM costs")
-    assert cost > 0  # four boxes at 3.6 USD/h each
+    # The four payloads ran at once: every one started before any one ended.
+    starts, ends = zip(*(map(float, line.split()) for line in spans.read_text().splitlines()), strict=True)
+    assert len(starts) == 4 and max(starts) < min(ends)
+    # Each box is billed for its own time at its own price; the run's cost is their sum.
+    per_machine = _rows(home, "SELECT machine_id, SUM(billed_seconds), SUM(amount_usd) FROM costs GROUP BY machine_id")
+    assert [row[0] for row in per_machine] == ["box0", "box1", "box2", "box3"]
+    for _, billed, amount in per_machine:
+        assert amount == pytest.approx(billed * 3.6 / 3600)
+    # Finding 4: the report has a row per box and the run total: 4 × 10 img/s for 4 × $3.6/h.
+    rows = json.loads(run_cli(home, "report", "--format", "json").stdout)
+    assert [row["host"] for row in rows] == ["box0", "box1", "box2", "box3", "all 4"]
+    total = rows[-1]
+    assert total["train_images_per_sec"] == 40.0 and total["price_per_hour"] == pytest.approx(14.4)
+    assert total["train_images_per_usd"] == pytest.approx(40 * 3600 / 14.4)
+    samples = json.loads(run_cli(home, "report", "--view", "samples", "--format", "json").stdout)
+    assert sorted(sample["host"] for sample in samples) == ["box0", "box1", "box2", "box3"]
 
 
 def test_hostile_strings_in_the_spec_and_inventory_execute_nothing(
@@ -316,3 +336,49 @@ def test_one_bad_box_of_two_fails_the_run_naming_it_and_both_are_released(
     assert "box1: " in result.stderr and "box0: " not in result.stderr.split("error:")[-1]
     assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
     assert "Accepted publickey" not in other.log()
+
+
+def test_a_box_held_by_an_abandoned_run_is_refused_until_down_or_reclaim_stops_its_payload(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], fake_payload: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    """Finding 1: a SIGKILLed run's payload still trains on the box; a new run must never share the box with it."""
+    from tests.conftest import group_alive
+
+    marker = tmp_path / "first-started"
+    package = fake_payload(FAKE_MAIN_HEADER + f"""
+if not os.path.exists({str(marker)!r}):
+    open({str(marker)!r}, "w").close()
+    time.sleep(300)  # the first run's payload trains "for ever"
+write([sample("train_throughput", "images_per_sec", 1.0)])
+""")
+    inventory_file = inventory([sshd()])
+    env = cli_env(home, ORCHESTRATE_INVENTORY=str(inventory_file), ORCHESTRATE_PAYLOAD_DIR=str(package))
+    first = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "--provider", "rented", "--host", "box0"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        pid_files: list[Path] = []
+        while time.monotonic() < deadline and not pid_files:
+            pid_files = [p for p in (tmp_path / "box0-home").glob("orchestrate/runs/*/pid") if p.read_text().strip()]
+            time.sleep(0.1)
+        assert pid_files and marker.exists(), "the first payload never started"
+        first.kill()
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    pgid, first_run = int(pid_files[0].read_text()), pid_files[0].parent.name
+
+    refused = _rented(home, inventory_file, "--host", "box0", ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert refused.returncode == 1
+    assert first_run in refused.stderr and f"orchestrate down {first_run}" in refused.stderr
+    assert "--reclaim" in refused.stderr
+    assert group_alive(pgid), "the abandoned payload must not have been touched"
+
+    reclaimed = _rented(home, inventory_file, "--host", "box0", "--reclaim", ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert reclaimed.returncode == 0, reclaimed.stderr
+    assert not group_alive(pgid), "--reclaim stops the abandoned payload before the new one starts"
+    states = dict(_rows(home, "SELECT id, state FROM runs"))
+    assert states[first_run] == "interrupted" and list(states.values()).count("succeeded") == 1
+    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]

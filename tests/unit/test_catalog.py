@@ -199,9 +199,11 @@ def test_aws_price_list_parsing_prefers_plain_linux_on_demand() -> None:
             "terms": {"OnDemand": {"t": {"priceDimensions": {"d": {"unit": "Hrs", "pricePerUnit": {"USD": usd}}}}}},
         }
 
-    documents = [json.dumps(product("RunInstances:0004", "3.56")), product("RunInstances", "3.06"),
-                 product("RunInstances", "1.00", marketoption="CapacityBlock"),
-                 product("RunInstances", "0.50", tenancy="Dedicated")]
+    documents: list[str | dict[str, object]] = [
+        json.dumps(product("RunInstances:0004", "3.56")), product("RunInstances", "3.06"),
+        product("RunInstances", "1.00", marketoption="CapacityBlock"),
+        product("RunInstances", "0.50", tenancy="Dedicated"),
+    ]
     price = parse_aws_price_list(documents)
     assert price is not None and price.on_demand_per_hour == 3.06 and price.spot_per_hour is None
     assert parse_aws_price_list([]) is None

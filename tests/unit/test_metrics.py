@@ -125,8 +125,8 @@ def test_report_frames_derived_prices_runs_from_their_billed_costs_and_adds_refe
     store.finish_run(
         "r-1", state="succeeded", duration_s=30.0, error=None, log_tail=None,
         results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": [sample]}},
-        costs=[{"component": "compute", "seconds": 5.0, "billed_seconds": 60.0, "price_per_hour": 0.9,
-                "amount_usd": 0.015, "rule": "aws_linux"}],
+        costs=[{"machine_id": "m", "component": "compute", "seconds": 5.0, "billed_seconds": 60.0,
+                "price_per_hour": 0.9, "amount_usd": 0.015, "rule": "aws_linux"}],
     )
     store.close()
     _, summary = api.report_frames_derived(home=tmp_path, references=True, baseline="ref-01")
@@ -135,3 +135,12 @@ def test_report_frames_derived_prices_runs_from_their_billed_costs_and_adds_refe
     assert own["train_images_per_usd"] == pytest.approx(400_000.0)  # 100 × 3600 / 0.9
     assert own["speedup_over_baseline"] == pytest.approx(100 / 51.9)  # against the K80 on ResNet-50
     assert summary["reference"].sum() == len(load_references())
+
+
+def test_scaling_efficiency_is_recomputed_within_each_host() -> None:
+    # Two boxes of one run, each measured at 1 and 2 replicas; box1 is three times faster than box0.
+    frame = pd.DataFrame({
+        "run_id": ["r-a"] * 4, "host": ["box0", "box0", "box1", "box1"], "model": ["cnn"] * 4,
+        "replicas": [1, 2, 1, 2], "train_images_per_sec": [100.0, 160.0, 300.0, 540.0],
+    })
+    assert _values(scaling_efficiency(frame)) == [1.0, 0.8, 1.0, 0.9]  # 160 / 200, 540 / 600

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import PayloadFailed
-from orchestrator.providers.local import group_alive
 from orchestrator.remote.detached import DetachedProcess, follow
 from orchestrator.remote.transport import LocalTransport
+from tests.conftest import group_alive
 
 
 def _started(run_dir: Path, script: str) -> tuple[DetachedProcess, int]:
@@ -113,3 +113,31 @@ def test_the_bundle_extractor_refuses_members_that_reach_outside(tmp_path: Path,
     assert result.returncode != 0 and "unsafe member" in result.stderr
     assert not (tmp_path / "escaped.txt").exists()
     assert list(dest.iterdir()) == []  # nothing extracted at all, not even the good member
+
+
+@pytest.mark.parametrize("python_has_filters", [True, False], ids=["data-filter", "fallback"])
+def test_the_bundle_extractor_writes_a_good_bundle_with_or_without_tarfile_filters(
+    tmp_path: Path, python_has_filters: bool
+) -> None:
+    import io
+    import subprocess
+    import tarfile
+
+    from orchestrator.remote.payload import SAFE_EXTRACT
+
+    archive = tmp_path / "good.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        folder = tarfile.TarInfo("keras_bench/suites")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        member = tarfile.TarInfo("keras_bench/suites/smoke.yaml")
+        member.size = 5
+        tar.addfile(member, io.BytesIO(b"name:"))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    # Without filters: an old Python on the machine (tarfile.data_filter absent) takes the plain loop.
+    code = SAFE_EXTRACT if python_has_filters else "import tarfile\ndel tarfile.data_filter\n" + SAFE_EXTRACT
+    result = subprocess.run([sys.executable, "-c", code, str(archive), str(dest)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (dest / "keras_bench" / "suites" / "smoke.yaml").read_bytes() == b"name:"

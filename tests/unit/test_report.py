@@ -32,8 +32,8 @@ def store(tmp_path: Path) -> Store:
         store.finish_run(
             run_id, state="succeeded" if samples else "failed", duration_s=10.0, error=None, log_tail=None,
             results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}},
-            costs=[{"component": "compute", "seconds": 10.0, "billed_seconds": 10.0, "price_per_hour": 36.0,
-                    "amount_usd": 0.1, "rule": "per_second"}],
+            costs=[{"machine_id": "m", "component": "compute", "seconds": 10.0, "billed_seconds": 10.0,
+                    "price_per_hour": 36.0, "amount_usd": 0.1, "rule": "per_second"}],
         )
     return store
 

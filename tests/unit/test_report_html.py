@@ -25,8 +25,8 @@ def _record(store: Store, run_id: str, name: str | None, samples: list[dict[str,
     store.finish_run(
         run_id, state="succeeded", duration_s=3600.0, error=None, log_tail=None,
         results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}},
-        costs=[{"component": "compute", "seconds": 3600.0, "billed_seconds": 3600.0, "price_per_hour": cost,
-                "amount_usd": cost, "rule": "per_second"}],
+        costs=[{"machine_id": "m", "component": "compute", "seconds": 3600.0, "billed_seconds": 3600.0,
+                "price_per_hour": cost, "amount_usd": cost, "rule": "per_second"}],
     )
 
 

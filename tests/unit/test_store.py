@@ -65,7 +65,7 @@ def test_a_launch_request_is_recorded_before_any_machine_exists(tmp_path: Path) 
     row = store.record_launch_request("r-1", "local", {"count": 1})
     [machine] = store.machines("r-1", live_only=True)
     assert (machine.row_id, machine.machine_id, machine.state) == (row, None, "requested")
-    store.mark_terminated("r-1")
+    store.end_request(row, "failed")  # the launch created nothing
     assert store.machines("r-1", live_only=True) == []
 
 
@@ -123,19 +123,65 @@ def test_a_run_whose_orchestrator_process_is_gone_is_abandoned(tmp_path: Path) -
     assert not store.get_run("r-dead").abandoned  # finished runs are never abandoned
 
 
-def test_a_lease_is_held_by_one_live_run_and_taken_over_when_stale(tmp_path: Path) -> None:
+def test_a_lease_is_held_while_its_run_goes_on_and_never_taken_from_an_abandoned_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from orchestrator.providers.base import LeaseState
+
     store = Store(tmp_path)
-    for run_id in ("r-1", "r-2"):
+    for run_id in ("r-1", "r-2", "r-3"):
         store.create_run(run_id, provider="rented", suite="smoke", name=None, spec={})
-    assert store.acquire_lease("box", "r-1", holder_pid=111, alive=lambda pid: True) is None
-    assert store.acquire_lease("box", "r-2", holder_pid=222, alive=lambda pid: True) == "r-1"
-    # The holder's process died without releasing: stale, taken over.
-    assert store.acquire_lease("box", "r-2", holder_pid=222, alive=lambda pid: pid != 111) is None
+    assert store.acquire_lease("box", "r-1") is None
+    holder = store.acquire_lease("box", "r-2")
+    assert holder is not None and (holder.run_id, holder.state) == ("r-1", LeaseState.ACTIVE)
+    # r-1's orchestrator died without releasing: the box is not taken over (its payload may still run there).
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store.query("UPDATE leases SET holder_pid = ? WHERE run_id = 'r-1'", [int(gone.stdout)])
+    store.query("UPDATE runs SET orchestrator_pid = ? WHERE id = 'r-1'", [int(gone.stdout)])
+    holder = store.acquire_lease("box", "r-2")
+    assert holder is not None and holder.state == LeaseState.ABANDONED
+    # r-1 ended with its machine on the box not cleaned up: still held (LEFT) until `down`.
+    row = store.record_launch_request("r-1", "rented", {})
+    store.query("UPDATE machines SET machine_id = 'box', state = 'cleanup_failed' WHERE row_id = ?", [row])
+    store.finish_run("r-1", state="failed", duration_s=1.0, error="x", log_tail=None, results=None, costs=[])
+    holder = store.acquire_lease("box", "r-2")
+    assert holder is not None and holder.state == LeaseState.LEFT
+    # Once its machine there is gone, the stale lease is taken over.
+    store.mark_machines("r-1", ["box"], "terminated")
+    assert store.acquire_lease("box", "r-2") is None
     assert store.leases() == {"box": "r-2"}
     store.release_lease("box", "r-1")  # not r-1's any more: nothing changes
     assert store.leases() == {"box": "r-2"}
     store.release_lease("box", "r-2")
     assert store.leases() == {}
+
+
+def test_a_version_4_store_keeps_its_machines_and_costs_per_machine(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    from orchestrator import store as store_module
+
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.executescript(store_module._SCHEMA + store_module._DOCUMENTS_AND_LEASES + "PRAGMA user_version=4;")
+        db.execute("INSERT INTO runs (id, state, provider, suite, spec_json, created_at) "
+                   "VALUES ('r-old', 'succeeded', 'rented', 'smoke', '{}', '2026-01-01T00:00:00+00:00')")
+        extra = {"workdir": "orchestrate/runs/r-old", "port": "2222", "user": "u", "host_key": "SHA256:abc",
+                 "key_path": "/k", "prepare": "image", "python": "python3", "workdir_base": "orchestrate",
+                 "price_per_hour": "3.600000"}
+        db.execute("INSERT INTO machines (run_id, provider, machine_id, state, address, request_json, extra_json, "
+                   "requested_at, launched_at) VALUES ('r-old', 'rented', 'box0', 'running', '10.0.0.1', '{}', ?, "
+                   "'2026-01-01T00:00:00+00:00', '2026-01-01T00:00:01+00:00')", (json.dumps(extra),))
+        db.execute("INSERT INTO costs VALUES ('r-old', 'compute', 10, 10, 3.6, 0.01, 'per_second')")
+    store = Store(tmp_path)
+    [row] = store.machines("r-old")
+    assert row.machine is not None and row.machine.run_dir == "orchestrate/runs/r-old"
+    assert (row.machine.access.host, row.machine.access.port, row.machine.access.host_key) == (
+        "10.0.0.1", 2222, "SHA256:abc")
+    assert row.machine.placement.price_per_hour == 3.6
+    assert store.costs("r-old")[0]["machine_id"] == "box0"
+    assert store.get_run("r-old").cost_usd == 0.01
 
 
 def test_many_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:

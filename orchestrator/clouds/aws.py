@@ -1,0 +1,176 @@
+"""AWS through boto3: the client factory, its timeouts and retries, and the one map of SDK errors to ours.
+
+boto3 and botocore are imported inside the functions, so importing this module stays cheap and
+``orchestrate --help`` never loads them (DESIGN §2). Every AWS failure becomes one
+:mod:`orchestrator.errors` family here, once (DESIGN §6): :class:`AuthError` never fails over,
+:class:`CapacityError` and :class:`QuotaError` let the lifecycle move to the next placement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+from orchestrator.errors import AuthError, CapacityError, OrchestrateError, ProviderError, QuotaError
+
+HTTP_TIMEOUT_S = 20.0  # seconds to connect, and to wait for each response (the Azure price API uses it too)
+ATTEMPTS = 3  # tries per call, the first included (botocore's total_max_attempts)
+
+_AUTH_HINT = ("check the AWS credentials in force (AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) "
+              "and that their policy allows {operation}")
+_CAPACITY_HINT = "AWS has no capacity for this request there now; another zone, region or instance type may"
+_QUOTA_HINT = "ask for a higher limit in the Service Quotas console, or ask for fewer or smaller machines"
+_OTHER_HINT = "try again later; if it persists, check the AWS Health Dashboard"
+
+# ClientError codes → our family. Anything else is a ProviderError.
+_CODES: dict[str, type[ProviderError]] = {
+    **dict.fromkeys((
+        "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
+        "AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+        "SignatureDoesNotMatch", "MissingAuthenticationToken", "RequestExpired",
+    ), AuthError),
+    **dict.fromkeys((
+        "InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity",
+        "InsufficientCapacityOnHost", "SpotMaxPriceTooLow",
+    ), CapacityError),
+    **dict.fromkeys((
+        "VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded", "RequestResourceCountExceeded",
+    ), QuotaError),
+}
+
+
+def client(
+    service: str,
+    *,
+    region: str | None = None,
+    profile: str | None = None,
+    endpoint_url: str | None = None,
+    attempts: int = ATTEMPTS,
+) -> Any:
+    """Returns a botocore client with bounded timeouts and botocore's standard retries.
+
+    Credentials come from boto3's default chain only (environment, shared files, SSO, instance role); an
+    endpoint left out is found as boto3 finds it, so ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_EC2`` …) is
+    honoured.
+
+    Args:
+        service: the botocore service name, e.g. ``ec2`` or ``pricing``.
+        region: the region code, e.g. ``us-east-1`` (default: the profile's or ``AWS_DEFAULT_REGION``).
+        profile: a named profile of the shared config files (default: ``AWS_PROFILE`` or the default one).
+        endpoint_url: another endpoint for the service (tests serve one on 127.0.0.1).
+        attempts: tries per call, the first included; 1 turns retries off (see :func:`client_without_retries`).
+
+    Raises:
+        AuthError: the profile does not exist or its credentials cannot be loaded.
+        ProviderError: no region is configured, or the client cannot be made.
+    """
+    import boto3
+    import botocore.config
+
+    config = botocore.config.Config(
+        connect_timeout=HTTP_TIMEOUT_S, read_timeout=HTTP_TIMEOUT_S,
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+    )
+    with translating(what=f"AWS {service} client"):
+        # A fresh session: boto3's default one caches credentials for the life of the process.
+        session = boto3.session.Session(profile_name=profile)
+        return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+def client_without_retries(
+    service: str, *, region: str | None = None, profile: str | None = None, endpoint_url: str | None = None
+) -> Any:
+    """Returns a client as :func:`client` does, making exactly one try per call.
+
+    For calls whose failure must fail over at once: EC2 answers ``InsufficientInstanceCapacity`` with HTTP 500,
+    which standard retries would repeat against the same zone before the lifecycle could try the next one.
+    """
+    return client(service, region=region, profile=profile, endpoint_url=endpoint_url, attempts=1)
+
+
+@cache
+def _sdk_errors() -> dict[type[Exception], tuple[type[ProviderError], str, str]]:
+    """botocore's exception classes → (our family, what the line says, hint); built on first use."""
+    import botocore.exceptions as sdk
+
+    credentials = "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (boto3's default chain)"
+    network = "check the network, the region and any endpoint URL (AWS_ENDPOINT_URL, --endpoint-url)"
+    return {
+        sdk.NoCredentialsError: (AuthError, "no AWS credentials found", credentials),
+        sdk.PartialCredentialsError: (AuthError, "incomplete AWS credentials", credentials),
+        sdk.CredentialRetrievalError: (AuthError, "AWS credentials could not be loaded", credentials),
+        sdk.ProfileNotFound: (AuthError, "no such AWS profile", "check AWS_PROFILE and ~/.aws/config"),
+        sdk.TokenRetrievalError: (AuthError, "the AWS SSO token could not be loaded", "run `aws sso login`"),
+        sdk.SSOError: (AuthError, "AWS SSO failed", "run `aws sso login`"),
+        sdk.NoRegionError: (ProviderError, "no AWS region configured", "set AWS_DEFAULT_REGION or name a region"),
+        sdk.ConnectTimeoutError: (ProviderError, "timed out connecting", network),
+        sdk.ReadTimeoutError: (ProviderError, "timed out waiting for an answer", network),
+        sdk.EndpointConnectionError: (ProviderError, "cannot connect", network),
+        sdk.ConnectionError: (ProviderError, "cannot connect", network),
+        sdk.HTTPClientError: (ProviderError, "the connection failed", network),
+        sdk.BotoCoreError: (ProviderError, "the AWS SDK failed", _OTHER_HINT),
+    }
+
+
+def translate(error: Exception, *, what: str) -> OrchestrateError:
+    """Returns the :mod:`orchestrator.errors` family for an AWS SDK error, with one line that says what happened.
+
+    A ``ClientError`` is mapped by its code (AWS refused the call); botocore's other errors by the most
+    specific class the map names (the call never got an answer). Anything else is a :class:`ProviderError`
+    naming the exception's type.
+
+    Args:
+        error: what boto3 or botocore raised.
+        what: who was asked, as the user knows it, e.g. ``EC2 API in us-east-1``; the line starts with it.
+
+    Returns:
+        The error to raise (``raise translate(error, what=…) from None``).
+    """
+    import botocore.exceptions
+
+    if isinstance(error, botocore.exceptions.ClientError):
+        return _refused(error, what=what)
+    table = _sdk_errors()
+    for cls in type(error).__mro__:  # the most specific class the map names wins
+        if cls in table:
+            family, summary, hint = table[cls]
+            return family(f"{what}: {summary}: {error}", hint=hint)
+    return ProviderError(f"{what} failed: {type(error).__name__}: {error}", hint=_OTHER_HINT)
+
+
+def _refused(error: Any, *, what: str) -> ProviderError:
+    """Maps a ClientError (AWS answered, and said no) by its code."""
+    response = error.response
+    details = response.get("Error") or {}
+    code = str(details.get("Code") or "Unknown")
+    message = " ".join(str(details.get("Message") or "").split())  # one line, whatever AWS sent
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode", "?")
+    operation = str(error.operation_name or "the call")
+    line = f"{what} refused {operation}: {code} (HTTP {status})" + (f": {message}" if message else "")
+    family = _CODES.get(code, ProviderError)
+    if code == "Unsupported" and "availability zone" in message.lower():
+        family = CapacityError  # the type is not offered in that zone; another zone may have it
+    hints = {AuthError: _AUTH_HINT.format(operation=operation), CapacityError: _CAPACITY_HINT,
+             QuotaError: _QUOTA_HINT}
+    return family(line, hint=hints.get(family, _OTHER_HINT))
+
+
+@contextmanager
+def translating(*, what: str) -> Iterator[None]:
+    """Raises botocore's errors inside the block as :func:`translate` maps them; lets every other error through.
+
+    A ``ParamValidationError`` (a request botocore would not send) goes through too: it is a bug here.
+
+    Args:
+        what: who is asked inside the block, e.g. ``EC2 API``.
+    """
+    import botocore.exceptions
+
+    try:
+        yield
+    except botocore.exceptions.ParamValidationError:
+        raise  # our call was malformed: a bug, so a traceback
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        raise translate(error, what=what) from None

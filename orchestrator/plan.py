@@ -1,0 +1,68 @@
+"""The plan: a spec resolved into suite params, ranked placements, and an estimate of duration and cost.
+
+Making a plan has no side effects: it reads the suite, the catalog and the inventory, and nothing else. The
+payload's own check of the params (a subprocess) is a separate step, :func:`check_plan_params`, which
+``orchestrate run`` and ``--dry-run`` call before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.catalog.placement import resolve
+from orchestrator.cost import billing_rule
+from orchestrator.machine import Placement
+from orchestrator.spec import ParamValue, RunSpec, SuiteSpec, load_suite, resolve_params
+
+STEPS = ("plan", "provision", "connect", "prepare", "push", "execute", "collect", "teardown", "price", "record")
+# Seconds a provider needs before the payload starts, for the plan's estimate.
+SETUP_ESTIMATE_S = {"local": 2.0, "rented": 20.0}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do, resolved from the spec."""
+
+    spec: RunSpec
+    suite: SuiteSpec
+    params: dict[str, ParamValue]
+    placements: tuple[Placement, ...]  # tried in order; the next after a capacity or quota error
+    count: int  # machines per placement
+    choices: tuple[str, ...]  # one line per box or type it would use, with its price (for the dry run)
+    steps: tuple[str, ...] = STEPS
+    estimated_duration_s: float = 0.0
+    estimated_cost_usd: float = 0.0
+
+    @property
+    def attempts(self) -> tuple[Placement, ...]:
+        """The placements the run may try (at most ``max_attempts``)."""
+        return self.placements[: self.spec.machine.max_attempts]
+
+
+def make_plan(spec: RunSpec, *, home: Path) -> Plan:
+    """Resolves a spec into a plan: suite params, ranked placements, estimated duration and cost.
+
+    Raises:
+        SpecError: the suite, its params (by type), or the machines asked for are invalid.
+    """
+    suite = load_suite(spec.suite)
+    params = resolve_params(suite, spec.params)
+    resolved = resolve(spec, home=home)
+    first = resolved.placements[0]
+    duration = SETUP_ESTIMATE_S.get(spec.provider, 120.0) + suite.estimated_duration_s
+    billed_hours = billing_rule(first.billing_rule).billed_seconds(duration) / 3600.0
+    cost = billed_hours * first.price_per_hour * resolved.count
+    return Plan(spec, suite, params, resolved.placements, resolved.count, resolved.choices,
+                estimated_duration_s=duration, estimated_cost_usd=cost)
+
+
+def check_plan_params(plan: Plan) -> None:
+    """Asks the payload itself whether it accepts the params (ranges, combinations): one short subprocess.
+
+    Raises:
+        SpecError: the payload refuses them; the message is the payload's own line.
+    """
+    from orchestrator.remote.payload import check_params
+
+    check_params(plan.suite.name, plan.params)

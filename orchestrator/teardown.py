@@ -1,0 +1,199 @@
+"""The teardown nothing can skip, shared by a run's end and ``orchestrate down`` (STYLE 14).
+
+For one run's machines: the remote clean-up on every machine the run touched (stop the payload, remove the run
+directory), then each provider's ``terminate``, then the store records each machine as ``terminated`` or
+``cleanup_failed``. Every exception is caught and kept per machine; nothing here raises for a machine's sake.
+A provider whose machines outlive the run (:attr:`Capability.REUSED`: rented boxes, the dev box) does not get
+back a machine whose clean-up failed — a payload may still run there — so its lease stays with the run and the
+next run on it is refused with ``orchestrate down``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from orchestrator.cost import billing_rule, price_machine
+from orchestrator.errors import OrchestrateError
+from orchestrator.fanout import fan_out
+from orchestrator.machine import Capability, Machine
+from orchestrator.providers.base import Provider
+from orchestrator.remote.connect import Connector
+from orchestrator.remote.session import clean_up
+from orchestrator.remote.transport import Transport
+from orchestrator.store import FINAL_STATES, Store, now
+
+CLEANUP_CONNECT_S = 60.0
+
+
+@dataclass
+class TeardownResult:
+    """What went away, and what could not be cleaned up (machine id → why)."""
+
+    gone: list[Machine] = field(default_factory=list)
+    gone_at: dict[str, datetime] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for the teardown event."""
+        parts = []
+        if self.gone:
+            parts.append("terminated " + ", ".join(m.id for m in self.gone))
+        if self.failed:
+            parts.append("cleanup_failed " + "; ".join(f"{m}: {why}" for m, why in self.failed.items()))
+        return "; ".join(parts) or "nothing to tear down"
+
+
+def tear_down(
+    store: Store,
+    run_id: str,
+    machines: Sequence[Machine],
+    *,
+    touched: Iterable[str],
+    providers: Callable[[str], Provider],
+    provider_names: Iterable[str] = (),
+    connect: Connector,
+    home: Path,
+    transports: dict[str, Transport] | None = None,
+) -> TeardownResult:
+    """Cleans up, terminates and records one run's machines; never raises for a machine's sake.
+
+    Args:
+        machines: the run's machines still up (as recorded, with the host keys the store pinned).
+        touched: ids of the machines where the run made its directory (only those are cleaned up remotely: a
+            machine the run never reached, e.g. refused for its host key, has nothing of the run on it).
+        providers: a provider by name.
+        provider_names: providers to sweep by tag even when no machine of theirs is known (a launch that died).
+        connect: opens a transport to a machine (pinned host keys).
+        transports: connections the run already has open, by machine id (closed here).
+    """
+    result = TeardownResult()
+    open_transports = dict(transports or {})
+    touched_ids = set(touched)
+
+    def clean(machine: Machine) -> None:
+        transport = open_transports.pop(machine.id, None) or connect(machine.access, home, CLEANUP_CONNECT_S)
+        try:
+            clean_up(transport, machine.run_dir)
+        finally:
+            transport.close()
+
+    cleaned = fan_out([m for m in machines if m.id in touched_ids], clean, name=lambda m: m.id,
+                      thread_name="cleanup")
+    remote_failed = {machine.id: f"clean-up failed: {error}" for machine, error in cleaned.failed}
+    for transport in open_transports.values():
+        transport.close()
+    by_provider: dict[str, list[Machine]] = {name: [] for name in provider_names}
+    for machine in machines:
+        by_provider.setdefault(machine.provider, []).append(machine)
+    for name, group in by_provider.items():
+        try:
+            provider = providers(name)
+            kept = [m for m in group if m.id in remote_failed] if Capability.REUSED in provider.capabilities else []
+            going = [m for m in group if m not in kept]
+            if going or not group:  # nothing known of this provider: sweep by tag
+                provider.terminate(run_id, going)
+        except Exception as error:  # noqa: BLE001 - every failure is recorded; teardown goes on
+            for machine in group:
+                result.failed[machine.id] = remote_failed.get(machine.id) or f"terminate failed: {error!r}"[:500]
+            continue
+        at = now()
+        for machine in going:
+            result.gone.append(machine)
+            result.gone_at[machine.id] = at
+        for machine in kept:
+            result.failed[machine.id] = remote_failed[machine.id]
+    store.mark_machines(run_id, [m.id for m in result.gone], "terminated", at=now())
+    store.mark_machines(run_id, list(result.failed), "cleanup_failed")
+    return result
+
+
+def price_machines(
+    machines: Sequence[Machine],
+    *,
+    gone_at: dict[str, datetime],
+    execute_start: datetime | None,
+    execute_end: datetime | None,
+    until: datetime,
+) -> list[dict[str, float | str]]:
+    """Cost rows for each machine, from its launch to its termination (or ``until``, while it is still up)."""
+    rows: list[dict[str, float | str]] = []
+    for machine in machines:
+        rows += price_machine(
+            machine.id,
+            launched_at=machine.launched_at,
+            gone_at=gone_at.get(machine.id, until),
+            execute_start=execute_start,
+            execute_end=execute_end,
+            price_per_hour=machine.placement.price_per_hour,
+            rule=billing_rule(machine.placement.billing_rule),
+        )
+    return rows
+
+
+@dataclass
+class DownResult:
+    """What ``orchestrate down`` did to one run."""
+
+    run_id: str
+    gone: list[str] = field(default_factory=list)  # machine ids
+    failed: dict[str, str] = field(default_factory=dict)
+    state: str | None = None  # the run's state afterwards (an abandoned run becomes interrupted)
+    cost_usd: float | None = None
+
+
+def _execute_marks(store: Store, run_id: str) -> tuple[datetime | None, datetime | None]:
+    """When the run's payload started and ended, from its execute event."""
+    for event in store.events(run_id):
+        if event.step == "execute":
+            ended = datetime.fromisoformat(event.ended_at) if event.ended_at else None
+            return datetime.fromisoformat(event.started_at), ended
+    return None, None
+
+
+def down_run(
+    store: Store, run_id: str, *, providers: Callable[[str], Provider], connect: Connector, home: Path,
+    extra: Sequence[Machine] = (),
+) -> DownResult:
+    """Tears down what a run left (after --keep, a crash, or a failed clean-up), prices it and records it.
+
+    Uses the host keys the store pinned for each machine. A run that never finished (its orchestrator died) is
+    recorded ``interrupted``; every machine's cost runs from its launch to now.
+
+    Args:
+        extra: machines a provider still lists for the run that the store does not hold as up (orphans).
+    """
+    rows = store.machines(run_id, live_only=True)
+    known = [row.machine for row in rows if row.machine is not None]
+    known_ids = {m.id for m in known}
+    orphans = [m for m in extra if m.id not in known_ids]
+    touched = {row.machine_id for row in rows if row.touched and row.machine_id} | {m.id for m in orphans}
+    result = tear_down(store, run_id, [*known, *orphans], touched=touched, providers=providers,
+                       provider_names={row.provider for row in rows}, connect=connect, home=home)
+    for row in rows:
+        if row.machine_id is None:
+            store.end_request(row.row_id, "terminated")
+    outcome = DownResult(run_id, [m.id for m in result.gone], result.failed)
+    try:
+        run = store.get_run(run_id)
+    except OrchestrateError:
+        return outcome  # an orphan of a run the store never recorded: nothing to price
+    start, end = _execute_marks(store, run_id)
+    until = now()
+    costs = price_machines(known, gone_at=result.gone_at, execute_start=start, execute_end=end or until,
+                           until=until)
+    if run.state in FINAL_STATES:
+        store.record_costs(run_id, costs)
+        outcome.state = run.state
+    else:
+        error = "abandoned: its orchestrator process is gone; torn down by `orchestrate down`"
+        if result.failed:
+            error += "; cleanup_failed: " + ", ".join(result.failed)
+        created = datetime.fromisoformat(run.created_at)
+        store.finish_run(run_id, state="interrupted", duration_s=(until - created).total_seconds(), error=error,
+                         log_tail=run.log_tail, results=None, costs=costs)
+        outcome.state = "interrupted"
+    outcome.cost_usd = sum(float(r["amount_usd"]) for r in store.costs(run_id))
+    return outcome

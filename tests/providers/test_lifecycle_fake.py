@@ -1,0 +1,139 @@
+"""The lifecycle driven in-process against the stateful fake provider: failover, per-machine cost, a teardown
+that no exception can skip. The payload is a real (fake) process run through the local shell."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import AuthError, CapacityError, QuotaError
+from orchestrator.lifecycle import RunContext, execute_plan
+from orchestrator.machine import Placement
+from orchestrator.plan import Plan
+from orchestrator.spec import RunSpec, load_suite
+from orchestrator.store import Store
+from tests.conftest import FAKE_MAIN_HEADER
+from tests.fakes.provider import FakeProvider, LaunchFault
+
+# $3.6 an hour, billed per second with a 60 s minimum: a machine that existed for a moment costs $0.06.
+FIRST = Placement(provider="fake", instance_type="gpu.big", region="lab-1", price_per_hour=3.6,
+                  billing_rule="aws_linux")
+SECOND = Placement(provider="fake", instance_type="gpu.small", region="lab-2", price_per_hour=1.8,
+                   billing_rule="aws_linux")
+
+
+class _Quiet:
+    def step(self, run_id: str, step: str, outcome: str, detail: str | None) -> None: ...
+    def output(self, text: str) -> None: ...
+    def upload(self, host: str, sent: int, total: int) -> None: ...
+
+
+@pytest.fixture
+def payload(fake_payload: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 100.0)])\n')
+    monkeypatch.setenv("ORCHESTRATE_PAYLOAD_DIR", str(package))
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeProvider:
+    return FakeProvider(root=tmp_path / "fake", python=sys.executable)
+
+
+def _run(tmp_path: Path, fake: FakeProvider, *placements: Placement, **machine: Any) -> tuple[Any, Store]:
+    spec = RunSpec(provider="local", machine=machine)
+    suite = load_suite("smoke")
+    plan = Plan(spec, suite, dict(suite.params), placements, 1, ())
+    store = Store(tmp_path / "home")
+    ctx = RunContext(store=store, home=tmp_path / "home", reporter=_Quiet(), provider_factory=lambda name: fake,
+                     poll_interval_s=0.05)
+    return execute_plan(plan, ctx), store
+
+
+def _launch_events(store: Store, run_id: str) -> list[tuple[str | None, str | None]]:
+    return [(e.outcome, e.detail) for e in store.events(run_id) if e.step == "launch"]
+
+
+def test_a_capacity_error_fails_over_to_the_next_placement_and_bills_what_the_first_attempt_left(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    fake.launch_faults["gpu.big"] = LaunchFault(CapacityError("InsufficientInstanceCapacity in lab-1a"),
+                                                create_first=True)
+    outcome, store = _run(tmp_path, fake, FIRST, SECOND)
+    assert outcome.state == "succeeded", outcome.error
+    [(first_outcome, first), (second_outcome, second)] = _launch_events(store, outcome.run_id)
+    assert first_outcome == "failed" and "attempt 1" in first and "gpu.big" in first and "Insufficient" in first
+    assert second_outcome == "ok" and "attempt 2" in second and "gpu.small" in second
+    assert [p.instance_type for p in fake.launches] == ["gpu.big", "gpu.small"]
+    rows = store.machines(outcome.run_id)
+    assert [(r.attempt, r.state) for r in rows] == [(1, "terminated"), (2, "terminated")]
+    assert fake.machines == {}  # the sweep and the teardown left nothing
+    costs = store.costs(outcome.run_id)
+    by_machine: dict[str, float] = {}
+    for row in costs:
+        by_machine[row["machine_id"]] = by_machine.get(row["machine_id"], 0.0) + row["amount_usd"]
+    first_id, second_id = rows[0].machine_id, rows[1].machine_id
+    assert by_machine[first_id] == pytest.approx(0.06)  # 60 s minimum at $3.6/h
+    assert by_machine[second_id] == pytest.approx(0.03)  # 60 s minimum at $1.8/h
+    assert store.get_run(outcome.run_id).cost_usd == pytest.approx(0.09)
+    assert outcome.cost_usd == pytest.approx(0.09)
+
+
+def test_a_capacity_error_that_created_nothing_is_an_attempt_without_a_bill(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    fake.launch_faults["gpu.big"] = LaunchFault(QuotaError("VcpuLimitExceeded"))
+    outcome, store = _run(tmp_path, fake, FIRST, SECOND)
+    assert outcome.state == "succeeded"
+    assert [(r.attempt, r.machine_id is None, r.state) for r in store.machines(outcome.run_id)] == [
+        (1, True, "failed"), (2, False, "terminated")]
+    assert {row["machine_id"] for row in store.costs(outcome.run_id)} == {store.machines(outcome.run_id)[1].machine_id}
+
+
+def test_an_auth_error_never_fails_over(tmp_path: Path, fake: FakeProvider, payload: None) -> None:
+    fake.launch_faults["gpu.big"] = LaunchFault(AuthError("AuthFailure: credentials rejected"))
+    outcome, store = _run(tmp_path, fake, FIRST, SECOND)
+    assert outcome.state == "failed" and "AuthFailure" in (outcome.error or "")
+    assert [p.instance_type for p in fake.launches] == ["gpu.big"]
+    assert len(_launch_events(store, outcome.run_id)) == 1
+
+
+def test_failover_stops_at_max_attempts_and_names_every_attempt(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    fake.launch_faults["gpu.big"] = LaunchFault(CapacityError("no gpu.big"))
+    fake.launch_faults["gpu.small"] = LaunchFault(CapacityError("no gpu.small"))
+    third = Placement(provider="fake", instance_type="gpu.other", price_per_hour=1.0)
+    outcome, store = _run(tmp_path, fake, FIRST, SECOND, third, max_attempts=2)
+    assert outcome.state == "failed"
+    assert "2 attempt(s)" in (outcome.error or "") and "no gpu.big" in outcome.error and "no gpu.small" in outcome.error
+    assert [p.instance_type for p in fake.launches] == ["gpu.big", "gpu.small"]
+    assert store.get_run(outcome.run_id).state == "failed"
+
+
+def test_a_failed_sweep_stops_failover(tmp_path: Path, fake: FakeProvider, payload: None) -> None:
+    fake.launch_faults["gpu.big"] = LaunchFault(CapacityError("no capacity"), create_first=True)
+    fake.list_error = RuntimeError("DescribeInstances throttled")
+    outcome, store = _run(tmp_path, fake, FIRST, SECOND)
+    assert outcome.state == "failed"
+    assert "not trying other placements" in (outcome.error or "")
+    assert [p.instance_type for p in fake.launches] == ["gpu.big"]
+    assert store.get_run(outcome.run_id).state == "failed"
+
+
+def test_a_foreign_exception_in_terminate_leaves_the_run_recorded_and_the_machine_listed_not_cleaned_up(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    fake.terminate_error = KeyError("InstanceIds")
+    outcome, store = _run(tmp_path, fake, FIRST)
+    run = store.get_run(outcome.run_id)
+    assert run.state == "failed" and outcome.state == "failed"  # never left "running"
+    assert "KeyError" in (run.error or "") and "cleanup_failed" in (run.error or "")
+    [machine] = store.machines(outcome.run_id)
+    assert machine.state == "cleanup_failed"
+    assert run.cost_usd == pytest.approx(0.06)  # priced all the same: the machine is still up
+    assert store.machines(outcome.run_id, live_only=True)  # `orchestrate down` will find it
+    assert store.events(outcome.run_id)[-1].step == "record"
