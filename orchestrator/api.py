@@ -53,30 +53,32 @@ def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None) -> RunOu
 
 @dataclass(frozen=True)
 class RunDetail:
-    """One run with its event timeline and machines."""
+    """One run with its event timeline, machines and cost lines (per machine and component)."""
 
     run: RunRow
     events: list[EventRow]
     machines: list[MachineRow]
+    costs: list[dict[str, Any]]
 
 
 def list_runs(*, last: int | None = None, home: Path | None = None) -> list[RunRow]:
     """Returns the recorded runs, oldest first (only the newest ``last`` when given)."""
-    store = Store(home or default_home())
-    try:
+    with Store(home or default_home()) as store:
         return store.list_runs(last=last)
-    finally:
-        store.close()
 
 
 def run_detail(run_id: str, *, home: Path | None = None) -> RunDetail:
-    """Returns one run (an id or a unique prefix of one) with its events and machines."""
-    store = Store(home or default_home())
-    try:
+    """Returns one run (an id or a unique prefix of one) with its events, machines and costs."""
+    with Store(home or default_home()) as store:
         full_id = store.resolve_run_id(run_id)
-        return RunDetail(store.get_run(full_id), store.events(full_id), store.machines(full_id))
-    finally:
-        store.close()
+        return RunDetail(store.get_run(full_id), store.events(full_id), store.machines(full_id),
+                         store.costs(full_id))
+
+
+def leases(*, home: Path | None = None) -> dict[str, str]:
+    """Returns the rented boxes held now: box name → the run that holds it."""
+    with Store(home or default_home()) as store:
+        return store.leases()
 
 
 def report_frames(
@@ -92,16 +94,13 @@ def report_frames(
     """
     from orchestrator.report.frame import priced, samples_frame, summary_frame
 
-    store = Store(home or default_home())
-    try:
+    with Store(home or default_home()) as store:
         if run_ids:
             ids = [store.resolve_run_id(run_id) for run_id in run_ids]
         else:
             ids = [row.id for row in store.list_runs(last=last)]
         samples = samples_frame(store, ids)
         return samples, priced(summary_frame(samples), _run_prices(store, ids))
-    finally:
-        store.close()
 
 
 def _providers(home: Path, store: Store) -> Callable[[str], Provider]:
@@ -177,11 +176,8 @@ def inventory_rows(*, home: Path | None = None) -> list[dict[str, Any]]:
 
     home = home or default_home()
     inventory = load_inventory(inventory_path(home))
-    store = Store(home)
-    try:
+    with Store(home) as store:
         leases = store.leases()
-    finally:
-        store.close()
     return [
         {
             "name": h.name,
@@ -204,9 +200,9 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
     """
     import json
     import shlex
-    from concurrent.futures import ThreadPoolExecutor
 
     from orchestrator.errors import OrchestrateError
+    from orchestrator.fanout import fan_out
     from orchestrator.inventory.model import InventoryHost, inventory_path, load_inventory
     from orchestrator.remote.connect import transport_to
     from orchestrator.remote.prepare import CHECK_PROBE
@@ -235,10 +231,10 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
             transport.close()
         return result
 
-    if not hosts:
-        return []
-    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-        return list(pool.map(check_one, hosts))
+    checked = fan_out(hosts, check_one, name=lambda host: host.name, thread_name="check")
+    return [outcome if isinstance(outcome, dict) else
+            {"name": host.name, "reachable": False, "problem": f"internal error: {outcome!r}"}
+            for host, outcome in checked]
 
 
 if TYPE_CHECKING:
@@ -301,11 +297,8 @@ def report_frames_derived(
         summary = summary.assign(reference=False)
     if baseline is not None and "run_id" in summary.columns and baseline not in set(summary["run_id"]):
         # A baseline given as a unique prefix of a stored run resolves like any run id.
-        store = Store(home)
-        try:
+        with Store(home) as store:
             baseline = store.resolve_run_id(baseline)
-        finally:
-            store.close()
     return samples, with_derived_metrics(summary, baseline=baseline)
 
 
@@ -387,15 +380,12 @@ def measured_throughput(run_ids: Sequence[str] = (), *, home: Path | None = None
         summary = summary[summary["hosts"] == 1]  # hosts' own rows, not runs' totals
     per_gpu = images_per_sec_per_gpu(summary)
     run_list = list(dict.fromkeys(summary["run_id"]))
-    store = Store(home)
-    try:
+    with Store(home) as store:
         gpus = _run_gpus(store, run_list)
         documents = store.query(
             f"SELECT run_id, host, host_json FROM documents WHERE run_id IN ({','.join('?' * len(run_list))})",
             run_list,
         ) if run_list else []
-    finally:
-        store.close()
 
     def first_gpu(host_json: str | None) -> str | None:
         try:

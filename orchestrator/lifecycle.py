@@ -218,6 +218,8 @@ class _Run:
                 try:
                     machines = self.launch(attempt, placement)
                 except (CapacityError, QuotaError) as error:
+                    if len(attempts) == 1:
+                        raise  # nothing else to try: the provider's own words (and hint) say it best
                     failures.append(f"{placement.describe()}: {error}")
                     continue
                 self.sessions = [Session(machine) for machine in machines]

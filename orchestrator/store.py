@@ -566,6 +566,12 @@ class Store:
                          row["request_json"], row["requested_at"], row["attempt"]),
                     )
 
+    def close_requests(self, run_id: str, provider: str) -> None:
+        """Closes a run's request rows of a provider that no machine filled, once its sweep by tag has run."""
+        with self._transaction() as db:
+            db.execute("UPDATE machines SET state='failed', terminated_at=? WHERE run_id=? AND provider=? "
+                       "AND machine_id IS NULL AND state='requested'", (now().isoformat(), run_id, provider))
+
     def end_request(self, row_id: int, state: str) -> None:
         """Closes a request row that no machine filled (the launch failed and the sweep found nothing)."""
         with self._transaction() as db:

@@ -95,6 +95,7 @@ def tear_down(
             going = [m for m in group if m not in kept]
             if going or not group:  # nothing known of this provider: sweep by tag
                 provider.terminate(run_id, going)
+            store.close_requests(run_id, name)  # a launch that died left nothing the sweep did not take
         except Exception as error:  # noqa: BLE001 - every failure is recorded; teardown goes on
             for machine in group:
                 result.failed[machine.id] = remote_failed.get(machine.id) or f"terminate failed: {error!r}"[:500]
@@ -172,9 +173,6 @@ def down_run(
     touched = {row.machine_id for row in rows if row.touched and row.machine_id} | {m.id for m in orphans}
     result = tear_down(store, run_id, [*known, *orphans], touched=touched, providers=providers,
                        provider_names={row.provider for row in rows}, connect=connect, home=home)
-    for row in rows:
-        if row.machine_id is None:
-            store.end_request(row.row_id, "terminated")
     outcome = DownResult(run_id, [m.id for m in result.gone], result.failed)
     try:
         run = store.get_run(run_id)

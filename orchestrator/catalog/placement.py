@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 
 # Flags that name a machine a provider cannot give, by provider: refused, never silently ignored.
 _NOT_FOR = {
-    "local": ("hosts", "gpu", "instance_type", "region", "regions", "spot"),
-    "rented": ("instance_type", "region", "regions", "spot"),
+    "local": ("hosts", "gpu", "instance_type", "region", "regions", "spot", "max_price", "reclaim", "wait_s"),
+    "rented": ("instance_type", "region", "regions", "spot", "max_price"),
 }
 _FLAG = {"hosts": "--host", "gpu": "--gpu", "instance_type": "--instance-type", "region": "region",
-         "regions": "regions", "spot": "--spot", "count": "--count"}
+         "regions": "regions", "spot": "--spot", "count": "--count", "max_price": "max_price", "reclaim": "--reclaim",
+         "wait_s": "--lease-wait"}
 
 
 @dataclass(frozen=True)

@@ -328,8 +328,8 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
               default="table", show_default=True,
               help="Output format; parquet and html (one self-contained file with charts) need -o.")
 @click.option("--view", type=click.Choice(["summary", "samples", "deploy"]), default="summary", show_default=True,
-              help="One row per run and recipe; one row per sample; or the deploy suite's trade-offs, one row per "
-                   "model variant (size, latency, accuracy).")
+              help="One row per run, recipe and host (and a run total over several hosts); one row per sample; "
+                   "or the deploy suite's trade-offs, one row per model variant (size, latency, accuracy).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of the terminal.")
 @click.option("--all", "every_run", is_flag=True, help="Every recorded run (the default when no RUN or --last).")
 @click.option("--baseline", metavar="RUN|ref-NN", help="Speed-up over this run (or published reference row).")

@@ -146,10 +146,10 @@ def frame_table(
              for row in shown.itertuples(index=False)]
     for i, column in enumerate(shown.columns):
         numeric = shown[column].dtype.kind in "fiu"
-        # Numbers and run ids (users copy them) are never cut; other text may be, with an ellipsis.
+        # Numbers, run ids (users copy them) and hosts (which row is which) are never cut; other text may be.
         widest = max([len(row[i]) for row in cells] or [0])
         table.add_column(str(column), justify="right" if numeric else "left", no_wrap=True,
-                         min_width=widest if numeric or column in ("run", "run_id") else None)
+                         min_width=widest if numeric or column in ("run", "run_id", "host") else None)
     for row in cells:
         table.add_row(*row)
     return table

@@ -36,6 +36,9 @@ CASES = [
     (["--provider", "local", "--count", "2"], "invalid --count: received 2", "the local provider"),
     (["--provider", "local", "--host", "box0"], "invalid --host", "does not use it"),
     (["--provider", "local", "--gpu", "T4"], "invalid --gpu", "does not use it"),
+    (["--provider", "local", "--reclaim"], "invalid --reclaim", "does not use it"),
+    (["--provider", "local", "--lease-wait", "60"], "invalid --lease-wait", "does not use it"),
+    (["--provider", "rented", "--instance-type", "p3.2xlarge"], "invalid --instance-type", "does not use it"),
 ]
 
 

@@ -5,23 +5,49 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from orchestrator import api
+from orchestrator.store import RunRow
 from tests.conftest import FAKE_MAIN_HEADER, cli_env, group_alive, run_cli
 
 pytestmark = pytest.mark.slow
 
 
-def _rows(home: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(home / "state.db") as db:
-        return list(db.execute(sql).fetchall())
+def _only_run(home: Path) -> RunRow:
+    """The store's one run (the test fails when there is not exactly one)."""
+    [run] = api.list_runs(home=home)
+    return run
+
+
+def _outcomes(home: Path, run_id: str) -> dict[str, str | None]:
+    """Each step of the run with its (last) outcome."""
+    return {event.step: event.outcome for event in api.run_detail(run_id, home=home).events}
+
+
+def _machine_states(home: Path, run_id: str) -> list[str]:
+    """The state of each machine row of the run, in the order they were recorded."""
+    return [machine.state for machine in api.run_detail(run_id, home=home).machines]
+
+
+def _samples(home: Path) -> list[dict[Hashable, Any]]:
+    """Every run's samples, in order: run_id, host, benchmark, metric, value and unit of each."""
+    samples, _ = api.report_frames(home=home)
+    measured = samples[samples["metric"].notna()]  # a run without samples has one row of NaN
+    return measured[["run_id", "host", "benchmark", "metric", "value", "unit"]].to_dict("records")
+
+
+def _recorded(home: Path) -> tuple[list[RunRow], list[api.RunDetail], list[dict[Hashable, Any]]]:
+    """Everything the store holds: runs, each run's events, machines and costs, and the samples."""
+    runs = api.list_runs(home=home)
+    return runs, [api.run_detail(run.id, home=home) for run in runs], _samples(home)
 
 
 def _payload_started(home: Path, deadline: float) -> tuple[int, Path]:
@@ -38,13 +64,16 @@ def test_a_smoke_run_succeeds_and_is_recorded_priced_reported_and_torn_down(home
     result = run_cli(home, "run", "--provider", "local", "--suite", "smoke", "--price-per-hour", "0.36")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[keras_bench]" in result.stdout  # the payload's log was tailed live
-    [(run_id, state, duration)] = _rows(home, "SELECT id, state, duration_s FROM runs")
-    assert state == "succeeded" and duration > 0
-    assert not (home / "machines" / str(run_id)).exists()
-    steps = [row[0] for row in _rows(home, "SELECT step FROM events WHERE outcome='ok' ORDER BY id")]
+    run = _only_run(home)
+    run_id, duration = run.id, run.duration_s
+    assert run.state == "succeeded" and duration is not None and duration > 0
+    assert not (home / "machines" / run_id).exists()
+    detail = api.run_detail(run_id, home=home)
+    steps = [event.step for event in detail.events if event.outcome == "ok"]
     assert steps == ["plan", "provision", "launch", "connect", "prepare", "push", "execute", "collect", "teardown",
                      "price", "record"]
-    [(cost,)] = _rows(home, "SELECT SUM(amount_usd) FROM costs")
+    assert detail.costs
+    cost = sum(line["amount_usd"] for line in detail.costs)
     assert cost == pytest.approx(0.36 * duration / 3600, rel=0.2)
 
     report = run_cli(home, "report", "--last", "1", "--format", "json")
@@ -55,7 +84,7 @@ def test_a_smoke_run_succeeds_and_is_recorded_priced_reported_and_torn_down(home
 
     status = run_cli(home, "status")
     assert run_id in status.stdout and "succeeded" in status.stdout
-    timeline = run_cli(home, "status", str(run_id)[:-2])
+    timeline = run_cli(home, "status", run_id[:-2])
     assert "execute" in timeline.stdout and "teardown" in timeline.stdout
 
 
@@ -82,9 +111,9 @@ def test_a_signal_stops_the_payloads_process_group_tears_down_and_records_interr
     assert orchestrate.returncode == 130, output
     assert not group_alive(pgid), "a payload process outlived the run"
     assert not machine_dir.exists()
-    [(state, error)] = _rows(home, "SELECT state, error FROM runs")
-    assert state == "interrupted" and signum.name in error
-    outcomes = dict(_rows(home, "SELECT step, outcome FROM events"))
+    run = _only_run(home)
+    assert run.state == "interrupted" and run.error is not None and signum.name in run.error
+    outcomes = _outcomes(home, run.id)
     assert outcomes["execute"] == "interrupted" and outcomes["teardown"] == "ok"
 
 
@@ -102,9 +131,9 @@ sys.exit(1)
     assert result.returncode == 1
     assert "RuntimeError: boom" in result.stderr  # the log tail
     assert "exited with code 1" in result.stderr
-    [(state, log_tail)] = _rows(home, "SELECT state, log_tail FROM runs")
-    assert state == "failed" and "boom" in log_tail
-    assert _rows(home, "SELECT benchmark, value FROM samples") == [("train_throughput", 123.0)]
+    run = _only_run(home)
+    assert run.state == "failed" and run.log_tail is not None and "boom" in run.log_tail
+    assert [(sample["benchmark"], sample["value"]) for sample in _samples(home)] == [("train_throughput", 123.0)]
     assert not list((home / "machines").iterdir())
 
 
@@ -117,9 +146,10 @@ write([sample("train_throughput", "images_per_sec", 1.0), sample("train", "vibes
     result = run_cli(home, "run", "--provider", "local", ORCHESTRATE_PAYLOAD_DIR=str(package))
     assert result.returncode == 1
     assert "results document is invalid at samples/1/metric" in result.stderr
-    assert _rows(home, "SELECT state FROM runs") == [("failed",)]
-    assert dict(_rows(home, "SELECT step, outcome FROM events"))["collect"] == "failed"
-    assert _rows(home, "SELECT COUNT(*) FROM samples") == [(0,)]
+    run = _only_run(home)
+    assert run.state == "failed"
+    assert _outcomes(home, run.id)["collect"] == "failed"
+    assert _samples(home) == []
 
 
 def test_dry_run_prints_the_plan_and_creates_nothing(home: Path) -> None:
@@ -129,10 +159,9 @@ def test_dry_run_prints_the_plan_and_creates_nothing(home: Path) -> None:
     assert not home.exists()
     # And with an existing store: no row anywhere.
     run_cli(home, "status")
-    before = {t: _rows(home, f"SELECT COUNT(*) FROM {t}") for t in ("runs", "machines", "events", "samples")}
+    before = _recorded(home)
     run_cli(home, "run", "--dry-run")
-    after = {t: _rows(home, f"SELECT COUNT(*) FROM {t}") for t in ("runs", "machines", "events", "samples")}
-    assert before == after
+    assert _recorded(home) == before
     assert not (home / "machines").exists()
 
 
@@ -163,14 +192,14 @@ def test_keep_leaves_the_machine_and_down_removes_it(home: Path, fake_payload: C
     package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 5.0)])\n')
     result = run_cli(home, "run", "--keep", ORCHESTRATE_PAYLOAD_DIR=str(package))
     assert result.returncode == 0, result.stderr
-    [(run_id,)] = _rows(home, "SELECT id FROM runs")
-    machine_dir = home / "machines" / str(run_id)
+    run_id = _only_run(home).id
+    machine_dir = home / "machines" / run_id
     assert (machine_dir / "results.json").exists()
-    assert _rows(home, "SELECT state FROM machines") == [("running",)]
-    down = run_cli(home, "down", str(run_id))
+    assert _machine_states(home, run_id) == ["running"]
+    down = run_cli(home, "down", run_id)
     assert down.returncode == 0 and "terminated 1 machine" in down.stdout
     assert not machine_dir.exists()
-    assert _rows(home, "SELECT state FROM machines") == [("terminated",)]
+    assert _machine_states(home, run_id) == ["terminated"]
     assert "nothing to tear down" in run_cli(home, "down", "--all").stdout
 
 
@@ -198,8 +227,8 @@ def test_the_real_payload_failing_mid_run_fails_the_run_with_its_message(home: P
     result = run_cli(home, "run", "--provider", "local", "--set", "warmup_steps=100000")
     assert result.returncode == 1
     assert "warmup_steps" in result.stderr and "100000" in result.stderr  # the payload's line, in the log tail
-    [(state, log_tail)] = _rows(home, "SELECT state, log_tail FROM runs")
-    assert state == "failed" and "warmup_steps" in log_tail
+    run = _only_run(home)
+    assert run.state == "failed" and run.log_tail is not None and "warmup_steps" in run.log_tail
 
 
 def test_a_run_spec_file_drives_the_run_and_reports_go_to_files(
@@ -213,7 +242,7 @@ write([sample("train_throughput", "images_per_sec", 42.0)])
     spec.write_text("provider: local\nsuite: smoke\nparams: {epochs: 5, batch_size: 8}\nname: from-file\n")
     result = run_cli(home, "run", "-f", str(spec), "--set", "epochs=2", ORCHESTRATE_PAYLOAD_DIR=str(package))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert _rows(home, "SELECT name FROM runs") == [("from-file",)]
+    assert [run.name for run in api.list_runs(home=home)] == ["from-file"]
     for fmt in ("md", "csv", "json", "table"):
         out = tmp_path / f"report.{fmt}"
         assert run_cli(home, "report", "--format", fmt, "-o", str(out)).returncode == 0
@@ -231,7 +260,7 @@ def test_a_machine_without_the_backend_fails_in_prepare_and_is_still_torn_down(h
     result = run_cli(home, "run", "--backend", missing[0])
     assert result.returncode == 1
     assert f"lacks: {missing[0]}" in result.stderr and "hint:" in result.stderr
-    outcomes = dict(_rows(home, "SELECT step, outcome FROM events"))
+    outcomes = _outcomes(home, _only_run(home).id)
     assert outcomes["prepare"] == "failed" and outcomes["teardown"] == "ok" and "execute" not in outcomes
     assert not list((home / "machines").iterdir())
 
@@ -256,8 +285,8 @@ def test_report_all_with_references_and_a_baseline(home: Path, fake_payload: Cal
         result = run_cli(home, "run", "--price-per-hour", "3.6", "--set", f"epochs={epochs}",
                          ORCHESTRATE_PAYLOAD_DIR=str(package))
         assert result.returncode == 0, result.stderr
-    first = _rows(home, "SELECT id FROM runs ORDER BY created_at")[0][0]
-    result = run_cli(home, "report", "--all", "--references", "--baseline", str(first), "--json")
+    first = api.list_runs(home=home)[0].id  # oldest first
+    result = run_cli(home, "report", "--all", "--references", "--baseline", first, "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["run_id"]: row for row in json.loads(result.stdout)}
     assert rows["ref-01"]["train_images_per_sec"] == 51.9  # K80, TensorFlow's own benchmark page
@@ -324,7 +353,7 @@ def test_a_killed_orchestrator_leaves_an_abandoned_run_that_status_names_and_dow
     # $1 a second, billed from the launch to the teardown by `down`.
     assert down_started - payload_seen <= after["cost_usd"] <= down_ended - launched
     assert "abandoned" in after["error"]
-    assert _rows(home, "SELECT state FROM machines") == [("terminated",)]
+    assert _machine_states(home, run["id"]) == ["terminated"]
     assert "nothing to tear down" in run_cli(home, "down", "--all").stdout
 
 

@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from orchestrator import api
+from orchestrator.store import RunRow
 from tests.conftest import FAKE_MAIN_HEADER, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 
 
-def _rows(home: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(home / "state.db") as db:
-        return list(db.execute(sql).fetchall())
+def _only_run(home: Path) -> RunRow:
+    """The store's one run (the test fails when there is not exactly one)."""
+    [run] = api.list_runs(home=home)
+    return run
+
+
+def _outcomes(home: Path, run_id: str) -> dict[str, str | None]:
+    """Each step of the run with its (last) outcome."""
+    return {event.step: event.outcome for event in api.run_detail(run_id, home=home).events}
+
+
+def _samples(home: Path) -> list[dict[Hashable, Any]]:
+    """Every run's samples, in order, with their metadata (the columns a sample lacks are NaN or None)."""
+    samples, _ = api.report_frames(home=home)
+    return samples[samples["metric"].notna()].to_dict("records")  # a run without samples has one row of NaN
 
 
 @pytest.fixture
@@ -65,23 +78,25 @@ def test_a_whole_run_on_a_rented_box_is_pushed_prepared_executed_collected_and_r
     inventory_file = inventory([server])
     result = _rented(home, inventory_file, "--host", "box0", "--set", "epochs=3")
     assert result.returncode == 0, result.stdout + result.stderr
-    [(run_id, state)] = _rows(home, "SELECT id, state FROM runs")
-    assert state == "succeeded"
-    steps = dict(_rows(home, "SELECT step, outcome FROM events"))
+    run = _only_run(home)
+    assert run.state == "succeeded"
+    steps = _outcomes(home, run.id)
     assert all(steps[s] == "ok" for s in ("connect", "prepare", "push", "execute", "collect", "teardown"))
-    hosts = {row[0] for row in _rows(home, "SELECT DISTINCT host FROM samples")}
-    assert hosts == {"box0"}
-    assert _rows(home, "SELECT value FROM samples WHERE benchmark='train' AND metric='epochs'") == [(3.0,)]
+    samples = _samples(home)
+    assert {sample["host"] for sample in samples} == {"box0"}
+    epochs = [s["value"] for s in samples if s["benchmark"] == "train" and s["metric"] == "epochs"]
+    assert epochs == [3.0]
     box = tmp_path / "box0-home" / "orchestrate"
-    assert not (box / "runs" / str(run_id)).exists()  # torn down
+    assert not (box / "runs" / run.id).exists()  # torn down
     assert list((box / "payload").glob("*/.complete"))  # the payload stays cached by content hash
-    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
+    assert api.leases(home=home) == {}
     assert "Accepted publickey" in server.log()
     # The same payload is not sent twice.
     again = _rented(home, inventory_file, "--host", "box0", "--set", "epochs=1", "--quiet")
     assert again.returncode == 0
-    [(detail,)] = _rows(home, "SELECT detail FROM events WHERE step='push' ORDER BY id DESC LIMIT 1")
-    assert "already there, not sent" in detail
+    newest = api.list_runs(home=home)[-1]
+    [*_, push] = [event for event in api.run_detail(newest.id, home=home).events if event.step == "push"]
+    assert push.detail is not None and "already there, not sent" in push.detail
 
 
 def test_a_box_with_another_host_key_is_refused_and_nothing_is_pushed(
@@ -96,14 +111,16 @@ def test_a_box_with_another_host_key_is_refused_and_nothing_is_pushed(
     result = _rented(home, inventory_file, "--host", "box0")
     assert result.returncode == 1
     assert "host key" in result.stderr.lower() and impostor.host_key_fingerprint in result.stderr
-    assert dict(_rows(home, "SELECT step, outcome FROM events"))["connect"] == "failed"
-    assert "push" not in dict(_rows(home, "SELECT step, outcome FROM events"))
+    run = _only_run(home)
+    assert _outcomes(home, run.id)["connect"] == "failed"
+    assert "push" not in _outcomes(home, run.id)
     assert not (tmp_path / "box0-home").exists()
     assert "Accepted publickey" not in impostor.log()
     # Finding 2: the run never reached the box, so nothing of it is there: the machine is given back at once,
     # and `down --all` has nothing to fail on.
-    assert _rows(home, "SELECT state, touched FROM machines") == [("terminated", 0)]
-    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
+    machines = api.run_detail(run.id, home=home).machines
+    assert [(machine.state, machine.touched) for machine in machines] == [("terminated", False)]
+    assert api.leases(home=home) == {}
     down = run_cli(home, "down", "--all", ORCHESTRATE_INVENTORY=str(inventory_file))
     assert down.returncode == 0, down.stderr
     again = _rented(home, inventory([impostor], host_key=impostor.host_key), "--host", "box0")
@@ -142,8 +159,8 @@ write([sample("train_throughput", "images_per_sec", 7.0)])
     assert orchestrate.returncode == 0, output
     ticks = [line for line in output.splitlines() if "tick" in line]
     assert len(ticks) == 40 and len(set(ticks)) == 40  # every line once: tailing resumed at the last byte
-    assert _rows(home, "SELECT state FROM runs") == [("succeeded",)]
-    assert _rows(home, "SELECT value FROM samples") == [(7.0,)]
+    assert _only_run(home).state == "succeeded"
+    assert [sample["value"] for sample in _samples(home)] == [7.0]
 
 
 def test_two_runs_asking_for_one_box_never_run_on_it_together(
@@ -208,16 +225,21 @@ write([sample("train_throughput", "images_per_sec", 10.0)])
     args = [arg for i in range(4) for arg in ("--host", f"box{i}")]
     result = _rented(home, inventory_file, *args, ORCHESTRATE_PAYLOAD_DIR=str(package))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(row[0] for row in _rows(home, "SELECT host FROM samples")) == ["box0", "box1", "box2", "box3"]
-    assert _rows(home, "SELECT COUNT(*) FROM documents") == [(4,)]
-    assert _rows(home, "SELECT COUNT(*) FROM machines WHERE state = 'terminated'") == [(4,)]
+    # One results document came back from each box (its one sample names it), and each box was torn down.
+    assert sorted(sample["host"] for sample in _samples(home)) == ["box0", "box1", "box2", "box3"]
+    detail = api.run_detail(_only_run(home).id, home=home)
+    terminated = sorted(str(m.machine_id) for m in detail.machines if m.state == "terminated")
+    assert terminated == ["box0", "box1", "box2", "box3"]
     # The four payloads ran at once: every one started before any one ended.
     starts, ends = zip(*(map(float, line.split()) for line in spans.read_text().splitlines()), strict=True)
     assert len(starts) == 4 and max(starts) < min(ends)
     # Each box is billed for its own time at its own price; the run's cost is their sum.
-    per_machine = _rows(home, "SELECT machine_id, SUM(billed_seconds), SUM(amount_usd) FROM costs GROUP BY machine_id")
-    assert [row[0] for row in per_machine] == ["box0", "box1", "box2", "box3"]
-    for _, billed, amount in per_machine:
+    per_machine: dict[str, tuple[float, float]] = {}  # machine id → (billed seconds, USD), summed over its lines
+    for line in detail.costs:
+        billed, amount = per_machine.get(line["machine_id"], (0.0, 0.0))
+        per_machine[line["machine_id"]] = (billed + line["billed_seconds"], amount + line["amount_usd"])
+    assert sorted(per_machine) == ["box0", "box1", "box2", "box3"]
+    for billed, amount in per_machine.values():
         assert amount == pytest.approx(billed * 3.6 / 3600)
     # Finding 4: the report has a row per box and the run total: 4 × 10 img/s for 4 × $3.6/h.
     rows = json.loads(run_cli(home, "report", "--format", "json").stdout)
@@ -284,9 +306,9 @@ def test_multi_node_trains_one_model_across_two_boxes_with_tf_config_per_worker(
     }))
     result = run_cli(home, "run", "-f", str(spec), ORCHESTRATE_INVENTORY=str(inventory_file))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    workers = _rows(
-        home, "SELECT host, json_extract(metadata_json, '$.worker_index'), json_extract(metadata_json, '$.workers') "
-        "FROM samples WHERE benchmark = 'worker_train_throughput' AND metric = 'images_per_sec' ORDER BY host",
+    workers = sorted(
+        (s["host"], s["worker_index"], s["workers"]) for s in _samples(home)
+        if s["benchmark"] == "worker_train_throughput" and s["metric"] == "images_per_sec"
     )
     assert workers == [("box0", 0, 2), ("box1", 1, 2)]
 
@@ -300,7 +322,8 @@ def test_prepare_venv_creates_a_venv_once_and_reuses_it_by_requirements_hash(
     second = _rented(home, inventory_file, "--host", "box0")
     assert first.returncode == second.returncode == 1
     assert "lacks: keras tensorflow" in first.stderr and "prepare: venv" in first.stderr
-    details = [row[0] for row in _rows(home, "SELECT detail FROM events WHERE step = 'prepare' ORDER BY id")]
+    details = [event.detail or "" for run in api.list_runs(home=home)
+               for event in api.run_detail(run.id, home=home).events if event.step == "prepare"]
     assert "created" in details[0] and "reused" in details[1]
     assert len(list((tmp_path / "box0-home" / "orchestrate" / "venvs").glob("*/.ready"))) == 1
 
@@ -313,14 +336,14 @@ def test_a_kept_rented_run_is_torn_down_later_by_down(
     inventory_file = inventory([sshd()])
     kept = _rented(home, inventory_file, "--host", "box0", "--keep", ORCHESTRATE_PAYLOAD_DIR=str(package))
     assert kept.returncode == 0, kept.stderr
-    [(run_id,)] = _rows(home, "SELECT id FROM runs")
-    run_dir = tmp_path / "box0-home" / "orchestrate" / "runs" / str(run_id)
+    run_id = _only_run(home).id
+    run_dir = tmp_path / "box0-home" / "orchestrate" / "runs" / run_id
     assert (run_dir / "results.json").exists()
-    down = run_cli(home, "down", str(run_id), ORCHESTRATE_INVENTORY=str(inventory_file))
+    down = run_cli(home, "down", run_id, ORCHESTRATE_INVENTORY=str(inventory_file))
     assert down.returncode == 0, down.stderr
     assert not run_dir.exists()
-    assert _rows(home, "SELECT state FROM machines") == [("terminated",)]
-    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
+    assert [machine.state for machine in api.run_detail(run_id, home=home).machines] == ["terminated"]
+    assert api.leases(home=home) == {}
 
 
 def test_one_bad_box_of_two_fails_the_run_naming_it_and_both_are_released(
@@ -334,7 +357,7 @@ def test_one_bad_box_of_two_fails_the_run_naming_it_and_both_are_released(
     result = _rented(home, inventory_file, "--host", "box0", "--host", "box1")
     assert result.returncode == 1
     assert "box1: " in result.stderr and "box0: " not in result.stderr.split("error:")[-1]
-    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
+    assert api.leases(home=home) == {}
     assert "Accepted publickey" not in other.log()
 
 
@@ -379,6 +402,6 @@ write([sample("train_throughput", "images_per_sec", 1.0)])
     reclaimed = _rented(home, inventory_file, "--host", "box0", "--reclaim", ORCHESTRATE_PAYLOAD_DIR=str(package))
     assert reclaimed.returncode == 0, reclaimed.stderr
     assert not group_alive(pgid), "--reclaim stops the abandoned payload before the new one starts"
-    states = dict(_rows(home, "SELECT id, state FROM runs"))
+    states = {run.id: run.state for run in api.list_runs(home=home)}
     assert states[first_run] == "interrupted" and list(states.values()).count("succeeded") == 1
-    assert _rows(home, "SELECT COUNT(*) FROM leases") == [(0,)]
+    assert api.leases(home=home) == {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
@@ -58,10 +57,12 @@ def test_hostile_strings_in_paths_arguments_and_environment_execute_nothing(tmp_
     process = DetachedProcess(LocalTransport(), str(run_dir))
     echo = "import sys, os; print(sys.argv[1], os.environ['X'])"
     process.start([sys.executable, "-c", echo, hostile], {"X": hostile})
-    follow(process, timeout_s=60, on_output=lambda _: None, poll_interval_s=0.05)
+    assert follow(process, timeout_s=60, on_output=lambda _: None, poll_interval_s=0.05) == 0
     assert process.log_tail().strip() == f"{hostile} {hostile}"
     assert not list(tmp_path.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
-    assert shlex.quote(hostile) != hostile
+    # The hostile directory name was used whole: the payload's files are in it, and no other path was made.
+    assert [path.name for path in tmp_path.iterdir()] == [run_dir.name]
+    assert {"pid", "payload.log", "exit_code"} <= {path.name for path in run_dir.iterdir()}
 
 
 def test_a_payload_killed_from_outside_is_reported_with_its_exit_code(tmp_path: Path) -> None:
