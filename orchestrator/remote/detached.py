@@ -8,6 +8,7 @@ The detached-run protocol, in the run directory on the machine:
 
 from __future__ import annotations
 
+import secrets
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -97,8 +98,12 @@ class DetachedProcess:
         self.log_offset += len(log)
         return PollResult(status=status, exit_code=exit_code, log=log)
 
-    def kill(self, *, grace_s: float = 5.0) -> None:
-        """Stops the payload's whole process group: SIGTERM, then SIGKILL after ``grace_s``."""
+    def kill(self, *, grace_s: float = 5.0, then: str = "") -> None:
+        """Stops the payload's whole process group: SIGTERM, then SIGKILL after ``grace_s``.
+
+        Args:
+            then: a shell command run right after, in the same round trip (the clean-up removes the directory).
+        """
         command = (
             f"cd {shlex.quote(self.run_dir)} 2>/dev/null && [ -s {PID_FILE} ] || exit 0; "
             f'pgid="$(cat {PID_FILE})"; kill -s TERM -- "-$pgid" 2>/dev/null || exit 0; '
@@ -108,18 +113,30 @@ class DetachedProcess:
             f"sleep 0.1; i=$((i+1)); done; "
             f'kill -s KILL -- "-$pgid" 2>/dev/null; exit 0'
         )
-        self.transport.run(command, timeout=grace_s + 30.0)
-
-    def read_file(self, name: str) -> bytes | None:
-        """Returns a file of the run directory, or None when it does not exist."""
-        path = shlex.quote(f"{self.run_dir}/{name}")
-        result = self.transport.run(f"[ -f {path} ] && cat {path}", timeout=120.0)
-        return result.stdout if result.exit_code == 0 else None
+        if then:
+            command = f"( {command} ); {then}"
+        result = self.transport.run(command, timeout=grace_s + 120.0)
+        if then and result.exit_code != 0:
+            stderr = result.stderr.decode(errors="replace").strip().splitlines()
+            raise RemoteError(f"{then[:80]} failed (exit {result.exit_code}): {stderr[-1] if stderr else 'no output'}")
 
     def log_tail(self, lines: int = 30) -> str:
         """Returns the last ``lines`` lines of the payload's log."""
         command = f"tail -n {int(lines)} {shlex.quote(f'{self.run_dir}/{LOG_FILE}')} 2>/dev/null"
         return self.transport.run(command, timeout=60.0).stdout.decode(errors="replace")
+
+    def log_tail_and_file(self, name: str, lines: int = 30) -> tuple[str, bytes | None]:
+        """Returns the log's last ``lines`` lines and a file of the run directory (None if absent), in one round
+        trip: the two parts are split at a random marker that neither can contain by chance."""
+        marker = f"--orchestrate-{secrets.token_hex(16)}--"
+        log = shlex.quote(f"{self.run_dir}/{LOG_FILE}")
+        path = shlex.quote(f"{self.run_dir}/{name}")
+        command = (f"tail -n {int(lines)} {log} 2>/dev/null; printf '%s\\n' {marker}; "
+                   f"if [ -f {path} ]; then echo present; cat {path}; else echo absent; fi")
+        out = self.transport.run(command, timeout=120.0).stdout
+        tail, _, rest = out.partition(marker.encode() + b"\n")
+        status, _, content = rest.partition(b"\n")
+        return tail.decode(errors="replace"), content if status == b"present" else None
 
 
 def follow(

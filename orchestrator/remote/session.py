@@ -109,8 +109,7 @@ class Session:
         """
         assert self.process is not None
         self.collected = True
-        self.log_tail = self.process.log_tail()
-        raw = self.process.read_file(RESULTS_FILE)
+        self.log_tail, raw = self.process.log_tail_and_file(RESULTS_FILE)
         if raw is None:
             raise PayloadFailed("no results document")
         document = parse_results(raw)
@@ -125,8 +124,7 @@ def clean_up(transport: Transport, run_dir: str) -> None:
 
     Idempotent: a directory that is already gone is not an error.
     """
-    DetachedProcess(transport, run_dir).kill()
-    check(transport, f"rm -rf {shlex.quote(run_dir)}", what=f"removing {run_dir}", timeout=120.0)
+    DetachedProcess(transport, run_dir).kill(then=f"rm -rf {shlex.quote(run_dir)}")
 
 
 def tf_config(machines: list[Machine], index: int, port: int) -> str:

@@ -142,3 +142,33 @@ def test_the_bundle_extractor_writes_a_good_bundle_with_or_without_tarfile_filte
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert (dest / "keras_bench" / "suites" / "smoke.yaml").read_bytes() == b"name:"
+
+
+def test_the_log_tail_and_the_results_come_back_in_one_round_trip(tmp_path: Path) -> None:
+    from orchestrator.remote.detached import DetachedProcess
+    from orchestrator.remote.transport import LocalTransport
+
+    process = DetachedProcess(LocalTransport(), str(tmp_path))
+    (tmp_path / "payload.log").write_text("".join(f"line {i}\n" for i in range(50)) + "no newline at the end")
+    tail, results = process.log_tail_and_file("results.json", lines=3)
+    assert tail.splitlines() == ["line 48", "line 49", "no newline at the end"] and results is None
+    (tmp_path / "results.json").write_bytes(b'{"a": 1}\n--orchestrate-x--\nabsent\n')
+    assert process.log_tail_and_file("results.json")[1] == b'{"a": 1}\n--orchestrate-x--\nabsent\n'
+
+
+def test_clean_up_stops_the_payload_and_removes_the_run_directory_in_one_step(tmp_path: Path) -> None:
+    from orchestrator.errors import RemoteError
+    from orchestrator.remote.detached import DetachedProcess
+    from orchestrator.remote.session import clean_up
+    from orchestrator.remote.transport import LocalTransport
+    from tests.conftest import group_alive
+
+    run_dir = tmp_path / "runs" / "r-1"
+    run_dir.mkdir(parents=True)
+    pgid = DetachedProcess(LocalTransport(), str(run_dir)).start(["sleep", "300"], {})
+    clean_up(LocalTransport(), str(run_dir))
+    assert not group_alive(pgid) and not run_dir.exists()
+    clean_up(LocalTransport(), str(run_dir))  # again: nothing there, not an error
+    # What follows the kill in the same round trip must succeed, or the clean-up says so.
+    with pytest.raises(RemoteError, match="exit 3"):
+        DetachedProcess(LocalTransport(), str(tmp_path)).kill(then="exit 3")
