@@ -312,8 +312,13 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
         table.add_row(e.step, e.started_at[11:23], seconds, OUTCOME_MARK.get(e.outcome or "", e.outcome or "running"),
                       escape(e.detail or ""))
     out.print(table)
+    cost_by_machine: dict[str, float] = {}
+    for line in detail.costs:
+        cost_by_machine[line["machine_id"]] = cost_by_machine.get(line["machine_id"], 0.0) + line["amount_usd"]
     for m in detail.machines:
-        out.print(f"machine {m.machine_id or '(requested)'} on {m.provider}: {m.state}")
+        where = f" {m.machine.placement.describe()}" if m.machine is not None else ""
+        cost = f", ${cost_by_machine[m.machine_id]:.4f}" if m.machine_id in cost_by_machine else ""
+        out.print(f"machine {m.machine_id or '(none launched)'} (attempt {m.attempt}){escape(where)}: {m.state}{cost}")
     if r.error:
         out.print(f"[red]error:[/] {escape(r.error)}")
     if r.log_tail:

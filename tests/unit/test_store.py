@@ -78,7 +78,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_a_version_1_store_is_migrated_in_place_and_keeps_its_runs(tmp_path: Path) -> None:
     import sqlite3
 
-    from orchestrator import store as store_module
+    from orchestrator.store import schema as store_module
 
     v1_schema = store_module._SCHEMA.replace(",\n    orchestrator_pid INTEGER,\n    orchestrator_host TEXT", "")
     v1_schema = v1_schema.replace(",\n    utilisation_json TEXT", "").replace(",\n    host TEXT", "")
@@ -161,7 +161,7 @@ def test_a_version_4_store_keeps_its_machines_and_costs_per_machine(tmp_path: Pa
     import json
     import sqlite3
 
-    from orchestrator import store as store_module
+    from orchestrator.store import schema as store_module
 
     with sqlite3.connect(tmp_path / "state.db") as db:
         db.executescript(store_module._SCHEMA + store_module._DOCUMENTS_AND_LEASES + "PRAGMA user_version=4;")
