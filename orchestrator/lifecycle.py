@@ -189,7 +189,9 @@ class _Run:
             self.ctx.reporter.step(self.run_id, name, "interrupted", note.get("detail"))
             raise
         except BaseException as error:
-            self.store.end_event(event_id, "failed", note.get("detail") or str(error) or type(error).__name__)
+            detail, why = note.get("detail"), str(error) or type(error).__name__
+            self.store.end_event(event_id, "failed", detail if detail and why in detail else
+                                 f"{detail}: {why}" if detail else why)
             self.ctx.reporter.step(self.run_id, name, "failed", str(error))
             raise
         outcome = note.get("outcome", "ok")
