@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_DEMO := $(VENV)/.installed-payload
 STAMP_TEST := $(VENV)/.installed-test
-DEMO_HOME ?= $(HOME)/.orchestrate
+# The demo's state goes where the user keeps Orchestrate's: $ORCHESTRATE_HOME when set, else ~/.orchestrate.
+DEMO_HOME ?= $(or $(ORCHESTRATE_HOME),$(HOME)/.orchestrate)
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench clean
@@ -22,8 +23,8 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP_DEMO)
 
 demo: $(STAMP_DEMO)
-	ORCHESTRATE_HOME=$(DEMO_HOME) $(BIN)/orchestrate run --provider local --suite smoke
-	ORCHESTRATE_HOME=$(DEMO_HOME) $(BIN)/orchestrate report --last 1
+	ORCHESTRATE_HOME='$(DEMO_HOME)' $(BIN)/orchestrate run --provider local --suite smoke
+	ORCHESTRATE_HOME='$(DEMO_HOME)' $(BIN)/orchestrate report --last 1
 
 test: $(STAMP_TEST)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

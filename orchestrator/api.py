@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import SpecError
+from orchestrator.payload_logs import LogNote as LogNote  # the logs verb and its pieces, re-exported
+from orchestrator.payload_logs import LogText as LogText
+from orchestrator.payload_logs import logs as logs
 from orchestrator.store import FINAL_STATES, EventRow, MachineRow, RunRow, Store, default_home
 
 if TYPE_CHECKING:
@@ -82,25 +85,33 @@ def leases(*, home: Path | None = None) -> dict[str, str]:
 
 
 def report_frames(
-    run_ids: Sequence[str] = (), *, last: int | None = None, home: Path | None = None
+    run_ids: Sequence[str] = (), *, last: int | None = None, home: Path | None = None, view: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Returns (samples, summary) frames for the given runs, the newest ``last`` runs, or all runs.
 
     The summary has a row per run, recipe and host (and a total per recipe of a run over several hosts), each
     priced: ``price_per_hour`` and ``cost_usd`` as :func:`orchestrator.report.frame.priced` sets them.
 
+    Args:
+        run_ids: runs to report (ids or unique prefixes); by default the newest ``last`` runs, or all.
+        last: the newest N runs.
+        home: the Orchestrate home.
+        view: the report view wanted. "summary" builds only what the summary report shows: the samples frame
+            then holds only the per-epoch curve points (what its HTML charts read), not every sample. Any
+            other view (or None) gets every sample.
+
     Raises:
         UnknownRun: a run id matches no run.
     """
-    from orchestrator.report.frame import priced, samples_frame, summary_frame
+    from orchestrator.report.frame import frames, priced
 
     with Store(home or default_home()) as store:
         if run_ids:
             ids = [store.resolve_run_id(run_id) for run_id in run_ids]
         else:
             ids = [row.id for row in store.list_runs(last=last)]
-        samples = samples_frame(store, ids)
-        return samples, priced(summary_frame(samples), _run_prices(store, ids))
+        samples, summary = frames(store, ids, curves_only=view == "summary")
+        return samples, priced(summary, _run_prices(store, ids))
 
 
 def _providers(home: Path, store: Store) -> Callable[[str], Provider]:
@@ -269,6 +280,7 @@ def report_frames_derived(
     baseline: str | None = None,
     references: bool = False,
     home: Path | None = None,
+    view: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Returns (samples, summary) as :func:`report_frames` does, the summary with derived metrics added.
 
@@ -281,6 +293,8 @@ def report_frames_derived(
         baseline: a run id (or a reference id such as ``ref-01``) for ``speedup_over_baseline``.
         references: append the published reference rows (``reference=True``, with their ``source``).
         home: the Orchestrate home.
+        view: the report view wanted ("summary": the samples frame holds only the per-epoch curve points; see
+            :func:`report_frames`).
 
     Raises:
         UnknownRun: a run id matches no run.
@@ -290,12 +304,19 @@ def report_frames_derived(
     from orchestrator.report.references import with_references
 
     home = home or default_home()
-    samples, summary = report_frames(run_ids, last=last, home=home)
+    samples, summary = report_frames(run_ids, last=last, home=home, view=view)
     if references:
         summary = with_references(summary)
     elif "reference" not in summary.columns:
         summary = summary.assign(reference=False)
     if baseline is not None and "run_id" in summary.columns and baseline not in set(summary["run_id"]):
+        if baseline.startswith("ref-"):
+            from orchestrator.report.references import load_references
+
+            ids = list(load_references()["run_id"])
+            where = "" if references else " with --references (which adds those rows)"
+            raise SpecError("--baseline", baseline, f"a published reference row, {ids[0]} … {ids[-1]}{where}",
+                            hint="`orchestrate report --references` lists them")
         # A baseline given as a unique prefix of a stored run resolves like any run id.
         with Store(home) as store:
             baseline = store.resolve_run_id(baseline)
@@ -355,6 +376,12 @@ def breakeven(
             kwh_usd=float(owned["kwh_usd"]), gpu_count=int(float(owned.get("gpu_count", 1))),
             accelerator=str(owned.get("gpu") or ""), source="command line",
         ))
+    if gpu and not options:
+        every = catalog_options(load_offers(home=home))
+        if inventory_path(home).is_file():
+            every += inventory_options(load_inventory(inventory_path(home)).hosts)
+        gpus = sorted({option.accelerator for option in every if option.accelerator})
+        raise SpecError("--gpu", gpu, "text found in a GPU of the catalog or inventory: " + "; ".join(gpus))
     return breakeven_report(options, gpu_hours_per_month, measured_throughput(run_ids, home=home),
                             reference_figures(load_references()))
 

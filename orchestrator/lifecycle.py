@@ -43,6 +43,7 @@ from orchestrator.remote.detached import follow
 from orchestrator.remote.payload import build_bundle, suite_document
 from orchestrator.remote.session import Session, tf_config
 from orchestrator.store import Store, StoreLeases, now
+from orchestrator.store.registry import LogRow
 from orchestrator.teardown import TeardownResult, down_run, price_machines, tear_down
 
 CONNECT_TIMEOUT_S = 300.0
@@ -353,7 +354,7 @@ class _Run:
             self.execute_end = now()
 
     def collect(self) -> None:
-        """Fetches results documents and log tails: after success, failure or interrupt alike."""
+        """Fetches results documents and logs, and keeps the logs: after success, failure or interrupt alike."""
         started = [s for s in self.sessions if s.process is not None and not s.collected]
         if not started:
             return
@@ -362,6 +363,8 @@ class _Run:
             self.on_every_machine("collect", lambda s: s.collect(self.run_id))
         finally:
             self.sessions = sessions
+            self.store.record_logs(self.run_id, [LogRow(s.machine.id, s.log, s.log_skipped)
+                                                 for s in started if s.log is not None])
 
     def stop_payloads(self) -> None:
         """Kills every payload that may still run (interrupt, failure on another machine)."""
@@ -434,11 +437,9 @@ def execute_plan(plan: Plan, ctx: RunContext, *, run_id: str | None = None) -> R
                 spec=plan.spec.model_dump(mode="json"),
             )
             try:
-                event = ctx.store.start_event(run_id, "plan")
-                ctx.store.end_event(
-                    event, "ok", f"suite {plan.suite.name}, {len(plan.attempts)} placement(s): "
-                    f"{plan.placements[0].describe()}; estimated {plan.estimated_duration_s:.0f} s"
-                )
+                with run.step("plan") as note:
+                    note["detail"] = (f"suite {plan.suite.name}, {len(plan.attempts)} placement(s): "
+                                      f"{plan.placements[0].describe()}; estimated {plan.estimated_duration_s:.0f} s")
                 run.provision()
                 run.on_every_machine("connect", run.connect, after=run.after_connect)
                 run.on_every_machine("prepare", lambda s: s.prepare(plan.spec.backend))

@@ -6,6 +6,8 @@ what is accepted; nothing is written anywhere before a spec validates.
 
 from __future__ import annotations
 
+import math
+import re
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
@@ -14,16 +16,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrator.errors import SpecError
+from orchestrator.inputs import read_text, shown, spec_error
 from orchestrator.providers import PROVIDERS, provider_names
 from orchestrator.remote.payload import suites_dir
 
+_SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 Backend = Literal["tensorflow", "jax", "torch"]
 Scalar = bool | int | float | str | None
 ParamValue = Scalar | list[Scalar]  # a list runs the suite over each value (batch sizes, models, …)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MachineSpec(_Strict):
@@ -67,21 +71,19 @@ class RunSpec(_Strict):
     multi_node_port: int = Field(default=23456, ge=1024, le=65000)  # worker i listens on port + i
     name: str | None = None  # a label for reports
 
+    @field_validator("name")
+    @classmethod
+    def _printable_label(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or len(value) > 200 or not value.isprintable()):
+            raise ValueError("printable text of 1 to 200 characters (no control characters)")
+        return value
+
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
         if value not in PROVIDERS:
             raise ValueError("one of " + ", ".join(provider_names()))
         return value
-
-
-def _spec_error(error: ValidationError, prefix: str = "") -> SpecError:
-    first = error.errors()[0]
-    field = prefix + ".".join(str(part) for part in first["loc"])
-    accepted = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        return SpecError(field or "spec", first["input"], "not a known field")
-    return SpecError(field or "spec", first["input"], accepted)
 
 
 def available_suites() -> list[str]:
@@ -91,9 +93,7 @@ def available_suites() -> list[str]:
 
 def _read_yaml(path: Path, field: str) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(field, str(path), "an existing YAML file") from None
+        loaded = yaml.safe_load(read_text(path, field, "YAML file"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -112,6 +112,9 @@ def load_suite(name_or_path: str) -> SuiteSpec:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml"):
         path = candidate
+    elif not _SUITE_NAME.match(name_or_path):
+        raise SpecError("suite", shown(name_or_path), "one of " + ", ".join(available_suites())
+                        + ", or a path to a suite .yaml file")
     else:
         path = suites_dir() / f"{name_or_path}.yaml"
         if not path.is_file():
@@ -119,7 +122,7 @@ def load_suite(name_or_path: str) -> SuiteSpec:
     try:
         return SuiteSpec.model_validate(_read_yaml(path, "suite"))
     except ValidationError as error:
-        raise _spec_error(error, prefix=f"suite file {path}: ") from None
+        raise spec_error(error, prefix=f"suite file {shown(str(path))}: ") from None
 
 
 def _check_scalar(field: str, default: Scalar, value: Scalar) -> Scalar:
@@ -134,9 +137,9 @@ def _check_scalar(field: str, default: Scalar, value: Scalar) -> Scalar:
             return value
         raise SpecError(field, value, "an integer")
     if isinstance(default, float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise SpecError(field, value, "a number")
+        raise SpecError(field, value, "a finite number")
     # A text default ("auto", a model name, a path) may stand for numbers too (dropout: auto or 0.3): the
     # payload's own check, run at plan time, decides.
     return value
@@ -173,9 +176,11 @@ def resolve_params(suite: SuiteSpec, overrides: dict[str, ParamValue]) -> dict[s
 
 def _number_or_text(value: Scalar) -> Scalar:
     if isinstance(value, str):
-        # YAML 1.1 reads "1e-4" as a string; a learning rate written that way is a number.
+        # YAML 1.1 reads "1e-4" as a string; a learning rate written that way is a number ("nan" and "inf" are
+        # not numbers anyone means: they stay text, and the param's type check refuses them).
         with suppress(ValueError):
-            return float(value)
+            number = float(value)
+            return number if math.isfinite(number) else value
     return value
 
 
@@ -223,6 +228,6 @@ def build_run_spec(file: Path | None, overrides: dict[str, Any]) -> RunSpec:
     try:
         spec = RunSpec.model_validate(data)
     except ValidationError as error:
-        raise _spec_error(error) from None
+        raise spec_error(error) from None
     resolve_params(load_suite(spec.suite), spec.params)
     return spec

@@ -1,7 +1,8 @@
 """``python -m keras_bench --suite SUITE_JSON --out RESULTS_JSON``: run one suite, write one results document.
 
 Exit codes: 0 success; 2 bad suite document or params (one line on stderr naming the field); 1 any other
-failure (traceback on stderr), SIGTERM included: it is honoured at the suite's next batch or phase boundary.
+failure (traceback on stderr), SIGTERM included: it is honoured at the suite's next batch or phase boundary and
+says so in one line (an expected stop, no traceback).
 Every exit after argument parsing writes RESULTS_JSON, atomically, with the samples measured so far and an
 ``errors`` entry for the failure.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from keras_bench import __version__
-from keras_bench.errors import ParamError, SuiteDocumentError
+from keras_bench.errors import ParamError, SuiteDocumentError, TerminatedError
 from keras_bench.hostinfo import host_info, software_info
 from keras_bench.params import resolve_params
 from keras_bench.progress import say
@@ -178,6 +179,10 @@ def main(argv: Sequence[str] | None = None, suites: Mapping[str, Suite] | None =
             outcome.errors.append(ErrorEntry("params", type(exc).__name__, str(exc)))
             outcome.exit_code = EXIT_BAD_INPUT
             print(f"keras_bench: error: {exc}", file=sys.stderr, flush=True)
+        except TerminatedError as exc:
+            outcome.errors.append(ErrorEntry(recorder.failed_stage or "run", type(exc).__name__, str(exc)))
+            outcome.exit_code = EXIT_FAILED
+            print(f"keras_bench: stopped: {exc}", file=sys.stderr, flush=True)
         except (Exception, KeyboardInterrupt) as exc:
             outcome.errors.append(ErrorEntry(recorder.failed_stage or "run", type(exc).__name__, str(exc)))
             outcome.exit_code = EXIT_FAILED

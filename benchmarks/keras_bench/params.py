@@ -39,8 +39,22 @@ def describe_value(value: object) -> str:
         return repr(value)
 
 
-def _integer(value: object, minimum: int) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+# The most each integer param may be: far above any real run, low enough that a typo (epochs=10**24) is refused
+# before a machine is rented, not after. Params not named here stop at DEFAULT_MAXIMUM.
+MAXIMA: dict[str, int] = {
+    "batch_size": 65_536, "batch_sizes": 65_536, "per_replica_batch": 65_536, "throughput_batch": 65_536,
+    "epochs": 100_000, "max_epochs": 100_000, "fine_tune_epochs": 100_000, "frozen_epochs": 100_000,
+    "checkpoint_above_epochs": 100_000, "image_size": 4_096, "channels": 64, "num_classes": 1_000_000,
+    "steps": 10_000_000, "warmup_steps": 1_000_000, "repeats": 10_000, "inference_repeats": 10_000,
+    "latency_runs": 1_000_000, "representative_samples": 1_000_000, "examples": 100_000_000, "limit": 100_000_000,
+    "shards": 100_000, "fine_tune_layers": 10_000, "cpu_devices": 1_024, "replica_counts": 1_024,
+    "litert_threads": 1_024, "seed": 2**32 - 1, "worker_timeout_s": 7 * 24 * 3600,
+}
+DEFAULT_MAXIMUM = 1_000_000_000
+
+
+def _integer(value: object, minimum: int, maximum: int = DEFAULT_MAXIMUM) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         return None
     return value
 
@@ -53,13 +67,15 @@ def _number(value: object) -> float | None:
 
 
 def positive_int(name: str, default: int) -> ParamSpec:
-    """Declares an integer param that must be at least 1."""
-    return ParamSpec(name, default, "a positive integer", lambda v: _integer(v, 1))
+    """Declares an integer param from 1 to its :data:`MAXIMA` bound."""
+    top = MAXIMA.get(name, DEFAULT_MAXIMUM)
+    return ParamSpec(name, default, f"a positive integer (at most {top:,})", lambda v: _integer(v, 1, top))
 
 
 def non_negative_int(name: str, default: int) -> ParamSpec:
-    """Declares an integer param that must be at least 0."""
-    return ParamSpec(name, default, "a non-negative integer", lambda v: _integer(v, 0))
+    """Declares an integer param from 0 to its :data:`MAXIMA` bound."""
+    top = MAXIMA.get(name, DEFAULT_MAXIMUM)
+    return ParamSpec(name, default, f"a non-negative integer (at most {top:,})", lambda v: _integer(v, 0, top))
 
 
 def positive_float(name: str, default: float) -> ParamSpec:

@@ -5,13 +5,13 @@ Registered on the main group in :mod:`orchestrator.cli`; thin over :mod:`orchest
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 from rich.markup import escape
 
-from orchestrator.cli.console import out
+from orchestrator.cli.console import json_text, out
+from orchestrator.cli.params import NON_NEGATIVE, POSITIVE
 
 
 @click.group()
@@ -54,7 +54,7 @@ def inventory_list(as_json: bool) -> None:
 
     rows = api.inventory_rows()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json_text(rows))
         return
     table = Table(title="inventory")
     for column in ("name", "address", "gpu", "price/h", "prepare", "host key", "leased by"):
@@ -84,7 +84,7 @@ def inventory_check(hosts: tuple[str, ...], as_json: bool) -> None:
 
     results = api.inventory_check(list(hosts) or None)
     if as_json:
-        click.echo(json.dumps(results, indent=2))
+        click.echo(json_text(results))
     else:
         table = Table(title="inventory check")
         for column in ("name", "reachable", "python", "keras", "backend", "gpus", "problem"):
@@ -101,7 +101,7 @@ def inventory_check(hosts: tuple[str, ...], as_json: bool) -> None:
 @click.group(invoke_without_command=True)
 @click.option("--gpu", help="Only offers whose accelerator contains this text (case-insensitive), e.g. K80.")
 @click.option("--provider", "-p", help="Only this provider's offers: aws, azure, rented, owned.")
-@click.option("--max-price", type=click.FloatRange(min=0), help="Only offers at most this many USD per hour.")
+@click.option("--max-price", type=NON_NEGATIVE, help="Only offers at most this many USD per hour.")
 @click.option("--sort", "sort_key", type=click.Choice(["price", "price_per_gpu"]), default="price",
               show_default=True, help="Cheapest first, per machine-hour or per GPU-hour (on-demand).")
 @click.option("--all", "include_retired", is_flag=True, help="Include retired offers.")
@@ -130,14 +130,18 @@ def catalog(
     from rich.table import Table
 
     from orchestrator.catalog import catalog_path, filter_offers, load_offers, sort_offers
+    from orchestrator.errors import SpecError
 
+    every = load_offers()
+    providers = sorted({offer.provider for offer in every})
+    if provider is not None and provider.casefold() not in providers:
+        raise SpecError("--provider", provider, "a provider of the catalog: " + ", ".join(providers))
     offers = sort_offers(
-        filter_offers(load_offers(), gpu=gpu, provider=provider, max_price=max_price,
-                      include_retired=include_retired),
+        filter_offers(every, gpu=gpu, provider=provider, max_price=max_price, include_retired=include_retired),
         sort_key,
     )
     if as_json:
-        click.echo(json.dumps([offer.to_json() for offer in offers], indent=2))
+        click.echo(json_text([offer.to_json() for offer in offers]))
         return
     if not offers:
         out.print("no offers match" + ("" if include_retired else " (retired offers are hidden: add --all)"))
@@ -194,15 +198,15 @@ def catalog_refresh(provider: str, region: str | None, endpoint_url: str | None,
 
 
 @click.command()
-@click.option("--gpu-hours-per-month", "hours", type=float, required=True, metavar="H",
+@click.option("--gpu-hours-per-month", "hours", type=NON_NEGATIVE, required=True, metavar="H",
               help="GPU-hours of use in a month.")
 @click.option("--runs", "run_ids", multiple=True, metavar="RUN",
               help="Take training throughput from this run; repeatable (default: the newest run per GPU model).")
 @click.option("--gpu", help="Only options whose accelerator contains this text (compare like with like).")
-@click.option("--purchase-usd", type=float, help="An owned box to compare: its purchase price.")
-@click.option("--lifetime-years", type=float, default=3.0, show_default=True, help="The owned box's life.")
-@click.option("--watts", type=float, default=0.0, show_default=True, help="The owned box's power draw.")
-@click.option("--kwh-usd", type=float, default=0.15, show_default=True, help="Price of a kWh for the owned box.")
+@click.option("--purchase-usd", type=NON_NEGATIVE, help="An owned box to compare: its purchase price.")
+@click.option("--lifetime-years", type=POSITIVE, default=3.0, show_default=True, help="The owned box's life.")
+@click.option("--watts", type=NON_NEGATIVE, default=0.0, show_default=True, help="The owned box's power draw.")
+@click.option("--kwh-usd", type=NON_NEGATIVE, default=0.15, show_default=True, help="Price of a kWh for the owned box.")
 @click.option("--owned-gpu", metavar="MODEL", help="The owned box's GPU model, e.g. 'RTX 4090' (prices its images).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def breakeven(
@@ -248,7 +252,7 @@ def breakeven(
         raise SpecError("--owned-gpu", owned_gpu, "used with --purchase-usd (the owned box it describes)")
     result = api.breakeven(hours, run_ids, gpu=gpu, owned=owned)
     if as_json:
-        click.echo(json.dumps(asdict(result), indent=2, default=str))
+        click.echo(json_text(asdict(result)))
         return
     out.print(escape(result.workload))
     table = Table(title=f"one month at {hours:g} GPU-hours")

@@ -7,7 +7,6 @@ commands that need them.
 from __future__ import annotations
 
 import io
-import json
 import sys
 import time
 from functools import partial
@@ -19,8 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator import __version__
-from orchestrator.cli.console import err, out
+from orchestrator.cli.console import err, json_text, out
+from orchestrator.cli.logs import logs
 from orchestrator.cli.machines import breakeven, catalog, inventory
+from orchestrator.cli.params import NON_NEGATIVE, POSITIVE
 from orchestrator.errors import OrchestrateError
 
 STATE_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
@@ -33,6 +34,7 @@ class _Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
         kwargs["standalone_mode"] = False
         try:
+            _refuse_undecodable(kwargs.get("args") or (args[0] if args else None) or sys.argv[1:])
             return super().main(*args, **kwargs)
         except click.exceptions.NoArgsIsHelpError as error:
             click.echo(error.ctx.get_help() if error.ctx else "", err=True)
@@ -48,6 +50,28 @@ class _Group(click.Group):
             _fail(error)
         except click.exceptions.Exit as error:
             sys.exit(error.exit_code)
+
+
+def _refuse_undecodable(argv: list[str]) -> None:
+    """Refuses an argument with bytes that are not UTF-8 (Python hands them over as lone surrogates), before any
+    verb can pass it to the store or a terminal.
+
+    Raises:
+        SpecError: names the option the value belongs to.
+    """
+    from orchestrator.errors import SpecError
+
+    for position, arg in enumerate(argv):
+        if not any("\udc80" <= char <= "\udcff" for char in arg):
+            continue
+        option, equals, value = arg.partition("=")
+        if arg.startswith("--") and equals:
+            field = option
+        elif position > 0 and argv[position - 1].startswith("-") and "=" not in argv[position - 1]:
+            field, value = argv[position - 1], arg
+        else:
+            field, value = "argument", arg
+        raise SpecError(field, value.encode("utf-8", "surrogateescape")[:80], "UTF-8 text (the bytes given are not)")
 
 
 def _fail(error: OrchestrateError) -> NoReturn:
@@ -125,12 +149,13 @@ class _RunReporter:
 @click.option("--count", type=int, help="Number of machines (the suite runs on each, in parallel).")
 @click.option("--host", "hosts", multiple=True, metavar="NAME", help="Rented: this inventory box; repeatable.")
 @click.option("--gpu", help="Rented: any inventory box with this GPU model.")
-@click.option("--lease-wait", "wait_s", type=float, help="Rented: seconds to wait for a busy box (default 0).")
+@click.option("--lease-wait", "wait_s", type=NON_NEGATIVE, help="Rented: seconds to wait for a busy box (default 0).")
 @click.option("--reclaim", is_flag=True, default=None,
               help="Rented: free boxes held by runs whose orchestrator died (stops their payloads), not refuse.")
 @click.option("--multi-node", is_flag=True, default=None, help="Train one model across the machines (TF_CONFIG).")
-@click.option("--price-per-hour", type=float, help="USD per machine-hour to price the run at (local box: default 0).")
-@click.option("--timeout", "timeout_s", type=float, help="Seconds the payload may run before it is killed.")
+@click.option("--price-per-hour", type=NON_NEGATIVE,
+              help="USD per machine-hour to price the run at (local box: default 0).")
+@click.option("--timeout", "timeout_s", type=POSITIVE, help="Seconds the payload may run before it is killed.")
 @click.option("--name", help="A label for reports.")
 @click.option("--keep", is_flag=True, default=None, help="Leave the machine up (`orchestrate down` later).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and create nothing.")
@@ -204,6 +229,20 @@ def run(
     out.print(f"[dim]report: orchestrate report {outcome.run_id}[/]")
 
 
+def _check_output(path: Path) -> None:
+    """Refuses an -o path that cannot be written, before any work is done.
+
+    Raises:
+        SpecError: the path is a directory, or its directory does not exist.
+    """
+    from orchestrator.errors import SpecError
+
+    if path.is_dir():
+        raise SpecError("-o", str(path), "a file path (this is a directory)")
+    if not path.parent.is_dir():
+        raise SpecError("-o", str(path), f"a file in an existing directory ({path.parent} does not exist)")
+
+
 def _print_tradeoffs(run_id: str) -> None:
     """Prints the deploy suite's trade-off table of a run (one row per model variant)."""
     from orchestrator import api
@@ -273,7 +312,7 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
     if run_id is None:
         runs = api.list_runs(last=last)
         if as_json:
-            click.echo(json.dumps([asdict(r) for r in runs], indent=2))
+            click.echo(json_text([asdict(r) for r in runs]))
             return
         if not runs:
             out.print("no runs yet: try `orchestrate run --provider local --suite smoke`")
@@ -291,7 +330,7 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
         return
     detail = api.run_detail(run_id)
     if as_json:
-        click.echo(json.dumps(asdict(detail), indent=2, default=str))
+        click.echo(json_text(asdict(detail)))
         return
     r = detail.run
     out.print(f"[bold]{r.id}[/] {_state_text(r)}  provider {r.provider}, suite {r.suite}, "
@@ -340,9 +379,12 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
 @click.option("--baseline", metavar="RUN|ref-NN", help="Speed-up over this run (or published reference row).")
 @click.option("--references", is_flag=True, help="Show published reference throughputs beside your runs.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json (for scripts).")
+@click.option("--columns", metavar="NAME,…",
+              help="Only these columns, in this order (names as in --format csv, e.g. run_id,name,host,state,"
+                   "cost_usd); the table's default is what fits the terminal.")
 def report(
     run_ids: tuple[str, ...], last: int | None, fmt: str, view: str, output: Path | None, every_run: bool,
-    baseline: str | None, references: bool, as_json: bool,
+    baseline: str | None, references: bool, as_json: bool, columns: str | None,
 ) -> None:
     """Compare runs: training and inference images/sec, accuracy, duration and cost.
 
@@ -354,25 +396,38 @@ def report(
       orchestrate report --all --format html -o report.html
       orchestrate report --references --baseline ref-01 --format md
       orchestrate report --last 1 --view deploy
+      orchestrate report --columns run_id,name,host,state,train_images_per_sec,cost_usd
     """
     from orchestrator import api
     from orchestrator.report.deploy import FORMATS, tradeoff_frame, tradeoff_table
-    from orchestrator.report.render import FILE_FORMATS, render_text, rich_table, write_parquet
+    from orchestrator.report.render import FILE_FORMATS, pick_columns, render_text, rich_table, write_parquet
 
     if fmt in FILE_FORMATS and output is None:
         raise click.UsageError(f"--format {fmt} writes a file: give its path with -o, e.g. -o report.{fmt}")
+    if output is not None:
+        _check_output(output)
     if as_json:
         fmt = "json"
     if every_run and (run_ids or last):
         raise click.UsageError("--all reports every run: leave out RUN ids and --last")
-    samples, summary = api.report_frames_derived(run_ids, last=last, baseline=baseline, references=references)
+    if columns is not None and fmt == "html":
+        raise click.UsageError("--columns chooses the columns of a table, csv, json or parquet; the html report "
+                               "has its own")
+    # The summary view (and the HTML report, whose charts read only per-epoch curves) need not hold every sample.
+    samples, summary = api.report_frames_derived(run_ids, last=last, baseline=baseline, references=references,
+                                                 view="summary" if view == "summary" else None)
     frame = {"summary": summary, "samples": samples}.get(view)
     if frame is None:  # the deploy view
         frame = tradeoff_frame(samples)
+    picked = pick_columns(frame, columns) if columns is not None else None
     title = f"Orchestrate report ({view})"
-    table = partial(tradeoff_table, title=title) if view == "deploy" else partial(rich_table, title=title)
+    if view == "deploy":
+        table = partial(tradeoff_table, title=title)
+        frame = frame[picked] if picked else frame
+    else:
+        table = partial(rich_table, title=title, columns=picked)
     if fmt == "parquet" and output is not None:
-        write_parquet(frame, output)
+        write_parquet(frame[picked] if picked else frame, output)
         err.print(f"wrote {output}")
         return
     if fmt == "html" and output is not None:
@@ -395,7 +450,8 @@ def report(
         else:
             out.print(table(frame))
         return
-    text = render_text(frame, fmt, reading=view != "deploy", formats=FORMATS if view == "deploy" else None)
+    text = render_text(frame, fmt, reading=view != "deploy", formats=FORMATS if view == "deploy" else None,
+                       columns=picked)
     if output is not None:
         output.write_text(text)
         err.print(f"wrote {output}")
@@ -432,7 +488,7 @@ def down(run_ids: tuple[str, ...], everything: bool) -> None:
         sys.exit(1)
 
 
-for command in (inventory, catalog, breakeven):
+for command in (inventory, catalog, breakeven, logs):
     cli.add_command(command)
 
 

@@ -35,15 +35,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from orchestrator.cost import monthly_rental_per_hour, owned_per_hour
 from orchestrator.errors import SpecError
+from orchestrator.inputs import read_text, spec_error
 from orchestrator.machine import Access, Environment
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GpuSpec(_Strict):
@@ -153,13 +155,15 @@ class Inventory(_Strict):
 
     hosts: list[InventoryHost]
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Inventory:
-        names = [h.name for h in self.hosts]
+    @field_validator("hosts")
+    @classmethod
+    def _unique_names(cls, hosts: list[InventoryHost]) -> list[InventoryHost]:
+        names = [h.name for h in hosts]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"host names must be unique; repeated: {', '.join(duplicates)}")
-        return self
+            # The repeated names are what was received, not the whole list of hosts.
+            raise PydanticCustomError("unique_names", "each host name once", {"received": ", ".join(duplicates)})
+        return hosts
 
     def select(self, *, names: list[str] | None = None, gpu: str | None = None) -> list[InventoryHost]:
         """Returns the hosts a run may use: the named ones, or those with the GPU model, or all.
@@ -193,18 +197,19 @@ def load_inventory(path: Path) -> Inventory:
     Raises:
         SpecError: the file is missing, not YAML, or a field is invalid (named with its host's index).
     """
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         raise SpecError(
             "inventory", str(path), "an existing inventory YAML file",
             hint="write one (see `orchestrate inventory --help`) or set ORCHESTRATE_INVENTORY",
-        ) from None
+        )
+    try:
+        data = yaml.safe_load(read_text(path, "inventory", "inventory YAML file"))
     except yaml.YAMLError:
         raise SpecError("inventory", str(path), "a valid YAML file") from None
+    if not isinstance(data, dict):
+        raise SpecError("inventory", str(path), "a YAML mapping with a hosts: list",
+                        hint="see `orchestrate inventory --help` for an example")
     try:
         return Inventory.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "inventory"
-        raise SpecError(f"inventory {field}", first["input"], first["msg"].removeprefix("Value error, ")) from None
+        raise spec_error(error, prefix="inventory ", whole="file") from None

@@ -23,6 +23,28 @@ EXIT_FILE = "exit_code"
 STARTED_MARK = ".started"  # a directory: mkdir is atomic, so only the first start command launches
 # One poll reads at most this much of the log, so a chatty payload cannot stall the loop.
 MAX_LOG_CHUNK = 1 << 20
+# The collect step keeps at most the last this-many bytes of each machine's log.
+MAX_KEPT_LOG = 1 << 20
+
+
+@dataclass(frozen=True)
+class Collected:
+    """The payload's log and one file of the run directory, as the collect step fetches them."""
+
+    log: bytes  # the log's last bytes (all of it when not truncated)
+    log_skipped: int  # bytes of the log's start left out (0: the whole log; also when there is no log)
+    file: bytes | None  # None: the file is absent
+
+    def kept_log(self) -> tuple[str, int]:
+        """The log as text and the bytes of its start left out; a cut log starts at its first whole line."""
+        if self.log_skipped == 0 or b"\n" not in self.log:
+            return self.log.decode(errors="replace"), self.log_skipped
+        partial, _, whole = self.log.partition(b"\n")
+        return whole.decode(errors="replace"), self.log_skipped + len(partial) + 1
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The log's last ``lines`` lines."""
+        return "".join(self.kept_log()[0].splitlines(keepends=True)[-lines:])
 
 
 @dataclass(frozen=True)
@@ -32,6 +54,30 @@ class PollResult:
     status: str  # "running", "exited" or "vanished" (dead without an exit code)
     exit_code: int | None
     log: bytes
+
+
+class LineBuffer:
+    """Cuts log bytes read piece by piece into whole lines; an unfinished last line waits for its end."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    @property
+    def pending(self) -> int:
+        """Bytes read and not yet given out (the unfinished last line)."""
+        return len(self._pending)
+
+    def feed(self, data: bytes) -> str:
+        """Adds bytes and returns the whole lines they complete ("" when none)."""
+        data = self._pending + data
+        cut = data.rfind(b"\n") + 1
+        self._pending = data[cut:]
+        return data[:cut].decode(errors="replace")
+
+    def flush(self) -> str:
+        """Returns the unfinished last line, ended with a newline ("" when there is none)."""
+        rest, self._pending = self._pending, b""
+        return rest.decode(errors="replace") + "\n" if rest else ""
 
 
 class DetachedProcess:
@@ -125,19 +171,25 @@ class DetachedProcess:
         command = f"tail -n {int(lines)} {shlex.quote(f'{self.run_dir}/{LOG_FILE}')} 2>/dev/null"
         return self.transport.run(command, timeout=60.0).stdout.decode(errors="replace")
 
-    def log_tail_and_file(self, name: str, lines: int = 30) -> tuple[str, bytes | None]:
-        """Returns the log's last ``lines`` lines and a file of the run directory (None if absent), in one round
-        trip: the two parts are split at a random marker that neither can contain by chance."""
+    def log_and_file(self, name: str, *, max_log_bytes: int = MAX_KEPT_LOG) -> Collected:
+        """Returns the log's last ``max_log_bytes`` bytes (and how much of its start was left out) and a file of the
+        run directory (None if absent), in one round trip: the parts are split at a random marker that neither can
+        contain by chance."""
         marker = f"--orchestrate-{secrets.token_hex(16)}--"
-        log = shlex.quote(f"{self.run_dir}/{LOG_FILE}")
+        log_path = shlex.quote(f"{self.run_dir}/{LOG_FILE}")
         path = shlex.quote(f"{self.run_dir}/{name}")
-        command = (f"tail -n {int(lines)} {log} 2>/dev/null; printf '%s\\n' {marker}; "
+        command = (f"if [ -f {log_path} ]; then wc -c < {log_path}; tail -c {int(max_log_bytes)} {log_path}; "
+                   f"else echo 0; fi; "
+                   f"printf '\\n%s\\n' {marker}; "
                    f"if [ -f {path} ]; then echo present; cat {path}; else echo absent; fi")
         out = self.transport.run(command, timeout=120.0).stdout
-        tail, _, rest = out.partition(marker.encode() + b"\n")
+        head, _, rest = out.partition(b"\n" + marker.encode() + b"\n")
+        size_text, _, log = head.partition(b"\n")
         status, _, content = rest.partition(b"\n")
-        return tail.decode(errors="replace"), content if status == b"present" else None
-
+        size = int(size_text.strip()) if size_text.strip().isdigit() else len(log)
+        # The log may have grown between measuring and reading it: what was read is what counts.
+        return Collected(log=log, log_skipped=max(0, size - len(log)),
+                         file=content if status == b"present" else None)
 
 def follow(
     process: DetachedProcess,

@@ -82,9 +82,22 @@ def prepare_machine(
         missing = answer or result.stderr.decode(errors="replace").strip()[-200:]
         raise EnvironmentNotReady(
             f"{detail}the payload's Python ({python}) on {address} lacks: {missing}",
-            hint="install the payload extra there (pip install 'orchestrate[payload]') or use prepare: venv",
+            hint=_venv_hint(requirements) if mode == "venv" else
+            "install the payload extra there (pip install 'orchestrate[payload]') or use prepare: venv",
         )
     return python, detail + f"python {answer} with {', '.join(modules)}; GPUs: {gpus.strip() or 'no GPU'}"
+
+
+def _venv_hint(requirements: str | None) -> str:
+    """What to change when the venv that prepare made lacks Keras or the backend."""
+    listed = [r for r in (requirements or "").split("\n") if r.strip()]
+    if requirements is None:
+        return "prepare: venv installed the payload extra, which lacks it: list requirements for the box"
+    if not listed:
+        return ("prepare: venv installed requirements: [] (nothing): list keras and the backend there, "
+                "or leave requirements out to install the payload extra")
+    return (f"prepare: venv installed requirements: {', '.join(listed)}: add what is missing, "
+            "or leave requirements out to install the payload extra")
 
 
 def _venv(

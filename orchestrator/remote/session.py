@@ -39,6 +39,8 @@ class Session:
     collected: bool = False
     results: dict[str, Any] | None = None
     log_tail: str | None = None
+    log: str | None = None  # the payload's log as collected (its last MAX_KEPT_LOG bytes)
+    log_skipped: int = 0  # bytes of the log's start the collected log leaves out
 
     @property
     def name(self) -> str:
@@ -102,14 +104,17 @@ class Session:
         return self.process.start(argv, {"PYTHONPATH": self.payload_dir, **env})
 
     def collect(self, run_id: str) -> str:
-        """Fetches the log tail and the results document (validated, and of this run).
+        """Fetches the log (its last MAX_KEPT_LOG bytes, and its tail) and the results document (validated, and of
+        this run) in one round trip.
 
         Raises:
             PayloadFailed: no results document, an invalid one, or one of another run.
         """
         assert self.process is not None
         self.collected = True
-        self.log_tail, raw = self.process.log_tail_and_file(RESULTS_FILE)
+        collected = self.process.log_and_file(RESULTS_FILE)
+        self.log, self.log_skipped = collected.kept_log()
+        self.log_tail, raw = collected.log_tail(), collected.file
         if raw is None:
             raise PayloadFailed("no results document")
         document = parse_results(raw)

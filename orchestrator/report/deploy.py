@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
-    from rich.table import Table
+
+    from orchestrator.report.render import FittedTable
 
 BENCHMARK = "deploy"
 BASELINE = "float32"
@@ -27,6 +28,10 @@ METRICS = (
     ("accuracy_delta", "Δ acc pts"),
     ("sparsity", "sparsity"),
 )
+
+# Which columns a terminal too narrow for all of them keeps first (the run, host and variant are always shown).
+PRIORITY = ("run_id", "host", "variant", "gzip bytes", "gzip ×", "p50 ms", "accuracy", "Δ acc pts", "img/s",
+            "format", "bytes", "size ×", "p90 ms", "sparsity")
 
 # How the terminal shows each column: whole bytes and images/s, latencies to the microsecond, signed deltas.
 FORMATS = {
@@ -69,9 +74,11 @@ def tradeoff_frame(samples: pd.DataFrame) -> pd.DataFrame:
     return wide[columns].reset_index(drop=True)
 
 
-def tradeoff_table(frame: pd.DataFrame, title: str = "deployment trade-offs (against the float32 baseline)") -> Table:
-    """Returns a :func:`tradeoff_frame` as a rich Table, each column in its own number format."""
+def tradeoff_table(
+    frame: pd.DataFrame, title: str = "deployment trade-offs (against the float32 baseline)"
+) -> FittedTable:
+    """Returns a :func:`tradeoff_frame` as a table for the terminal, each column in its own number format."""
     from orchestrator.report.render import frame_table
 
-    return frame_table(frame, title, formats=FORMATS,
+    return frame_table(frame, title, formats=FORMATS, priority=PRIORITY,
                        caption="Δ acc pts: percentage points against float32; size ×: bytes over float32's")

@@ -2,17 +2,23 @@
 
 A run over several machines has a row per machine (its ``host``, e.g. ``box0``) and, per recipe, a total row
 (``host`` "all 2") that sums the machines' throughput; a run on one machine keeps one row per recipe.
+
+Both frames come from one bulk read of the samples (:func:`frames`): their metadata is parsed once per distinct
+text, and the summary takes one median per run and group of the samples' codes, so a report over a million
+samples needs neither a million parses nor, for the summary alone, a frame of a million rows.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.store import Store
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 RUN_COLUMNS = ["run_id", "name", "provider", "suite", "state", "created_at", "duration_s", "cost_usd"]
@@ -46,6 +52,58 @@ SUMMARY_LABELS = {
     "train.seconds": "train_seconds",
 }
 _MISSING = "-"  # stands in for a missing key while grouping (pandas drops NaN keys)
+# Variant keys that count things: a column of them made float by a missing value is still one of integers.
+_INTEGER_KEYS = ("batch_size", "image_size", "replicas", "workers", "worker_index", "per_replica_batch")
+# The samples' own columns, before their metadata's.
+_SAMPLE_COLUMNS = ["run_id", HOST, "benchmark", "metric", "value", "unit"]
+# The store is read as one row per run of its samples' text (each sample's host, benchmark, metric, unit and
+# metadata, apart by _FIELD, the samples apart by _SAMPLE: JSON text escapes both characters, and a name holding
+# one is caught by the counts) and one row per value: a million rows of five strings each cost several times
+# as much (docs/performance.md, "Report generation").
+_FIELD = "\x1f"
+_SAMPLE = "\x1e"
+_RUNS_PER_QUERY = 25  # bounds the text held at once, and the query's parameters
+
+
+@dataclass
+class _Fetched:
+    """The runs' samples as arrays, in the frames' order: the runs' order, then each run's samples by id."""
+
+    run: np.ndarray  # each sample's run: its position in the runs frame
+    sample_id: np.ndarray  # samples.id
+    key: np.ndarray  # each sample's position in ``keys``
+    value: np.ndarray  # float64
+    keys: list[tuple[str | None, str, str, str, str]]  # distinct (host, benchmark, metric, unit, metadata JSON)
+
+
+class _Unreadable(Exception):
+    """The text read in one row per run does not split into the samples counted (a name holding a separator,
+    or samples recorded between the two reads): the samples are read again, one row each."""
+
+
+def frames(store: Store, run_ids: Sequence[str], *, curves_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Returns (samples, summary) from one read of the store: what ``samples_frame`` and ``summary_frame`` of it
+    give, the summary built without a frame of every sample (one median per group of the samples' codes).
+
+    Args:
+        store: the run store.
+        run_ids: the runs, in any order (the frames keep the runs' order: oldest first).
+        curves_only: keep only the per-epoch curve points (benchmarks ending in ``_curve``) in the samples frame,
+            all that the summary report's HTML charts read from it; every run still has its rows in the summary.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not run_ids:
+        return pd.DataFrame(columns=[*RUN_COLUMNS, *_SAMPLE_COLUMNS[1:]]), summary_frame(pd.DataFrame())
+    runs = _runs_frame(store, run_ids)
+    fetched = _fetch(store, list(runs["run_id"]))
+    keys = _key_frame(fetched)
+    rows = None
+    if curves_only:
+        curve = keys.frame["benchmark"].fillna("").str.endswith(CURVE_SUFFIX).to_numpy(dtype=bool)
+        rows = np.flatnonzero(curve[keys.row[fetched.key]])
+    return _samples(runs, fetched, keys, rows), _summary_of_keys(runs, fetched, keys)
 
 
 def samples_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
@@ -57,7 +115,16 @@ def samples_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
     import pandas as pd
 
     if not run_ids:
-        return pd.DataFrame(columns=[*RUN_COLUMNS, HOST, "benchmark", "metric", "value", "unit"])
+        return pd.DataFrame(columns=[*RUN_COLUMNS, *_SAMPLE_COLUMNS[1:]])
+    runs = _runs_frame(store, run_ids)
+    fetched = _fetch(store, list(runs["run_id"]))
+    return _samples(runs, fetched, _key_frame(fetched), None)
+
+
+def _runs_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Returns the runs' facts (:data:`RUN_COLUMNS`), oldest first."""
+    import pandas as pd
+
     marks = ",".join("?" * len(run_ids))
     runs = pd.DataFrame(
         [tuple(row) for row in store.query(
@@ -67,28 +134,164 @@ def samples_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
         columns=RUN_COLUMNS,
     )
     runs["cost_usd"] = runs["cost_usd"].astype("float64")
-    # The samples alone (their run's facts are joined once per run below, not fetched again per sample).
-    rows = store.query(
-        f"SELECT run_id, host, benchmark, metric, value, unit, metadata_json FROM samples WHERE run_id IN ({marks}) "
-        "ORDER BY id", list(run_ids),
-    )
-    measured = pd.DataFrame([tuple(row)[:-1] for row in rows],
-                            columns=["run_id", HOST, "benchmark", "metric", "value", "unit"])
-    # One parse of every sample's metadata (a JSON array of the objects), then one frame of them: far cheaper
-    # than a json.loads and a dict merge per row (see docs/performance.md, "Report generation").
-    metadata = json.loads("[" + ",".join(row[-1] or "{}" for row in rows) + "]")
+    return runs
+
+
+def _fetch(store: Store, run_ids: list[str]) -> _Fetched:
+    """Reads the runs' samples: per run, its samples' ids and text in one row; then their values, one row each."""
+    position = {run_id: i for i, run_id in enumerate(run_ids)}
+    lookup: dict[str, int] = {}  # a sample's text → its key
+    try:
+        batches = [_read_batch(store, run_ids[start:start + _RUNS_PER_QUERY], position, lookup)
+                   for start in range(0, len(run_ids), _RUNS_PER_QUERY)]
+        keys = [_split(sample) for sample in lookup]
+    except _Unreadable:
+        return _fetch_rows(store, run_ids)
+    return _assembled(batches, keys)
+
+
+_Batch = tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]  # run positions, ids, keys, values
+
+
+def _read_batch(store: Store, batch: list[str], position: dict[str, int], lookup: dict[str, int]) -> _Batch:
+    """Reads some runs' samples, in SQLite's order of run ids, each run's by id; new texts join ``lookup``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    marks = ",".join("?" * len(batch))
+    text = f"printf('%Q{_FIELD}%s{_FIELD}%s{_FIELD}%s{_FIELD}%s', host, benchmark, metric, unit, metadata_json)"
+    runs = store.query(
+        f"SELECT run_id, COUNT(*), group_concat(id), group_concat({text}, '{_SAMPLE}') FROM samples "
+        f"WHERE run_id IN ({marks}) GROUP BY run_id ORDER BY run_id", batch)
+    values = store.query(f"SELECT value FROM samples WHERE run_id IN ({marks}) ORDER BY run_id, id", batch)
+    counts = np.array([row[1] for row in runs], dtype=np.int64)
+    total = int(counts.sum())
+    if len(values) != total:
+        raise _Unreadable
+    if not total:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, np.zeros(0, dtype="float64")
+    # Split and coded in Arrow: no Python string per sample, only per distinct text.
+    samples = pc.split_pattern(pa.array([row[3] for row in runs], type=pa.large_string()), pattern=_SAMPLE)
+    ids_text = pc.split_pattern(pa.array([row[2] for row in runs], type=pa.large_string()), pattern=",")
+    if (pc.list_value_length(samples).to_numpy() != counts).any() or len(ids_text.flatten()) != total:
+        raise _Unreadable
+    ids = ids_text.flatten().cast(pa.int64()).to_numpy()
+    coded = pc.dictionary_encode(samples.flatten())
+    texts = coded.dictionary.to_pylist()
+    keys = np.array([lookup.setdefault(sample, len(lookup)) for sample in texts], dtype=np.int64)[
+        coded.indices.to_numpy()]
+    value = np.fromiter((row[0] for row in values), dtype="float64", count=total)
+    run = np.repeat(np.arange(len(counts)), counts)
+    if ((np.diff(ids) <= 0) & (np.diff(run) == 0)).any():  # group_concat's order is SQLite's: put each run's
+        order = np.lexsort((ids, run))                        # samples in id order, as their values are
+        ids, keys = ids[order], keys[order]
+    return np.array([position[row[0]] for row in runs], dtype=np.int64)[run], ids, keys, value
+
+
+def _split(sample: str) -> tuple[str | None, str, str, str, str]:
+    """Returns the (host, benchmark, metric, unit, metadata JSON) of a sample's text as :func:`_read_batch` reads
+    it."""
+    fields = sample.split(_FIELD)
+    if len(fields) != 5:
+        raise _Unreadable
+    host, benchmark, metric, unit, metadata = fields
+    if host == "NULL":  # %Q writes a NULL bare and quotes a name, even the name "NULL"
+        return None, benchmark, metric, unit, metadata
+    if len(host) < 2 or host[0] != "'" or host[-1] != "'":
+        raise _Unreadable
+    return host[1:-1].replace("''", "'"), benchmark, metric, unit, metadata
+
+
+def _fetch_rows(store: Store, run_ids: list[str]) -> _Fetched:
+    """Reads the runs' samples one row each (slower; for the text :func:`_read_batch` cannot split)."""
+    import numpy as np
+
+    lookup: dict[tuple[str | None, str, str, str, str], int] = {}
+    batches = []
+    for start in range(0, len(run_ids), _RUNS_PER_QUERY):
+        batch = run_ids[start:start + _RUNS_PER_QUERY]
+        rows = store.query(
+            "SELECT run_id, id, value, host, benchmark, metric, unit, metadata_json FROM samples "
+            f"WHERE run_id IN ({','.join('?' * len(batch))}) ORDER BY run_id, id", batch)
+        position = {run_id: start + i for i, run_id in enumerate(batch)}
+        keys = []
+        for row in rows:
+            host, benchmark, metric, unit, metadata = tuple(row)[3:]
+            keys.append(lookup.setdefault((host, benchmark, metric, unit, metadata), len(lookup)))
+        batches.append((np.array([position[row[0]] for row in rows], dtype=np.int64),
+                        np.array([row[1] for row in rows], dtype=np.int64), np.array(keys, dtype=np.int64),
+                        np.array([row[2] for row in rows], dtype="float64")))
+    return _assembled(batches, list(lookup))
+
+
+def _assembled(batches: list[_Batch], keys: list[tuple[str | None, str, str, str, str]]) -> _Fetched:
+    """Joins the batches' arrays, in the runs' order (each run's samples by id)."""
+    import numpy as np
+
+    if not batches:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Fetched(empty, empty, empty, np.zeros(0, dtype="float64"), keys)
+    run, ids, key, value = (np.concatenate(parts) for parts in zip(*batches, strict=True))
+    order = np.argsort(run, kind="stable")
+    return _Fetched(run[order], ids[order], key[order], value[order], keys)
+
+
+@dataclass
+class _Keys:
+    """One row per distinct sample key: the columns (host … unit, then the metadata) a sample of it has in the
+    samples frame, typed as the frame of every sample types them."""
+
+    frame: pd.DataFrame  # rows in the order the keys are first met by sample id (the metadata columns' order)
+    row: np.ndarray  # each key's row in ``frame``
+
+
+def _key_frame(fetched: _Fetched) -> _Keys:
+    """Builds the key rows: a column's type depends only on the values it holds, not on how often each occurs."""
+    import numpy as np
+    import pandas as pd
+
+    first_id = np.full(len(fetched.keys), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_id, fetched.key, fetched.sample_id)
+    order = np.argsort(first_id, kind="stable")
+    row = np.empty(len(order), dtype=np.int64)
+    row[order] = np.arange(len(order))
+    keys = [fetched.keys[k] for k in order]
+    frame = pd.DataFrame([key[:4] for key in keys], columns=[HOST, "benchmark", "metric", "unit"])
+    # One parse of the distinct metadata (a JSON array of the objects), then one frame of them.
+    metadata = json.loads("[" + ",".join(key[4] or "{}" for key in keys) + "]")
     if metadata:
-        extra = pd.DataFrame.from_records(metadata, index=measured.index)
-        taken = {*RUN_COLUMNS, *measured.columns}
+        extra = pd.DataFrame.from_records(metadata)
+        taken = {*RUN_COLUMNS, *_SAMPLE_COLUMNS}
         extra = extra.drop(columns=[c for c in extra.columns if c in taken])  # run facts win over metadata
-        measured = pd.concat([measured, extra], axis=1)
+        frame = pd.concat([frame, extra], axis=1)
+    return _Keys(frame, row)
+
+
+def _samples(runs: pd.DataFrame, fetched: _Fetched, keys: _Keys, rows: np.ndarray | None) -> pd.DataFrame:
+    """Returns the samples frame (of the samples at ``rows`` of ``fetched``; every sample when None)."""
+    import pandas as pd
+
+    if len(fetched.value) == 0:
+        measured = pd.DataFrame([], columns=_SAMPLE_COLUMNS)
+    else:
+        run, key, value = fetched.run, fetched.key, fetched.value
+        if rows is not None:
+            run, key, value = run[rows], key[rows], value[rows]
+        measured = keys.frame.take(keys.row[key]).reset_index(drop=True)
+        measured.insert(0, "run_id", runs["run_id"].take(run).reset_index(drop=True))
+        measured.insert(4, "value", value)
     # Runs in order, each followed by its samples in order; a run without samples keeps one row of NaN.
-    frame = runs.merge(measured, on="run_id", how="left", sort=False)
+    return _with_variant_columns(runs.merge(measured, on="run_id", how="left", sort=False))
+
+
+def _with_variant_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Gives the frame every :data:`VARIANT_KEYS` column, counts as integers."""
     for key in VARIANT_KEYS:
         if key not in frame.columns:
             frame[key] = None
-        elif key in ("batch_size", "image_size", "replicas", "workers", "worker_index", "per_replica_batch") \
-                and frame[key].dtype.kind == "f" and (frame[key].dropna() % 1 == 0).all():
+        elif key in _INTEGER_KEYS and frame[key].dtype.kind == "f" and (frame[key].dropna() % 1 == 0).all():
             # A run without samples makes the column float; a batch size is still an integer.
             frame[key] = frame[key].astype("Int64")
     return frame
@@ -113,22 +316,99 @@ def summary_frame(samples: pd.DataFrame) -> pd.DataFrame:
         frame[HOST] = None
     variants = [key for key in VARIANT_KEYS if frame[key].notna().any()]
     recipe = RUN_COLUMNS + variants
-    index = recipe + [HOST]  # host last: a recipe's hosts sit together
-    for key in index:
-        frame[key] = frame[key].astype(object).where(frame[key].notna(), _MISSING)
+    for key in recipe + [HOST]:
+        frame[key] = _filled(frame[key])
     # Runs that measured nothing have one row each, of NaN (a sample always has a metric).
-    runs = frame.loc[frame["metric"].isna(), index].drop_duplicates()
+    runs = frame.loc[frame["metric"].isna(), recipe + [HOST]].drop_duplicates()
     measured = frame[frame["metric"].notna()]
+    with_gpus = GPUS in measured.columns and bool(measured[GPUS].notna().any())
+    measured = measured.assign(column=measured["benchmark"] + "." + measured["metric"])
+    return _summary(runs, measured, recipe, list(dict.fromkeys(samples["run_id"])), with_gpus)
+
+
+def _filled(column: pd.Series) -> pd.Series:
+    """The column as objects, a missing value as :data:`_MISSING`."""
+    return column.astype(object).where(column.notna(), _MISSING)
+
+
+def _summary_of_keys(runs: pd.DataFrame, fetched: _Fetched, keys: _Keys) -> pd.DataFrame:
+    """Returns what ``summary_frame`` gives for the samples frame of ``fetched``, from its key rows and values.
+
+    Each key row (typed as in the samples frame, a run without samples included) belongs to a recipe and host
+    group as pandas would group it: each column's values are coded in the order the samples frame meets them
+    (so equal values share a code, and a group shows the first one met). A group's figure is the median of its
+    samples' values per run, its GPUs the most of its samples'; ``_summary`` then gets one row per group.
+    """
+    import numpy as np
+    import pandas as pd
+
+    has_samples = np.zeros(len(runs), dtype=bool)
+    has_samples[fetched.run] = True
+    # With the row of NaN that a run without samples adds to the samples frame (an integer column turns float).
+    typed = keys.frame.reindex(range(len(keys.frame) + (0 if has_samples.all() else 1)))
+    typed = _with_variant_columns(typed).iloc[:len(keys.frame)]
+    # The key rows of measured samples (not curve points), in the order the samples frame first meets them.
+    sample_row = keys.row[fetched.key]
+    first = np.full(len(typed), len(sample_row), dtype=np.int64)
+    np.minimum.at(first, sample_row, np.arange(len(sample_row), dtype=np.int64))
+    curve = typed["benchmark"].fillna("").str.endswith(CURVE_SUFFIX).to_numpy(dtype=bool)
+    level_rows = np.flatnonzero(~curve)
+    level_rows = level_rows[np.argsort(first[level_rows], kind="stable")]
+    level = typed.iloc[level_rows].reset_index(drop=True)
+    variants = [key for key in VARIANT_KEYS if level[key].notna().any()]
+    recipe = RUN_COLUMNS + variants
+    index = [*variants, HOST]
+    shown: dict[str, np.ndarray] = {}  # per key column: each level row's value as pandas groups it
+    codes = []
+    for key in [*index, "column"]:
+        values = (level["benchmark"] + "." + level["metric"] if key == "column" else _filled(level[key]))
+        code, uniques = pd.factorize(values.to_numpy(dtype=object))
+        shown[key] = np.asarray(uniques, dtype=object)[code]
+        codes.append(code)
+    group_of_level = pd.MultiIndex.from_arrays(codes).factorize()[0] if len(level) else np.zeros(0, np.int64)
+    groups = int(group_of_level.max()) + 1 if len(level) else 0
+    group_of_row = np.full(len(typed), -1, dtype=np.int64)
+    group_of_row[level_rows] = group_of_level
+    # Each measured sample's (run, group), and per such pair the median of its values.
+    sample_group = group_of_row[sample_row]
+    measured_samples = np.flatnonzero(sample_group >= 0)
+    pair = fetched.run[measured_samples] * max(groups, 1) + sample_group[measured_samples]
+    pair_code, pairs = pd.factorize(pair)
+    by_pair = pd.Series(fetched.value[measured_samples]).groupby(pair_code)
+    filled_runs = pd.DataFrame({key: _filled(runs[key]) for key in RUN_COLUMNS})
+    run_of_pair, group_of_pair = pairs // max(groups, 1), pairs % max(groups, 1)
+    first_of_group = np.unique(group_of_level, return_index=True)[1]
+    measured = filled_runs.take(run_of_pair).reset_index(drop=True)
+    for key in [*index, "column"]:
+        measured[key] = shown[key][first_of_group][group_of_pair]
+    measured["value"] = by_pair.median().to_numpy()
+    with_gpus = GPUS in level.columns and bool(level[GPUS].notna().any())
+    if with_gpus:
+        gpus = pd.to_numeric(level[GPUS], errors="coerce")  # as the samples frame's measured rows convert
+        level_of_row = np.full(len(typed), -1, dtype=np.int64)
+        level_of_row[level_rows] = np.arange(len(level_rows))
+        per_sample = gpus.take(level_of_row[sample_row[measured_samples]]).reset_index(drop=True)
+        measured[GPUS] = per_sample.groupby(pair_code).max().reset_index(drop=True)
+    unmeasured = filled_runs[~has_samples].assign(**{key: _MISSING for key in index})
+    return _summary(unmeasured, measured, recipe, list(runs["run_id"]), with_gpus)
+
+
+def _summary(runs: pd.DataFrame, measured: pd.DataFrame, recipe: list[str], run_order: list[str],
+             with_gpus: bool) -> pd.DataFrame:
+    """Returns the summary of ``measured`` (rows with the recipe, host, ``column`` and ``value``; GPUs when
+    ``with_gpus``) and of ``runs`` (a row per run that measured nothing), its keys filled by :func:`_filled`."""
+    import pandas as pd
+
+    index = recipe + [HOST]  # host last: a recipe's hosts sit together
     if measured.empty:
         return runs.assign(hosts=1).replace({_MISSING: None}).reset_index(drop=True)
-    measured = measured.assign(column=measured["benchmark"] + "." + measured["metric"])
-    wide = _pivot(measured, index)
+    wide = _pivot(measured, index, with_gpus)
     wide[HOSTS] = 1
     # Runs that measured nothing (failed early) keep a row, without variant rows that others have.
     unmeasured = runs[~runs["run_id"].isin(measured["run_id"])].assign(hosts=1)
     parts = [wide, _totals(wide, recipe), unmeasured]
     summary = pd.concat([part for part in parts if not part.empty], ignore_index=True)
-    summary = _in_order(summary, recipe, list(dict.fromkeys(samples["run_id"])))
+    summary = _in_order(summary, recipe, run_order)
     summary = summary.rename(columns=SUMMARY_LABELS)
     first = [c for c in [*RUN_COLUMNS, HOST, HOSTS, *VARIANT_KEYS, *SUMMARY_LABELS.values(), GPUS]
              if c in summary.columns]
@@ -136,12 +416,12 @@ def summary_frame(samples: pd.DataFrame) -> pd.DataFrame:
     return summary[first + rest].replace({_MISSING: None}).reset_index(drop=True)
 
 
-def _pivot(measured: pd.DataFrame, index: list[str]) -> pd.DataFrame:
-    """Returns one row per ``index`` group: the median of each benchmark.metric and, when the samples say, the
-    most GPUs a figure of the group was measured on."""
+def _pivot(measured: pd.DataFrame, index: list[str], with_gpus: bool) -> pd.DataFrame:
+    """Returns one row per ``index`` group: the median of each benchmark.metric and, when the samples say
+    (``with_gpus``), the most GPUs a figure of the group was measured on."""
     import pandas as pd
 
-    if GPUS not in measured.columns or measured[GPUS].isna().all():
+    if not with_gpus:
         wide = measured.pivot_table(index=index, columns="column", values="value", aggfunc="median")
         wide.columns.name = None
         return wide.reset_index()

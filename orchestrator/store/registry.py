@@ -1,6 +1,7 @@
 """The run registry: SQLite in WAL mode at ``$ORCHESTRATE_HOME/state.db``; the only module that writes state.
 
-Tables: runs, machines, events, samples, costs (one line per machine and component), documents and leases.
+Tables: runs, machines, events, samples, costs (one line per machine and component), documents, leases and
+logs (each machine's payload log).
 Every write is one transaction, so a run is never half-recorded: results are ingested with their samples and
 state in a single commit. Use it as a context manager (``with Store(home) as store: …``).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import StoreError, UnknownRun
+from orchestrator.inputs import run_id_text
 from orchestrator.machine import Machine
 from orchestrator.providers.base import LeaseHolder, LeaseState
 from orchestrator.store.schema import SCHEMA_VERSION, upgrade
@@ -118,6 +120,15 @@ class MachineRow:
     machine: Machine | None  # the whole machine as recorded (Machine.from_record)
 
 
+@dataclass(frozen=True)
+class LogRow:
+    """One machine's payload log as the collect step kept it."""
+
+    machine_id: str
+    text: str
+    truncated: int  # bytes of the log's start left out (0: the whole log)
+
+
 def _lease_state(row: sqlite3.Row) -> LeaseState | None:
     """Why a lease's holder still holds it, or None when the lease is stale and may be taken over."""
     if row["state"] in FINAL_STATES:
@@ -177,7 +188,8 @@ class Store:
                     f"{SCHEMA_VERSION}",
                     hint="upgrade Orchestrate",
                 )
-            upgrade(self._db, version)
+            if version < SCHEMA_VERSION:  # a store already up to date is not written to by opening it
+                upgrade(self._db, version)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -285,8 +297,10 @@ class Store:
         """Returns the one run id that starts with ``prefix``.
 
         Raises:
+            SpecError: the text cannot be a run id (empty, too long, characters no run id has).
             UnknownRun: no run, or several runs, match.
         """
+        run_id_text(prefix)
         rows = self._db.execute(
             "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at",
             (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
@@ -486,6 +500,24 @@ class Store:
         """Returns a run's cost lines, per machine and component."""
         rows = self._db.execute("SELECT * FROM costs WHERE run_id=? ORDER BY machine_id, rowid", (run_id,)).fetchall()
         return [dict(r) for r in rows]
+
+    # logs ------------------------------------------------------------------------------------------
+
+    def record_logs(self, run_id: str, logs: Sequence[LogRow]) -> None:
+        """Keeps machines' payload logs (replacing what the run kept for those machines before)."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO logs (run_id, machine_id, text, truncated) VALUES (?,?,?,?)",
+                [(run_id, log.machine_id, log.text, log.truncated) for log in logs],
+            )
+
+    def logs(self, run_id: str) -> list[LogRow]:
+        """Returns the payload logs the run kept, one per machine, in the order its machines were recorded."""
+        rows = self._db.execute(
+            "SELECT machine_id, text, truncated FROM logs l WHERE run_id=? ORDER BY (SELECT MIN(m.row_id) FROM "
+            "machines m WHERE m.run_id = l.run_id AND m.machine_id = l.machine_id), machine_id", (run_id,),
+        ).fetchall()
+        return [LogRow(r["machine_id"], r["text"], int(r["truncated"])) for r in rows]
 
     # leases ----------------------------------------------------------------------------------------
 

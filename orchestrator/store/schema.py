@@ -1,5 +1,6 @@
 """The store's schema and its migrations: each version's changes to the one before, applied in order when a
-store is opened (a new store gets version 4's tables, then version 5's changes, so both paths are one).
+store is opened (a new store gets version 4's tables, then version 5's and later changes, so both paths are
+one).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _DOCUMENTS_AND_LEASES = """
 CREATE TABLE IF NOT EXISTS documents (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -55,12 +56,24 @@ _V5 = (
     "c.price_per_hour, c.amount_usd, c.rule FROM costs c; "
     "DROP TABLE costs; ALTER TABLE costs_v5 RENAME TO costs;"
 )
+# Version 6: each machine's payload log, kept by the collect step (its last bytes; `truncated` counts the bytes of
+# the log's start left out, 0 when it is whole).
+_V6 = """
+CREATE TABLE IF NOT EXISTS logs (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    machine_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    truncated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, machine_id)
+);
+"""
 # What each schema version adds to the one before; a store is brought up to date when opened.
 _MIGRATIONS = {
     2: "ALTER TABLE runs ADD COLUMN utilisation_json TEXT;",
     3: "ALTER TABLE samples ADD COLUMN host TEXT;" + _DOCUMENTS_AND_LEASES,
     4: "ALTER TABLE runs ADD COLUMN orchestrator_pid INTEGER; ALTER TABLE runs ADD COLUMN orchestrator_host TEXT;",
     5: _V5,
+    6: _V6,
 }
 
 _SCHEMA = """
@@ -160,10 +173,10 @@ def _record_legacy_machines(db: sqlite3.Connection) -> None:
 
 def upgrade(db: sqlite3.Connection, version: int) -> None:
     """Brings a store at schema ``version`` up to :data:`SCHEMA_VERSION`, inside the caller's write transaction."""
-    # An older store gets its migrations, in order; a new one version 4's tables and then version 5's changes.
-    scripts = [_SCHEMA + _DOCUMENTS_AND_LEASES, _V5] if version == 0 else [
-        _MIGRATIONS[target] for target in range(version + 1, SCHEMA_VERSION + 1)
-    ]
+    # An older store gets its migrations, in order; a new one version 4's tables and then the later changes.
+    first = 5 if version == 0 else version + 1
+    scripts = [_SCHEMA + _DOCUMENTS_AND_LEASES] if version == 0 else []
+    scripts += [_MIGRATIONS[target] for target in range(first, SCHEMA_VERSION + 1)]
     for script in scripts:
         for statement in script.split(";"):
             if statement.strip():

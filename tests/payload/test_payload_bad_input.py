@@ -41,10 +41,10 @@ def test_bad_value_exits_2_naming_field_value_and_what_is_accepted(
 
     assert process.returncode == 2
     assert process.stderr.strip().splitlines() == [
-        "keras_bench: error: param 'epochs': expected a positive integer, received -1"
+        "keras_bench: error: param 'epochs': expected a positive integer (at most 100,000), received -1"
     ]
     assert json.loads(out.read_text(encoding="utf-8"))["errors"][0]["message"] == (
-        "param 'epochs': expected a positive integer, received -1"
+        "param 'epochs': expected a positive integer (at most 100,000), received -1"
     )
 
 
@@ -52,9 +52,11 @@ def test_bad_value_exits_2_naming_field_value_and_what_is_accepted(
     ("params", "message"),
     [
         ({"model": "resnet50"}, "param 'model': expected one of small_cnn, received \"resnet50\""),
-        ({"batch_size": "32"}, "param 'batch_size': expected a positive integer, received \"32\""),
-        ({"batch_size": 32.0}, "param 'batch_size': expected a positive integer, received 32.0"),
-        ({"seed": True}, "param 'seed': expected a non-negative integer, received true"),
+        ({"batch_size": "32"}, "param 'batch_size': expected a positive integer (at most 65,536), received \"32\""),
+        ({"batch_size": 32.0}, "param 'batch_size': expected a positive integer (at most 65,536), received 32.0"),
+        ({"epochs": 10**24},
+         "param 'epochs': expected a positive integer (at most 100,000), received 1000000000000000000000000"),
+        ({"seed": True}, "param 'seed': expected a non-negative integer (at most 4,294,967,295), received true"),
         ({"dropout": 1.0}, "param 'dropout': expected a number in [0, 1), received 1.0"),
         ({"learning_rate": 0}, "param 'learning_rate': expected a number greater than 0, received 0"),
     ],

@@ -144,16 +144,56 @@ def test_the_bundle_extractor_writes_a_good_bundle_with_or_without_tarfile_filte
     assert (dest / "keras_bench" / "suites" / "smoke.yaml").read_bytes() == b"name:"
 
 
-def test_the_log_tail_and_the_results_come_back_in_one_round_trip(tmp_path: Path) -> None:
+def test_the_log_and_the_results_come_back_in_one_round_trip(tmp_path: Path) -> None:
     from orchestrator.remote.detached import DetachedProcess
     from orchestrator.remote.transport import LocalTransport
 
     process = DetachedProcess(LocalTransport(), str(tmp_path))
-    (tmp_path / "payload.log").write_text("".join(f"line {i}\n" for i in range(50)) + "no newline at the end")
-    tail, results = process.log_tail_and_file("results.json", lines=3)
-    assert tail.splitlines() == ["line 48", "line 49", "no newline at the end"] and results is None
+    assert process.log_and_file("results.json").kept_log() == ("", 0)  # nothing started: no log, no file
+    log = "".join(f"line {i}\n" for i in range(50)) + "no newline at the end"
+    (tmp_path / "payload.log").write_text(log)
+    collected = process.log_and_file("results.json")
+    assert collected.kept_log() == (log, 0) and collected.file is None
+    assert collected.log_tail(3).splitlines() == ["line 48", "line 49", "no newline at the end"]
     (tmp_path / "results.json").write_bytes(b'{"a": 1}\n--orchestrate-x--\nabsent\n')
-    assert process.log_tail_and_file("results.json")[1] == b'{"a": 1}\n--orchestrate-x--\nabsent\n'
+    assert process.log_and_file("results.json").file == b'{"a": 1}\n--orchestrate-x--\nabsent\n'
+
+
+def test_a_long_log_is_kept_from_its_first_whole_line_within_the_cap(tmp_path: Path) -> None:
+    from orchestrator.remote.detached import DetachedProcess
+    from orchestrator.remote.transport import LocalTransport
+
+    lines = [f"line {i:03}\n" for i in range(100)]  # 9 bytes each
+    (tmp_path / "payload.log").write_text("".join(lines))
+    text, skipped = DetachedProcess(LocalTransport(), str(tmp_path)).log_and_file("r", max_log_bytes=40).kept_log()
+    # The last 40 bytes start mid-line: the partial line goes too, and the count says what was left out.
+    assert text == "".join(lines[-4:]) and skipped == 900 - 36
+
+
+def test_prepare_venv_with_empty_requirements_says_what_to_list_not_to_use_venv(tmp_path: Path) -> None:
+    from orchestrator.errors import EnvironmentNotReady
+    from orchestrator.remote.prepare import prepare_machine
+    from orchestrator.remote.transport import CommandResult
+
+    class MadeVenvWithoutKeras:
+        """A machine where creating the venv works and the probe finds neither Keras nor the backend."""
+
+        def run(self, command: str, *, timeout: float = 60.0) -> CommandResult:
+            if "-m venv" in command:
+                return CommandResult(0, b"created\n/box/venvs/abc\n", b"")
+            return CommandResult(1, b"keras tensorflow\nno GPU\n", b"")
+
+        def put_bytes(self, data: bytes, remote_path: str, *, progress: object = None) -> None:
+            raise AssertionError("prepare uploads nothing")
+
+        def close(self) -> None:
+            pass
+
+    with pytest.raises(EnvironmentNotReady, match="lacks: keras tensorflow") as raised:
+        prepare_machine(MadeVenvWithoutKeras(), machine_id="box0", address="u@box:22", mode="venv", python="python3",
+                        backend_module="tensorflow", workdir_base=str(tmp_path), requirements="")
+    hint = raised.value.hint or ""
+    assert "requirements: []" in hint and "keras" in hint and "or use prepare: venv" not in hint
 
 
 def test_clean_up_stops_the_payload_and_removes_the_run_directory_in_one_step(tmp_path: Path) -> None:

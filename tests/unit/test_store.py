@@ -200,3 +200,30 @@ def test_many_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) 
     ]
     assert [p.wait(timeout=60) for p in processes] == [0] * 8
     assert Store(tmp_path / "home").query("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_a_version_5_store_gains_the_logs_table_and_keeps_its_runs(tmp_path: Path) -> None:
+    import sqlite3
+
+    from orchestrator import api
+    from orchestrator.store import schema as store_module
+    from orchestrator.store.registry import LogRow
+
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.executescript(store_module._SCHEMA + store_module._DOCUMENTS_AND_LEASES + store_module._V5
+                         + "PRAGMA user_version=5;")
+        db.execute("INSERT INTO runs (id, state, provider, suite, spec_json, created_at, error, log_tail) VALUES "
+                   "('r-old', 'failed', 'local', 'smoke', '{}', '2026-01-01T00:00:00+00:00', 'boom', 'last words\n')")
+    store = Store(tmp_path)
+    assert store.query("PRAGMA user_version")[0][0] == store_module.SCHEMA_VERSION == 6
+    old = store.get_run("r-old")
+    assert (old.state, old.error, old.log_tail) == ("failed", "boom", "last words\n")
+    assert store.logs("r-old") == []
+    # A run recorded before whole logs were kept still shows what it kept: its last lines, saying so.
+    [note, text] = list(api.logs("r-old", home=tmp_path))
+    assert isinstance(note, api.LogNote) and "last lines" in note.text
+    assert text == api.LogText("", "last words\n")
+    store.record_logs("r-old", [LogRow("localhost", "whole log\n", 0)])
+    assert store.logs("r-old") == [LogRow("localhost", "whole log\n", 0)]
+    store.close()
+    assert Store(tmp_path).logs("r-old") == [LogRow("localhost", "whole log\n", 0)]  # reopening migrates nothing

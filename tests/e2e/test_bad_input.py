@@ -1,0 +1,209 @@
+"""Every verb, every kind of bad input: exit 2, one error line naming the field, no traceback, the store unchanged.
+
+The cases run in-process through click's runner (the same `_Group.main` the console script runs), against a home
+whose store holds one finished run; the store's files are hashed before and after each case. Files live in
+tests/data/bad/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import cli
+from orchestrator.store import Store
+
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
+LONG = "s" * 100_000
+NOT_UTF8 = b"\xff\xfe".decode("utf-8", "surrogateescape")  # what Python makes of such argv bytes
+
+# (case id, argv, inventory file or None, text the one error line must contain)
+CASES: list[tuple[str, list[str], str | None, str]] = [
+    # run: files
+    ("run -f not UTF-8", ["run", "-f", str(BAD / "run_not_utf8.yaml")], None, "invalid file"),
+    ("run -f a directory", ["run", "-f", str(BAD / "a_directory")], None, "not a directory"),
+    ("run -f missing", ["run", "-f", str(BAD / "nothing.yaml")], None, "an existing YAML file"),
+    ("run -f not a mapping", ["run", "-f", str(BAD / "run_not_mapping.yaml")], None, "a YAML mapping"),
+    ("run -f broken YAML", ["run", "-f", str(BAD / "run_bad_yaml.yaml")], None, "a valid YAML file"),
+    ("run -f unknown field", ["run", "-f", str(BAD / "run_unknown_field.yaml")], None, "invalid providr"),
+    ("run -f epochs a mapping", ["run", "-f", str(BAD / "run_nested_epochs.yaml")], None,
+     "invalid params.epochs: received {'a': 1}; accepted: a number, true/false, text, or a list of those"),
+    ("run -f price inf", ["run", "-f", str(BAD / "run_inf_price.yaml")], None,
+     "invalid machine.price_per_hour: received inf; accepted: a finite number"),
+    ("run -f timeout nan", ["run", "-f", str(BAD / "run_nan_timeout.yaml")], None, "invalid timeout_s"),
+    ("run -f control characters in name", ["run", "-f", str(BAD / "run_control_name.yaml")], None,
+     "invalid name: received 'a\\x07b'"),
+    ("run -f count 0", ["run", "-f", str(BAD / "run_zero_count.yaml")], None, "invalid machine.count"),
+    # run: suites
+    ("run --suite not UTF-8", ["run", "--suite", str(BAD / "suite_not_utf8.yaml")], None, "invalid suite"),
+    ("run --suite unknown field", ["run", "--suite", str(BAD / "suite_bad_field.yaml")], None, "colour"),
+    ("run --suite 100k characters", ["run", "--suite", LONG], None, "invalid suite: received 'sssss"),
+    ("run --suite unknown", ["run", "--suite", "nosuch"], None, "invalid suite: received 'nosuch'"),
+    ("run --suite a directory", ["run", "--suite", str(BAD / "a_directory")], None, "invalid suite"),
+    # run: flags
+    ("run --name not UTF-8", ["run", "--name", NOT_UTF8], None, "invalid --name: received b'\\xff\\xfe'"),
+    ("run --name empty", ["run", "--name", ""], None, "invalid name"),
+    ("run --name 100k characters", ["run", "--name", LONG], None, "invalid name"),
+    ("run --price-per-hour inf", ["run", "--price-per-hour", "inf"], None, "'--price-per-hour': received 'inf'"),
+    ("run --price-per-hour nan", ["run", "--price-per-hour", "nan"], None, "'--price-per-hour': received 'nan'"),
+    ("run --price-per-hour -1", ["run", "--price-per-hour", "-1"], None, "'--price-per-hour'"),
+    ("run --timeout 0", ["run", "--timeout", "0"], None, "'--timeout'"),
+    ("run --timeout nan", ["run", "--timeout", "nan"], None, "'--timeout'"),
+    ("run --lease-wait inf", ["run", "--provider", "rented", "--lease-wait", "inf"], "inventory.yaml",
+     "'--lease-wait'"),
+    ("run --set epochs huge", ["run", "--set", "epochs=999999999999999999999999"], None,
+     "expected a positive integer (at most 100,000)"),
+    ("run --set epochs nan", ["run", "--set", "epochs=nan"], None, "invalid params.epochs: received 'nan'"),
+    ("run --set learning_rate inf", ["run", "--set", "learning_rate=inf"], None,
+     "invalid params.learning_rate: received 'inf'"),
+    ("run --set epochs text", ["run", "--set", "epochs=many"], None, "invalid params.epochs"),
+    ("run --set unknown param", ["run", "--set", "nokey=1"], None, "invalid params: received 'nokey'"),
+    ("run --set without a key", ["run", "--set", "=3"], None, "invalid --set"),
+    ("run --backend unknown", ["run", "--backend", "mxnet"], None, "'--backend'"),
+    ("run --count 0", ["run", "--count", "0"], None, "invalid machine.count"),
+    ("run --count 99", ["run", "--provider", "rented", "--count", "99"], "inventory.yaml", "invalid machine.count"),
+    ("run --provider unknown", ["run", "--provider", "gcp"], None, "invalid provider: received 'gcp'"),
+    ("run local --count 2", ["run", "--provider", "local", "--count", "2"], None, "invalid --count"),
+    ("run local --host", ["run", "--provider", "local", "--host", "box0"], None, "invalid --host"),
+    ("run local --instance-type", ["run", "--provider", "local", "--instance-type", "p5.48xlarge"], None,
+     "invalid --instance-type"),
+    ("run rented unknown host", ["run", "--provider", "rented", "--host", "nosuchbox"], "inventory.yaml",
+     "invalid host: received 'nosuchbox'"),
+    ("run rented unknown GPU", ["run", "--provider", "rented", "--gpu", "H100"], "inventory.yaml", "invalid gpu"),
+    ("run rented --count 5", ["run", "--provider", "rented", "--count", "5"], "inventory.yaml", "invalid --count"),
+    ("run rented a box twice", ["run", "--provider", "rented", "--host", "box0", "--host", "box0"],
+     "inventory.yaml", "invalid --host"),
+    # inventories
+    ("inventory missing", ["run", "--provider", "rented"], "nothing.yaml", "invalid inventory"),
+    ("inventory a directory", ["run", "--provider", "rented"], "a_directory", "not a directory"),
+    ("inventory not UTF-8", ["run", "--provider", "rented"], "inventory_not_utf8.yaml", "in UTF-8"),
+    ("inventory empty", ["inventory", "list"], "inventory_empty.yaml", "a YAML mapping with a hosts: list"),
+    ("inventory not a mapping", ["inventory", "list"], "inventory_not_mapping.yaml", "a YAML mapping"),
+    ("inventory duplicate names", ["inventory", "list"], "inventory_duplicate.yaml",
+     "invalid inventory hosts: received 'box0'; accepted: each host name once"),
+    ("inventory no pinned key", ["inventory", "list"], "inventory_no_pin.yaml", "host_key"),
+    ("inventory price inf", ["inventory", "list"], "inventory_inf_price.yaml",
+     "invalid inventory hosts.0.price.per_hour: received inf"),
+    ("inventory port out of range", ["inventory", "list"], "inventory_bad_port.yaml", "hosts.0.port"),
+    ("inventory bastion not pinned", ["inventory", "list"], "inventory_proxy_no_pin.yaml", "proxy_jump"),
+    ("inventory check unknown box", ["inventory", "check", "--host", "nosuch"], "inventory.yaml",
+     "invalid host: received 'nosuch'"),
+    # status
+    ("status not UTF-8", ["status", NOT_UTF8], None, "invalid argument: received b'\\xff\\xfe'"),
+    ("status empty id", ["status", ""], None, "invalid RUN: received ''"),
+    ("status 100k characters", ["status", LONG], None, "invalid RUN"),
+    ("status unknown run", ["status", "r-nosuch"], None, "no run with id 'r-nosuch'"),
+    ("status --last 0", ["status", "--last", "0"], None, "'--last'"),
+    # report
+    ("report unknown run", ["report", "r-nosuch"], None, "no run with id 'r-nosuch'"),
+    ("report empty id", ["report", ""], None, "invalid RUN"),
+    ("report --baseline ref-99", ["report", "--references", "--baseline", "ref-99"], None,
+     "invalid --baseline: received 'ref-99'"),
+    ("report --format unknown", ["report", "--format", "xml"], None, "'--format'"),
+    ("report --view unknown", ["report", "--view", "nope"], None, "'--view'"),
+    ("report --last 0", ["report", "--last", "0"], None, "'--last'"),
+    ("report parquet without -o", ["report", "--format", "parquet"], None, "-o"),
+    ("report --all with --last", ["report", "--all", "--last", "1"], None, "--all"),
+    ("report -o into a missing directory", ["report", "--format", "csv", "-o", str(BAD / "nowhere" / "r.csv")], None,
+     "invalid -o"),
+    ("report -o onto a directory", ["report", "--format", "html", "-o", str(BAD / "a_directory")], None,
+     "invalid -o"),
+    ("report --columns unknown", ["report", "--columns", "run_id,colour"], None, "colour"),
+    # down
+    ("down nothing named", ["down"], None, "invalid RUN"),
+    ("down empty id", ["down", ""], None, "invalid RUN: received ''"),
+    ("down unknown run", ["down", "r-nosuch"], None, "no run with id 'r-nosuch'"),
+    ("down not UTF-8", ["down", NOT_UTF8], None, "invalid argument"),
+    # logs
+    ("logs unknown run", ["logs", "r-nosuch"], None, "no run with id 'r-nosuch'"),
+    ("logs empty id", ["logs", ""], None, "invalid RUN"),
+    ("logs unknown machine", ["logs", "r-20261130-000000-aaaa", "--machine", "nosuch"], None, "nosuch"),
+    # catalog
+    ("catalog unknown provider", ["catalog", "--provider", "gcp"], None, "invalid --provider: received 'gcp'"),
+    ("catalog --max-price nan", ["catalog", "--max-price", "nan"], None, "'--max-price'"),
+    ("catalog --max-price -1", ["catalog", "--max-price", "-1"], None, "'--max-price'"),
+    ("catalog --sort unknown", ["catalog", "--sort", "cheapest"], None, "'--sort'"),
+    ("catalog refresh unknown provider", ["catalog", "refresh", "--provider", "gcp"], None, "'--provider'"),
+    # breakeven
+    ("breakeven without hours", ["breakeven"], None, "--gpu-hours-per-month"),
+    ("breakeven hours inf", ["breakeven", "--gpu-hours-per-month", "inf"], None, "'--gpu-hours-per-month'"),
+    ("breakeven hours negative", ["breakeven", "--gpu-hours-per-month", "-5"], None, "'--gpu-hours-per-month'"),
+    ("breakeven unknown GPU", ["breakeven", "--gpu-hours-per-month", "10", "--gpu", "H900"], None,
+     "invalid --gpu: received 'H900'"),
+    ("breakeven purchase nan", ["breakeven", "--gpu-hours-per-month", "10", "--purchase-usd", "nan"], None,
+     "'--purchase-usd'"),
+    ("breakeven lifetime 0", ["breakeven", "--gpu-hours-per-month", "10", "--purchase-usd", "1000",
+                              "--lifetime-years", "0"], None, "'--lifetime-years'"),
+    ("breakeven owned GPU alone", ["breakeven", "--gpu-hours-per-month", "10", "--owned-gpu", "T4"], None,
+     "invalid --owned-gpu"),
+    ("breakeven unknown run", ["breakeven", "--gpu-hours-per-month", "10", "--runs", "r-nosuch"], None,
+     "no run with id 'r-nosuch'"),
+]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home whose store holds one finished run, shared by every case (none may change it)."""
+    path = tmp_path_factory.mktemp("bad-input") / "home"
+    with Store(path) as store:
+        store.create_run("r-20261130-000000-aaaa", provider="local", suite="smoke", name="kept", spec={})
+        store.finish_run("r-20261130-000000-aaaa", state="succeeded", duration_s=1.0, error=None, log_tail=None,
+                         results=None, costs=[])
+    return path
+
+
+def _digest(home: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(home.iterdir()) if path.is_file() and not path.name.endswith("-shm")}
+
+
+@pytest.mark.parametrize(("argv", "inventory", "expected"), [case[1:] for case in CASES],
+                         ids=[case[0] for case in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    home: Path, argv: list[str], inventory: str | None, expected: str
+) -> None:
+    before = _digest(home)
+    env = {"ORCHESTRATE_HOME": str(home), "COLUMNS": "200"}
+    env["ORCHESTRATE_INVENTORY"] = str(BAD / inventory) if inventory else str(home / "no-inventory.yaml")
+    result = CliRunner().invoke(cli, argv, env=env, catch_exceptions=True)
+    output = result.output  # stdout and stderr, as a terminal shows them
+    assert result.exit_code == 2, output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not a crash
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output
+    assert expected in errors[0], output
+    assert len(errors[0]) < 600  # one line a person reads, not a file echoed back
+    assert _digest(home) == before
+    assert not (home / "no-inventory.yaml").exists()
+
+
+def test_the_corpus_covers_every_verb_and_sixty_cases() -> None:
+    verbs = {case[1][0] for case in CASES}
+    assert verbs >= {"run", "status", "report", "down", "logs", "inventory", "catalog", "breakeven"}
+    assert len(CASES) >= 60
+    assert os.path.isdir(BAD / "a_directory")
+
+
+def test_status_json_stays_json_when_an_old_store_holds_an_infinite_cost(tmp_path: Path) -> None:
+    import json
+
+    home = tmp_path / "home"
+    with Store(home) as store:
+        store.create_run("r-20261130-000000-bbbb", provider="local", suite="smoke", name=None, spec={})
+        store.finish_run("r-20261130-000000-bbbb", state="succeeded", duration_s=1.0, error=None, log_tail=None,
+                         results=None, costs=[{"machine_id": "localhost", "component": "compute", "seconds": 1.0,
+                                               "billed_seconds": 1.0, "price_per_hour": float("inf"),
+                                               "amount_usd": float("inf"), "rule": "per_second"}])
+    result = CliRunner().invoke(cli, ["status", "--json"], env={"ORCHESTRATE_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    [run] = json.loads(result.output, parse_constant=refuse)
+    assert run["cost_usd"] is None
