@@ -46,12 +46,16 @@ def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None) -> RunOu
     Returns:
         The run's outcome (succeeded, failed or interrupted).
     """
+    from orchestrator.access import allowed_cidr
     from orchestrator.lifecycle import RunContext, execute_plan
 
     home = home or default_home()
     the_plan = plan(spec, home=home)  # validates everything before the store is touched
+    # A cloud machine's port 22 is opened to this computer alone (or --allow-cidr): known before anything exists.
+    cloud = any(p.provider not in ("local", "rented") for p in the_plan.placements)
+    cidr = allowed_cidr(spec.machine.allow_cidr) if cloud else None
     with Store(home) as store:
-        return execute_plan(the_plan, RunContext(store=store, home=home, reporter=reporter))
+        return execute_plan(the_plan, RunContext(store=store, home=home, reporter=reporter, allowed_cidr=cidr))
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ class RunContext:
     poll_interval_s: float = 0.5
     provider_factory: Callable[[str], Provider] | None = None  # default: the registry, leases from the store
     connect: Connector = transport_to
+    allowed_cidr: str | None = None  # clouds: who may reach port 22 (resolved before the run: orchestrator.access)
     _providers: dict[str, Provider] = field(default_factory=dict, repr=False)
 
     def provider(self, name: str) -> Provider:
@@ -243,7 +244,8 @@ class _Run:
         self.providers_used.add(placement.provider)
         request = LaunchRequest(
             run_id=self.run_id, placement=placement, count=self.plan.count, attempt=attempt,
-            tags={"orchestrate-run": self.run_id}, wait_s=spec.machine.wait_s,
+            tags={"orchestrate-run": self.run_id}, wait_s=spec.machine.wait_s, image=spec.machine.image,
+            allowed_cidr=self.ctx.allowed_cidr,
         )
         # Recorded before the provider is called, so a crash mid-launch can still be cleaned up.
         row = self.store.record_launch_request(self.run_id, placement.provider, asdict(request), attempt=attempt)

@@ -46,6 +46,27 @@ class MachineSpec(_Strict):
     gpu: str | None = None  # any box (rented) or instance type (clouds) with this GPU model
     wait_s: float = Field(default=0.0, ge=0, le=24 * 3600)  # how long to wait for a busy box
     reclaim: bool = False  # rented: free boxes held by abandoned runs (stop their payloads) instead of refusing
+    image: str | None = None  # clouds: the machine image (AMI id) to boot
+    allow_cidr: str | None = None  # clouds: who may reach port 22; default this computer's public address alone
+
+    @field_validator("allow_cidr")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        from orchestrator.access import parse_cidr
+
+        if value is None:
+            return None
+        try:
+            return parse_cidr(value)
+        except SpecError as error:
+            raise ValueError(error.accepted) from None
+
+    @field_validator("image")
+    @classmethod
+    def _image_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"ami-[0-9a-f]{8,17}", value):
+            raise ValueError("an AMI id such as ami-0123456789abcdef0")
+        return value
 
 
 class SuiteSpec(_Strict):

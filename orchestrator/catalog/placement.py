@@ -23,12 +23,13 @@ if TYPE_CHECKING:
 
 # Flags that name a machine a provider cannot give, by provider: refused, never silently ignored.
 _NOT_FOR = {
-    "local": ("hosts", "gpu", "instance_type", "region", "regions", "spot", "max_price", "reclaim", "wait_s"),
-    "rented": ("instance_type", "region", "regions", "spot", "max_price"),
+    "local": ("hosts", "gpu", "instance_type", "region", "regions", "spot", "max_price", "reclaim", "wait_s",
+              "image", "allow_cidr"),
+    "rented": ("instance_type", "region", "regions", "spot", "max_price", "image", "allow_cidr"),
 }
 _FLAG = {"hosts": "--host", "gpu": "--gpu", "instance_type": "--instance-type", "region": "region",
          "regions": "regions", "spot": "--spot", "count": "--count", "max_price": "max_price", "reclaim": "--reclaim",
-         "wait_s": "--lease-wait"}
+         "wait_s": "--lease-wait", "image": "--image", "allow_cidr": "--allow-cidr"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,11 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
         return rented_placements(machine, load_inventory(inventory_path(home)))
     from orchestrator.catalog.offers import load_offers
 
-    return catalog_placements(spec.provider, machine, load_offers(home=home))
+    resolved = catalog_placements(spec.provider, machine, load_offers(home=home))
+    if machine.image is None:
+        raise SpecError("--image", None, f"the machine image to boot on {spec.provider}, e.g. --image "
+                        "ami-0123456789abcdef0 (a Deep Learning AMI with NVIDIA drivers and Keras)")
+    return resolved
 
 
 def _local(machine: MachineSpec) -> Resolved:

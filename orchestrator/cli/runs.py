@@ -145,7 +145,13 @@ class _RunReporter:
 @click.option("--suite", "-s", help="Suite name (smoke, …) or path to a suite YAML file.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a suite param; repeatable.")
 @click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), help="Keras backend for the payload.")
-@click.option("--instance-type", help="Machine type to launch (provider's name).")
+@click.option("--instance-type", help="Clouds: machine type to launch (the provider's name), e.g. g4dn.xlarge.")
+@click.option("--region", help="Clouds: launch in this region only (default: every region the catalog prices).")
+@click.option("--spot", is_flag=True, default=None, help="Clouds: spot capacity first, then on-demand.")
+@click.option("--max-price", type=POSITIVE, help="Clouds, --spot: the most USD per hour to pay.")
+@click.option("--image", metavar="AMI", help="Clouds: the machine image to boot, e.g. ami-0123456789abcdef0.")
+@click.option("--allow-cidr", metavar="CIDR",
+              help="Clouds: who may reach port 22 (default: this computer's public address alone).")
 @click.option("--count", type=int, help="Number of machines (the suite runs on each, in parallel).")
 @click.option("--host", "hosts", multiple=True, metavar="NAME", help="Rented: this inventory box; repeatable.")
 @click.option("--gpu", help="Rented: any inventory box with this GPU model.")
@@ -167,6 +173,11 @@ def run(
     assignments: tuple[str, ...],
     backend: str | None,
     instance_type: str | None,
+    region: str | None,
+    spot: bool | None,
+    max_price: float | None,
+    image: str | None,
+    allow_cidr: str | None,
     count: int | None,
     hosts: tuple[str, ...],
     gpu: str | None,
@@ -199,7 +210,8 @@ def run(
     from orchestrator.spec import build_run_spec, parse_assignment
 
     params = dict(parse_assignment(text) for text in assignments) or None
-    machine_flags = {"instance_type": instance_type, "count": count, "price_per_hour": price_per_hour,
+    machine_flags = {"instance_type": instance_type, "region": region, "spot": spot, "max_price": max_price,
+                     "image": image, "allow_cidr": allow_cidr, "count": count, "price_per_hour": price_per_hour,
                      "hosts": list(hosts) or None, "gpu": gpu, "wait_s": wait_s, "reclaim": reclaim}
     machine = {key: value for key, value in machine_flags.items() if value is not None} or None
     spec = build_run_spec(
