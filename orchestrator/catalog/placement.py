@@ -27,6 +27,7 @@ _NOT_FOR = {
               "image", "allow_cidr"),
     "rented": ("instance_type", "region", "regions", "spot", "max_price", "image", "allow_cidr"),
 }
+_CLOUDS_NOT_FOR = ("hosts", "reclaim", "wait_s")  # inventory boxes and their leases are the rented provider's
 _FLAG = {"hosts": "--host", "gpu": "--gpu", "instance_type": "--instance-type", "region": "region",
          "regions": "regions", "spot": "--spot", "count": "--count", "max_price": "max_price", "reclaim": "--reclaim",
          "wait_s": "--lease-wait", "image": "--image", "allow_cidr": "--allow-cidr"}
@@ -48,7 +49,7 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
         SpecError: the machine part of the spec asks for something the provider cannot give.
     """
     machine = spec.machine
-    for name in _NOT_FOR.get(spec.provider, ()):
+    for name in _NOT_FOR.get(spec.provider, _CLOUDS_NOT_FOR):
         value = getattr(machine, name)
         if value not in (None, False, []):
             raise SpecError(_FLAG[name], value, f"nothing: the {spec.provider} provider does not use it")

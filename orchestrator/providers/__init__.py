@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 PROVIDERS: dict[str, tuple[str, str]] = {
     "local": ("orchestrator.providers.local", "LocalProvider"),
     "rented": ("orchestrator.providers.rented", "RentedProvider"),
+    "aws": ("orchestrator.providers.aws.instance", "AwsProvider"),
 }
 
 

@@ -1,9 +1,11 @@
-"""The one provider contract suite, run against every provider: local, rented (real sshd), and the fake."""
+"""The one provider contract suite, run against every provider: local, rented (real sshd), aws (moto + a loopback
+sshd with the run's host key), and the fake."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,13 @@ import pytest
 
 from orchestrator.inventory.model import Inventory
 from orchestrator.machine import Placement
+from orchestrator.providers.aws.instance import AwsProvider
 from orchestrator.providers.local import LocalProvider
 from orchestrator.providers.rented import RentedProvider
 from orchestrator.store import Store, StoreLeases
+from tests.fakes.aws import LoopbackAws
 from tests.fakes.provider import FakeProvider
+from tests.integration.conftest import start_server
 from tests.providers.contract import ProviderContract
 
 
@@ -76,4 +81,20 @@ class TestFakeProvider(ProviderContract):
     @pytest.fixture
     def placement(self) -> Placement:
         return Placement(provider="fake", instance_type="gpu.small", region="lab-1", price_per_hour=3.6,
+                         billing_rule="aws_linux")
+
+
+class TestAwsProvider(ProviderContract):
+    count = 2
+
+    @pytest.fixture
+    def provider(self, tmp_path: Path, moto_aws: None, sshd_binary: Path) -> Iterator[LoopbackAws]:
+        aws = LoopbackAws(AwsProvider(tmp_path / "home", sleep=lambda _: None), tmp_path / "loopback",
+                          partial(start_server, sshd_binary=sshd_binary))
+        yield aws
+        aws.stop()
+
+    @pytest.fixture
+    def placement(self) -> Placement:
+        return Placement(provider="aws", instance_type="g5.xlarge", region="us-east-1", price_per_hour=1.006,
                          billing_rule="aws_linux")

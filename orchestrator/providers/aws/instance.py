@@ -1,0 +1,358 @@
+"""EC2 instances as machines: launch (all or nothing, zone by zone), list by tag, terminate by tag.
+
+One ``RunInstances`` call makes every machine of a launch (MinCount = MaxCount = count), so a launch never leaves
+half a cluster behind. The provider tries the region's zones in order on a capacity error and raises
+:class:`CapacityError` naming the region when none has room; quota and auth errors go straight up (another zone
+would not help). Which region, type and market to try next is the lifecycle's business, not this module's.
+
+Testing knob: ``ssh_endpoint`` (or ``ORCHESTRATE_AWS_SSH_ENDPOINT=[user@]127.0.0.1:PORT``) gives every machine
+that SSH address instead of its public IP (and that login user instead of ``ubuntu``); the pinned host key stays
+the run's own, so a loopback sshd must present it. Nothing else changes.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.clouds import aws
+from orchestrator.errors import CapacityError, ProviderError, SpecError
+from orchestrator.machine import (
+    Access,
+    Capability,
+    Environment,
+    LaunchRequest,
+    Machine,
+    MachineState,
+    Placement,
+)
+from orchestrator.providers.aws import network
+
+STATE_MAP = {
+    "pending": MachineState.PENDING,
+    "running": MachineState.RUNNING,
+    "stopping": MachineState.STOPPING,
+    "stopped": MachineState.STOPPED,
+    "shutting-down": MachineState.TERMINATED,  # on its way out: never reachable again, still billed until gone
+    "terminated": MachineState.TERMINATED,
+}
+LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
+
+RUN_TAG = "orchestrate:run-id"
+OWNER_TAG = "orchestrate:owner"
+CREATED_TAG = "orchestrate:created-at"
+HOST_KEY_TAG = "orchestrate:host-key"  # the pinned public host key, so a listed machine is reachable safely too
+
+LOGIN_USER = "ubuntu"  # the Ubuntu-based Deep Learning AMIs' login
+POLL_S = 2.0  # between DescribeInstances while waiting (not the 15 s of boto3's waiters)
+RUNNING_TIMEOUT_S = 600.0
+TERMINATED_TIMEOUT_S = 600.0
+ENDPOINT_ENV = "ORCHESTRATE_AWS_SSH_ENDPOINT"
+
+# Errors that say "not in this zone, now": the next zone of the region may have room. (The common capacity codes
+# are mapped by orchestrator.clouds.aws; these are specific to one zone's subnet.)
+_ZONE_CAPACITY_CODES = frozenset({"InsufficientFreeAddressesInSubnet"})
+
+ClientFactory = Callable[[str | None, bool], Any]  # (region, retries) → an EC2 client
+
+
+@dataclass(frozen=True)
+class SSHEndpoint:
+    """Where every machine's SSH is reached instead of its public address (tests: a loopback sshd)."""
+
+    host: str
+    port: int
+    user: str | None = None  # the login user there; None keeps the image's
+
+    @classmethod
+    def parse(cls, text: str) -> SSHEndpoint:
+        """Reads ``[user@]host:port``.
+
+        Raises:
+            SpecError: it is not of that form.
+        """
+        user, _, address = text.strip().rpartition("@")
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SpecError(ENDPOINT_ENV, text, "[user@]host:port, e.g. 127.0.0.1:2222")
+        return cls(host=host, port=int(port), user=user or None)
+
+
+class AwsProvider:
+    """EC2 instances, one run's tagged with its run id.
+
+    Args:
+        home: the Orchestrate home; the run's private key lives in ``home/keys/<run-id>/``.
+        region: the region to sweep and list in when no machine names one (default: boto3's configured region).
+        profile: an AWS shared-config profile (default: boto3's chain).
+        endpoint_url: another EC2 endpoint (default: boto3's, which honours ``AWS_ENDPOINT_URL``).
+        clock: monotonic seconds (injected in tests).
+        sleep: how to wait between polls and retries (injected in tests).
+        ssh_endpoint: ``[user@]host:port`` where every machine's SSH is reached (default:
+            ``$ORCHESTRATE_AWS_SSH_ENDPOINT``).
+        client_factory: ``(region, retries) → EC2 client`` (default: :mod:`orchestrator.clouds.aws`; tests hook it).
+    """
+
+    name = "aws"
+    capabilities: frozenset[Capability] = frozenset({Capability.SPOT, Capability.MULTI_NODE})
+
+    def __init__(
+        self,
+        home: Path,
+        region: str | None = None,
+        profile: str | None = None,
+        endpoint_url: str | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        ssh_endpoint: str | None = None,
+        client_factory: ClientFactory | None = None,
+        **_: object,
+    ) -> None:
+        self.home = home
+        self.region = region
+        self.profile = profile
+        self.endpoint_url = endpoint_url
+        self.clock = clock
+        self.sleep = sleep
+        endpoint = ssh_endpoint if ssh_endpoint is not None else os.environ.get(ENDPOINT_ENV)
+        self.ssh_endpoint = SSHEndpoint.parse(endpoint) if endpoint else None
+        self._client_factory = client_factory or self._make_client
+        self._clients: dict[tuple[str | None, bool], Any] = {}
+        self._launched_regions: set[str] = set()
+
+    # -- clients and regions -------------------------------------------------------------------------------------
+
+    def _make_client(self, region: str | None, retries: bool) -> Any:
+        make = aws.client if retries else aws.client_without_retries
+        return make("ec2", region=region, profile=self.profile, endpoint_url=self.endpoint_url)
+
+    def _ec2(self, region: str | None, *, retries: bool = True) -> Any:
+        key = (region, retries)
+        if key not in self._clients:
+            self._clients[key] = self._client_factory(region, retries)
+        return self._clients[key]
+
+    def _default_region(self) -> str:
+        if self.region:
+            return self.region
+        region = self._ec2(None).meta.region_name
+        if not region:
+            raise ProviderError("no AWS region configured", hint="set AWS_DEFAULT_REGION or name a region")
+        return str(region)
+
+    def _regions(self, machines: Sequence[Machine] = ()) -> list[str]:
+        """Where this run's (or every run's) machines may be: the given machines', ours, and the default region."""
+        found = {m.placement.region for m in machines if m.provider == self.name and m.placement.region}
+        return sorted({*found, *self._launched_regions, self._default_region()})
+
+    @staticmethod
+    def _what(region: str) -> str:
+        return f"EC2 API in {region}"
+
+    # -- launch --------------------------------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> list[Machine]:
+        """Launches ``request.count`` instances of one type in one region, trying its zones in order.
+
+        Returns once every instance is ``running`` (SSH may still be starting: the connect step waits for it).
+
+        Raises:
+            SpecError: no image, no allowed CIDR (or one open to everyone), or no region.
+            CapacityError: no zone of the region had room (every zone's answer in the line).
+            QuotaError: the account's limit refuses the request (no other zone is tried).
+            AuthError: the credentials are refused.
+            ProviderError: AWS refused otherwise, or the instances did not come up in time.
+        """
+        placement = request.placement
+        if not request.image:
+            raise SpecError("image", request.image, "an AMI id (ami-…) or resolve:ssm:<parameter>",
+                            hint="the aws provider needs the machine image to launch")
+        if request.count < 1:
+            raise SpecError("count", request.count, "1 or more machines")
+        cidr = network.checked_cidr(request.allowed_cidr)
+        region = placement.region or self._default_region()
+        what = self._what(region)
+        ec2 = self._ec2(region)
+        self._launched_regions.add(region)
+        tags = {**request.tags, RUN_TAG: request.run_id, OWNER_TAG: _owner(),
+                CREATED_TAG: datetime.now(UTC).isoformat(timespec="seconds")}
+
+        key = network.client_key(self.home, request.run_id)
+        key_name = network.import_key_pair(ec2, request.run_id, key.public, tags, what=what)
+        group_id = network.ensure_security_group(ec2, request.run_id, cidr, tags, what=what)
+        host_key = network.host_key()
+        instance_tags = {**tags, HOST_KEY_TAG: host_key.public, "Name": network.resource_name(request.run_id)}
+        params: dict[str, Any] = {
+            "ImageId": request.image, "InstanceType": placement.instance_type,
+            "MinCount": request.count, "MaxCount": request.count,  # all or nothing
+            "KeyName": key_name, "SecurityGroupIds": [group_id],
+            "UserData": network.user_data(host_key, request.user_data),
+            "TagSpecifications": [{"ResourceType": kind, "Tags": network.tag_list(instance_tags)}
+                                  for kind in ("instance", "volume")],
+        }
+        if placement.spot:
+            spot: dict[str, Any] = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
+            if placement.max_price is not None:
+                spot["MaxPrice"] = f"{placement.max_price:.4f}"
+            params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
+
+        instances = self._run_in_some_zone(region, placement, request.count, params)
+        running = self._wait_until_running(ec2, [i["InstanceId"] for i in instances], what=what)
+        return [self._machine(instance, region, placement, host_key.public) for instance in running]
+
+    def _zones(self, region: str, placement: Placement) -> list[str]:
+        if placement.zone:
+            return [placement.zone]
+        with aws.translating(what=self._what(region)):
+            zones = self._ec2(region).describe_availability_zones(
+                Filters=[{"Name": "state", "Values": ["available"]}])["AvailabilityZones"]
+        names = sorted(z["ZoneName"] for z in zones if z.get("ZoneType", "availability-zone") == "availability-zone")
+        if not names:
+            raise ProviderError(f"{self._what(region)}: no available zone in {region}")
+        return names
+
+    def _run_in_some_zone(self, region: str, placement: Placement, count: int, params: dict[str, Any]) -> Any:
+        """One RunInstances per zone, in order, until one has room; without retries, so a refusal moves on."""
+        import botocore.exceptions
+
+        what = self._what(region)
+        ec2 = self._ec2(region, retries=False)
+        refusals: list[str] = []
+        zones = self._zones(region, placement)
+        for zone in zones:
+            try:
+                return ec2.run_instances(**params, Placement={"AvailabilityZone": zone})["Instances"]
+            except botocore.exceptions.ClientError as error:
+                translated = aws.translate(error, what=f"{what} ({zone})")
+                if error.response.get("Error", {}).get("Code") in _ZONE_CAPACITY_CODES:
+                    translated = CapacityError(str(translated), hint=translated.hint)
+                if not isinstance(translated, CapacityError):
+                    raise translated from None
+                refusals.append(f"{zone}: {error.response.get('Error', {}).get('Code')}")
+            except botocore.exceptions.BotoCoreError as error:
+                raise aws.translate(error, what=what) from None
+        market = "spot" if placement.spot else "on-demand"
+        raise CapacityError(
+            f"no capacity for {count} × {placement.instance_type} ({market}) in region {region}: "
+            f"every zone tried refused ({'; '.join(refusals)})",
+            hint="another region, instance type or market may have room; or try again later",
+        )
+
+    def _wait_until_running(self, ec2: Any, ids: list[str], *, what: str) -> list[dict[str, Any]]:
+        deadline = self.clock() + RUNNING_TIMEOUT_S
+        while True:
+            instances = self._describe(ec2, what=what, InstanceIds=ids)
+            states = {i["InstanceId"]: i["State"]["Name"] for i in instances}
+            dead = [f"{i['InstanceId']} is {states[i['InstanceId']]}"
+                    + (f" ({i['StateReason']['Message']})" if i.get("StateReason") else "")
+                    for i in instances if states[i["InstanceId"]] in ("shutting-down", "terminated")]
+            if dead:
+                raise ProviderError(f"{what}: instances ended while starting: {'; '.join(dead)}")
+            if len(instances) == len(ids) and all(state == "running" for state in states.values()):
+                return sorted(instances, key=lambda i: (i.get("AmiLaunchIndex", 0), i["InstanceId"]))
+            if self.clock() >= deadline:
+                waiting = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+                raise ProviderError(f"{what}: instances not running after {RUNNING_TIMEOUT_S:g} s: {waiting}")
+            self.sleep(POLL_S)
+
+    # -- list and terminate --------------------------------------------------------------------------------------
+
+    def _describe(self, ec2: Any, *, what: str, **query: Any) -> list[dict[str, Any]]:
+        with aws.translating(what=what):
+            pages: Iterator[dict[str, Any]] = ec2.get_paginator("describe_instances").paginate(**query)
+            return [instance for page in pages for reservation in page["Reservations"]
+                    for instance in reservation["Instances"]]
+
+    def _live(self, ec2: Any, region: str, run_id: str | None, ids: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The run's (or every run's) instances not yet terminated, by tag; plus ``ids`` if they are live."""
+        states = {"Name": "instance-state-name", "Values": list(LIVE_STATES)}
+        by_tag = ({"Name": f"tag:{RUN_TAG}", "Values": [run_id]} if run_id is not None
+                  else {"Name": "tag-key", "Values": [RUN_TAG]})
+        found = {i["InstanceId"]: i for i in self._describe(ec2, what=self._what(region), Filters=[by_tag, states])}
+        if ids:
+            given = [{"Name": "instance-id", "Values": list(ids)}, states]
+            found.update({i["InstanceId"]: i for i in self._describe(ec2, what=self._what(region), Filters=given)})
+        return list(found.values())
+
+    def list_machines(self, *, run_id: str | None = None) -> list[Machine]:
+        """Lists instances tagged by Orchestrate (one run's, or all) that are not terminated, in the known regions."""
+        machines = []
+        for region in self._regions():
+            for instance in self._live(self._ec2(region), region, run_id):
+                machines.append(self._machine(instance, region, None, None))
+        return sorted(machines, key=lambda m: (m.run_id, m.id))
+
+    def terminate(self, run_id: str, machines: Sequence[Machine] = ()) -> None:
+        """Terminates every instance of the run (by tag, plus the given ones), waits until they are gone, then
+        deletes the run's security group and key pair and the local key; idempotent.
+
+        Raises:
+            ProviderError: an instance did not terminate in time, or AWS refused a call.
+        """
+        for region in self._regions(machines):
+            ec2 = self._ec2(region)
+            what = self._what(region)
+            given = [m.id for m in machines if m.provider == self.name
+                     and (m.placement.region or self._default_region()) == region]
+            ids = sorted(i["InstanceId"] for i in self._live(ec2, region, run_id, given))
+            if ids:
+                with aws.translating(what=what):
+                    ec2.terminate_instances(InstanceIds=ids)
+                self._wait_until_terminated(ec2, ids, what=what)
+            network.delete_security_group(ec2, run_id, what=what, sleep=self.sleep)
+            network.delete_key_pair(ec2, run_id, what=what)
+        network.remove_client_key(self.home, run_id)
+
+    def _wait_until_terminated(self, ec2: Any, ids: list[str], *, what: str) -> None:
+        deadline = self.clock() + TERMINATED_TIMEOUT_S
+        while True:
+            left = [i["InstanceId"] for i in self._describe(
+                ec2, what=what, Filters=[{"Name": "instance-id", "Values": ids},
+                                         {"Name": "instance-state-name", "Values": list(LIVE_STATES)}])]
+            if not left:
+                return
+            if self.clock() >= deadline:
+                raise ProviderError(f"{what}: instances not terminated after {TERMINATED_TIMEOUT_S:g} s: "
+                                    + ", ".join(sorted(left)), hint="check the EC2 console; they may still bill")
+            self.sleep(POLL_S)
+
+    # -- machines ------------------------------------------------------------------------------------------------
+
+    def _machine(self, instance: dict[str, Any], region: str, placement: Placement | None,
+                 host_key: str | None) -> Machine:
+        tags = {t["Key"]: t["Value"] for t in instance.get("Tags") or ()}
+        run_id = tags.get(RUN_TAG, "")
+        spot = instance.get("InstanceLifecycle") == "spot"
+        base = placement or Placement(provider=self.name, instance_type=instance["InstanceType"], spot=spot,
+                                      billing_rule="aws_linux")
+        placement = replace(base, region=region, zone=instance["Placement"]["AvailabilityZone"])
+        private = instance.get("PrivateIpAddress")
+        host = instance.get("PublicIpAddress") or private or ""
+        port, user = network.SSH_PORT, LOGIN_USER
+        if self.ssh_endpoint is not None:
+            host, port, user = self.ssh_endpoint.host, self.ssh_endpoint.port, self.ssh_endpoint.user or LOGIN_USER
+        access = Access(via="ssh", host=host, port=port, user=user,
+                        key_path=str(network.key_dir(self.home, run_id) / network.KEY_FILE),
+                        host_key=host_key or tags.get(HOST_KEY_TAG))
+        return Machine(
+            run_id=run_id, id=instance["InstanceId"], provider=self.name, placement=placement, access=access,
+            environment=Environment(prepare="image", python="python3", workdir="orchestrate"),
+            run_dir=f"orchestrate/runs/{run_id}", launched_at=instance["LaunchTime"].astimezone(UTC),
+            state=STATE_MAP.get(instance["State"]["Name"], MachineState.UNKNOWN), private_address=private,
+            extra={"image_id": str(instance.get("ImageId", ""))},
+        )
+
+
+def _owner() -> str:
+    """The local user, for the owner tag (who to ask about a machine found in the console)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,133 @@
+"""AWS in-process for tests: moto's EC2, errors injected into the provider's own clients, and a loopback sshd that
+plays the instances with the run's injected host key.
+
+``moto_aws`` is a fixture (import it into a conftest or test module). :class:`HookedClients` is the provider's
+client factory with a place to hang botocore ``before-call`` hooks (FACTS: capacity errors never happen in moto).
+:class:`LoopbackAws` wraps an :class:`AwsProvider` so that every launch is reachable: it points the provider's SSH
+endpoint at a fresh port, launches, reads the user-data back from moto and starts sshd there with the host key
+cloud-init would have installed, authorising the run's client key.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.clouds import aws
+from orchestrator.machine import Capability, LaunchRequest, Machine
+from orchestrator.providers.aws import network
+from orchestrator.providers.aws.instance import AwsProvider, SSHEndpoint
+
+REGION = "us-east-1"
+IMAGE = "ami-12c6146b"  # one of moto's stock images
+CIDR = "203.0.113.7/32"
+
+
+@pytest.fixture
+def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's AWS in this process, with fake credentials in the environment and nothing else of the user's."""
+    from moto import mock_aws
+
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("ORCHESTRATE_AWS_SSH_ENDPOINT", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    with mock_aws():
+        yield
+
+
+def refusal(code: str, message: str) -> tuple[Any, dict[str, Any]]:
+    """What a ``before-call`` hook returns to make botocore raise ``ClientError(code)`` without a request."""
+    from botocore.awsrequest import AWSResponse
+
+    return AWSResponse("https://ec2.amazonaws.com/", 500, {}, None), {
+        "Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+
+
+@dataclass
+class HookedClients:
+    """The provider's client factory (clouds.aws clients), with hooks registered on every client it makes.
+
+    ``hooks``: botocore event name → handler, e.g. ``{"before-call.ec2.RunInstances": refuse}``.
+    """
+
+    hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    clients: list[Any] = field(default_factory=list)
+
+    def __call__(self, region: str | None, retries: bool) -> Any:
+        make = aws.client if retries else aws.client_without_retries
+        client = make("ec2", region=region)
+        for event, handler in self.hooks.items():
+            client.meta.events.register(event, handler)
+        self.clients.append(client)
+        return client
+
+
+def user_data_of(ec2: Any, instance_id: str) -> dict[str, Any]:
+    """The cloud-config the instance was launched with, as moto keeps it."""
+    value = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
+    text = base64.b64decode(value).decode()
+    assert text.startswith("#cloud-config\n"), text[:80]
+    document: dict[str, Any] = yaml.safe_load(text)
+    return document
+
+
+def write_host_key(ec2: Any, instance_id: str, path: Path) -> Path:
+    """Writes the host key cloud-init would install on the instance (private 0600, ``.pub`` beside it)."""
+    keys = user_data_of(ec2, instance_id)["ssh_keys"]
+    path.touch(mode=0o600)
+    path.write_text(keys["ed25519_private"])
+    path.with_name(path.name + ".pub").write_text(keys["ed25519_public"] + "\n")
+    return path
+
+
+class LoopbackAws:
+    """An AwsProvider whose launches are each served by a loopback sshd presenting the run's host key.
+
+    Fills in what the contract suite's requests leave out (an image and the allowed CIDR).
+    """
+
+    def __init__(self, provider: AwsProvider, directory: Path, start: Callable[..., Any]) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self.capabilities: frozenset[Capability] = provider.capabilities
+        self.directory = directory
+        self.start = start  # start_server-like: (directory, client_key, host_key_path, port=…, authorized_key=…)
+        self.servers: list[Any] = []
+
+    def launch(self, request: LaunchRequest) -> list[Machine]:
+        from tests.integration.conftest import free_port
+
+        port = free_port()
+        self.provider.ssh_endpoint = SSHEndpoint("127.0.0.1", port, getpass.getuser())
+        request = replace(request, image=request.image or IMAGE, allowed_cidr=request.allowed_cidr or CIDR)
+        machines = self.provider.launch(request)
+        ec2 = aws.client("ec2", region=machines[0].placement.region)
+        run_dir = self.directory / f"{request.run_id}-{port}"
+        run_dir.mkdir(parents=True)
+        host_key = write_host_key(ec2, machines[0].id, run_dir / "host_key")
+        key = network.key_dir(self.provider.home, request.run_id) / network.KEY_FILE
+        self.servers.append(self.start(run_dir / "sshd", key, host_key, port=port, authorized_key=key))
+        return machines
+
+    def terminate(self, run_id: str, machines: Sequence[Machine] = ()) -> None:
+        self.provider.terminate(run_id, machines)
+
+    def list_machines(self, *, run_id: str | None = None) -> list[Machine]:
+        return self.provider.list_machines(run_id=run_id)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
