@@ -1,0 +1,119 @@
+"""A whole run on the AWS provider, in-process: moto's EC2 for the control plane, a loopback sshd (presenting the
+host key the provider injected through user-data) for the instance. Afterwards nothing of the run is left: no
+instance running, no security group or key pair, no private key file — also when any step fails."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.clouds import aws
+from orchestrator.lifecycle import RunContext, execute_plan
+from orchestrator.machine import Machine
+from orchestrator.plan import make_plan
+from orchestrator.providers.aws import network
+from orchestrator.providers.aws.instance import AwsProvider
+from orchestrator.remote.session import Session
+from orchestrator.spec import RunSpec
+from orchestrator.store import Store
+from tests.conftest import FAKE_MAIN_HEADER
+from tests.fakes import aws as aws_fakes
+from tests.fakes.aws import IMAGE, REGION, LoopbackAws
+from tests.integration.conftest import start_server
+
+moto_aws = aws_fakes.moto_aws  # the fixture
+pytestmark = pytest.mark.slow
+
+
+class _Quiet:
+    def step(self, run_id: str, step: str, outcome: str, detail: str | None) -> None: ...
+    def output(self, text: str) -> None: ...
+    def upload(self, host: str, sent: int, total: int) -> None: ...
+
+
+class _LoopbackBox(LoopbackAws):
+    """The loopback sshd plays a Deep Learning AMI: its Python is this venv's, its home a test directory."""
+
+    def launch(self, request: Any) -> list[Machine]:
+        machines = super().launch(request)
+        box = self.directory / "box"
+        return [replace(m, environment=replace(m.environment, python=sys.executable, workdir=str(box)),
+                        run_dir=str(box / "runs" / m.run_id)) for m in machines]
+
+
+@pytest.fixture
+def payload(fake_payload: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 50.0)])\n')
+    monkeypatch.setenv("ORCHESTRATE_PAYLOAD_DIR", str(package))
+
+
+@pytest.fixture
+def loopback(tmp_path: Path, moto_aws: None, sshd_binary: Path) -> Iterator[_LoopbackBox]:
+    box = _LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None), tmp_path / "boxes", start_server)
+    yield box
+    box.stop()
+
+
+def _run(tmp_path: Path, loopback: _LoopbackBox) -> tuple[Any, Store]:
+    spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE})
+    plan = make_plan(spec, home=tmp_path / "home")
+    store = Store(tmp_path / "home")
+    ctx = RunContext(store=store, home=tmp_path / "home", reporter=_Quiet(), provider_factory=lambda name: loopback,
+                     poll_interval_s=0.05, allowed_cidr="127.0.0.1/32")
+    return execute_plan(plan, ctx), store
+
+
+def _left(run_id: str, home: Path) -> dict[str, Any]:
+    """What of the run is still there: instances not terminated, its security group, its key pair, its key file."""
+    ec2 = aws.client("ec2", region=REGION)
+    reservations = ec2.describe_instances(Filters=[{"Name": "tag:orchestrate:run-id", "Values": [run_id]}])
+    running = [i["InstanceId"] for r in reservations["Reservations"] for i in r["Instances"]
+               if i["State"]["Name"] != "terminated"]
+    groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"] if run_id in g["GroupName"]]
+    pairs = [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"] if run_id in k["KeyName"]]
+    return {"instances": running, "groups": groups, "key_pairs": pairs,
+            "key_file": network.key_dir(home, run_id).exists()}
+
+
+NOTHING = {"instances": [], "groups": [], "key_pairs": [], "key_file": False}
+
+
+def test_a_smoke_run_on_aws_completes_and_leaves_nothing(tmp_path: Path, loopback: _LoopbackBox, payload: None) -> None:
+    outcome, store = _run(tmp_path, loopback)
+    assert outcome.state == "succeeded", outcome.error
+    assert outcome.results is not None and outcome.results["samples"][0]["value"] == 50.0
+    assert _left(outcome.run_id, tmp_path / "home") == NOTHING
+    [machine] = store.machines(outcome.run_id)
+    assert machine.state == "terminated" and machine.machine_id is not None and machine.machine_id.startswith("i-")
+    assert machine.machine is not None and machine.machine.access.host_key is not None  # pinned, never TOFU
+    # Billed per second with AWS's 60 s minimum, at the catalog's g4dn.xlarge price.
+    assert store.get_run(outcome.run_id).cost_usd == pytest.approx(60 * 0.526 / 3600)
+
+
+@pytest.mark.parametrize("step", ["provision", "connect", "prepare", "push", "execute", "collect"])
+def test_a_failure_at_any_step_leaves_nothing_running(
+    tmp_path: Path, loopback: _LoopbackBox, payload: None, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    def broken(*args: object, **kwargs: object) -> Any:
+        raise RuntimeError(f"injected failure in {step}")
+
+    if step == "provision":  # the instance exists, then the launch fails (e.g. waiting for it breaks)
+        def launch_then_fail(request: Any) -> list[Machine]:
+            _LoopbackBox.launch(loopback, request)
+            raise RuntimeError("injected failure in provision")
+
+        monkeypatch.setattr(loopback, "launch", launch_then_fail)
+    else:
+        method = {"connect": "open_run_dir", "prepare": "prepare", "push": "push", "execute": "start",
+                  "collect": "collect"}[step]
+        monkeypatch.setattr(Session, method, broken)
+    with pytest.raises(RuntimeError, match=f"injected failure in {step}"):
+        _run(tmp_path, loopback)  # a bug-like exception propagates, after teardown and recording
+    [run] = Store(tmp_path / "home").list_runs()
+    assert run.state == "failed" and f"injected failure in {step}" in (run.error or "")
+    assert _left(run.id, tmp_path / "home") == NOTHING
