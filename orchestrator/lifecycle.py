@@ -2,9 +2,10 @@
 
     plan → provision → connect → prepare → push → execute → collect → teardown → price → record
 
-Every step writes an event row. Provisioning tries the plan's placements in order: a capacity or quota error is
-recorded as a failed ``launch`` event, what the attempt left is swept (by tag) and billed, and the next placement
-is tried; an auth error never fails over and a failed sweep stops failover. Teardown, pricing and recording run in
+Every step writes an event row. Provisioning tries the plan's placements in order: a capacity error is recorded as
+a failed ``launch`` event, what the attempt left is swept (by tag) and billed, and the next placement is tried; a
+quota error is swept and billed the same way but ends the run with the quota to raise; an auth error never fails
+over and a failed sweep stops failover. Teardown, pricing and recording run in
 ``finally`` on every path, SIGINT and SIGTERM included, each guarded so that no exception of any type skips the
 rest; while they run, further signals are held back so that a second Ctrl-C cannot leave a machine behind.
 """
@@ -221,7 +222,9 @@ class _Run:
             for attempt, placement in enumerate(attempts, 1):
                 try:
                     machines = self.launch(attempt, placement)
-                except (CapacityError, QuotaError) as error:
+                except QuotaError:
+                    raise  # a quota is raised by a person (the error names it), not found in another placement
+                except CapacityError as error:
                     if len(attempts) == 1:
                         raise  # nothing else to try: the provider's own words (and hint) say it best
                     failures.append(f"{placement.describe()}: {error}")

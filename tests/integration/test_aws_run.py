@@ -117,3 +117,68 @@ def test_a_failure_at_any_step_leaves_nothing_running(
     [run] = Store(tmp_path / "home").list_runs()
     assert run.state == "failed" and f"injected failure in {step}" in (run.error or "")
     assert _left(run.id, tmp_path / "home") == NOTHING
+
+
+def _two_region_catalog(home: Path) -> None:
+    """The user's catalog: g4dn.xlarge in us-east-1 (cheaper, tried first) and in us-west-2."""
+    from orchestrator.catalog.offers import load_offers, write_offers
+
+    offers = [o for o in load_offers() if o.provider == "aws" and o.instance_type == "g4dn.xlarge"]
+    west = offers[0].model_copy(update={"region": "us-west-2", "on_demand_per_hour": 0.6})
+    home.mkdir(parents=True, exist_ok=True)
+    write_offers([*offers, west], home / "offers.csv")
+
+
+def _refuse_in(region: str, code: str) -> Callable[..., Any]:
+    from tests.fakes.aws import refusal
+
+    def hook(params: dict[str, Any], **kwargs: Any) -> Any:
+        zone = str(params["body"].get("Placement.AvailabilityZone", ""))  # the serialized EC2 query
+        return refusal(code, f"injected {code} in {zone}") if zone.startswith(region) else None
+
+    return hook
+
+
+def test_no_capacity_in_any_zone_of_the_first_region_launches_in_the_next(
+    tmp_path: Path, moto_aws: None, sshd_binary: Path, payload: None
+) -> None:
+    from tests.fakes.aws import HookedClients
+
+    _two_region_catalog(tmp_path / "home")
+    refuse = _refuse_in("us-east-1", "InsufficientInstanceCapacity")
+    clients = HookedClients({"before-call.ec2.RunInstances": refuse})
+    box = _LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
+                       tmp_path / "boxes", start_server)
+    try:
+        outcome, store = _run(tmp_path, box)
+    finally:
+        box.stop()
+    assert outcome.state == "succeeded", outcome.error
+    launches = [(e.outcome, e.detail or "") for e in store.events(outcome.run_id) if e.step == "launch"]
+    assert [o for o, _ in launches] == ["failed", "ok"]
+    assert "us-east-1" in launches[0][1] and "InsufficientInstanceCapacity" in launches[0][1]
+    assert "us-west-2" in launches[1][1]
+    [machine] = [m for m in store.machines(outcome.run_id) if m.machine is not None]
+    assert machine.machine is not None and machine.machine.placement.region == "us-west-2"
+    assert _left(outcome.run_id, tmp_path / "home") == NOTHING
+
+
+def test_a_quota_error_is_one_line_naming_the_quota_and_no_failover(
+    tmp_path: Path, moto_aws: None, sshd_binary: Path, payload: None
+) -> None:
+    from tests.fakes.aws import HookedClients
+
+    _two_region_catalog(tmp_path / "home")
+    clients = HookedClients({"before-call.ec2.RunInstances": _refuse_in("us-", "VcpuLimitExceeded")})
+    box = _LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
+                       tmp_path / "boxes", start_server)
+    try:
+        outcome, store = _run(tmp_path, box)
+    finally:
+        box.stop()
+    assert outcome.state == "failed"
+    assert "\"Running On-Demand G and VT instances\" in us-east-1" in (outcome.error or "")
+    assert "\n" not in (outcome.error or "")
+    launches = [e for e in store.events(outcome.run_id) if e.step == "launch"]
+    assert len(launches) == 1  # no other zone, no other region
+    assert _left(outcome.run_id, tmp_path / "home") == NOTHING

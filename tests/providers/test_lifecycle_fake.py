@@ -82,10 +82,22 @@ def test_a_capacity_error_fails_over_to_the_next_placement_and_bills_what_the_fi
     assert outcome.cost_usd == pytest.approx(0.09)
 
 
+def test_a_quota_error_is_swept_and_billed_but_never_fails_over(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    fake.launch_faults["gpu.big"] = LaunchFault(QuotaError("VcpuLimitExceeded: raise \"P instances\""),
+                                                create_first=True)
+    outcome, store = _run(tmp_path, fake, FIRST, SECOND)
+    assert outcome.state == "failed" and "VcpuLimitExceeded" in (outcome.error or "")
+    assert [p.instance_type for p in fake.launches] == ["gpu.big"]
+    assert fake.machines == {}  # what the attempt left was swept
+    assert store.get_run(outcome.run_id).cost_usd == pytest.approx(0.06)
+
+
 def test_a_capacity_error_that_created_nothing_is_an_attempt_without_a_bill(
     tmp_path: Path, fake: FakeProvider, payload: None
 ) -> None:
-    fake.launch_faults["gpu.big"] = LaunchFault(QuotaError("VcpuLimitExceeded"))
+    fake.launch_faults["gpu.big"] = LaunchFault(CapacityError("InsufficientInstanceCapacity"))
     outcome, store = _run(tmp_path, fake, FIRST, SECOND)
     assert outcome.state == "succeeded"
     assert [(r.attempt, r.machine_id is None, r.state) for r in store.machines(outcome.run_id)] == [

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.clouds import aws
-from orchestrator.errors import CapacityError, ProviderError, SpecError
+from orchestrator.errors import CapacityError, ProviderError, QuotaError, SpecError
 from orchestrator.machine import (
     Access,
     Capability,
@@ -82,6 +82,25 @@ class SSHEndpoint:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise SpecError(ENDPOINT_ENV, text, "[user@]host:port, e.g. 127.0.0.1:2222")
         return cls(host=host, port=int(port), user=user or None)
+
+
+def service_quota(instance_type: str, *, spot: bool) -> str:
+    """The EC2 Service Quotas quota (by its name in the console) that caps the vCPUs of this instance type's family.
+
+    Names as the EC2 user guide lists them ("Amazon EC2 service quotas", "Spot Instance quotas").
+    """
+    family = instance_type.split(".", 1)[0].lower()
+    if family.startswith(("g", "vt")):
+        return "All G and VT Spot Instance Requests" if spot else "Running On-Demand G and VT instances"
+    if family.startswith("p5"):
+        return "All P5 Spot Instance Requests" if spot else "Running On-Demand P instances"
+    if family.startswith("p"):
+        return "All P4, P3 and P2 Spot Instance Requests" if spot else "Running On-Demand P instances"
+    if family.startswith(("dl", "inf", "trn", "f", "x")):
+        kind = next(k for k in ("DL", "Inf", "Trn", "F", "X") if family.startswith(k.lower()))
+        return f"All {kind} Spot Instance Requests" if spot else f"Running On-Demand {kind} instances"
+    return ("All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests" if spot
+            else "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances")
 
 
 class AwsProvider:
@@ -233,6 +252,11 @@ class AwsProvider:
                 translated = aws.translate(error, what=f"{what} ({zone})")
                 if error.response.get("Error", {}).get("Code") in _ZONE_CAPACITY_CODES:
                     translated = CapacityError(str(translated), hint=translated.hint)
+                if isinstance(translated, QuotaError):
+                    quota = service_quota(placement.instance_type, spot=placement.spot)
+                    raise QuotaError(f"{translated}; the quota to raise: \"{quota}\" in {region}",
+                                     hint=f"Service Quotas console → Amazon EC2 → \"{quota}\" → request an "
+                                     "increase (in vCPUs)") from None
                 if not isinstance(translated, CapacityError):
                     raise translated from None
                 refusals.append(f"{zone}: {error.response.get('Error', {}).get('Code')}")
