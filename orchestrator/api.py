@@ -133,11 +133,16 @@ def _providers(home: Path, store: Store) -> Callable[[str], Provider]:
     return provider
 
 
-def _configured_providers(home: Path) -> list[str]:
-    """The providers ``down --all`` asks for orphans: the dev box, and rented boxes when there is an inventory."""
+def _configured_providers(home: Path, store: Store) -> list[str]:
+    """The providers ``down --all`` asks for orphans: the dev box; rented boxes when there is an inventory; AWS once
+    a run has asked it for a machine here (or ``ORCHESTRATE_AWS_REGIONS`` names the regions to sweep)."""
+    import os
+
     from orchestrator.inventory.model import inventory_path
 
-    return ["local", *(["rented"] if inventory_path(home).is_file() else [])]
+    names = ["local", *(["rented"] if inventory_path(home).is_file() else [])]
+    used = {row.provider for row in store.machines()}
+    return names + [cloud for cloud in ("aws",) if cloud in used or os.environ.get("ORCHESTRATE_AWS_REGIONS")]
 
 
 def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | None = None) -> list[DownResult]:
@@ -167,7 +172,7 @@ def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | 
             runs = [r for r in store.list_runs() if r.id in live or (r.state not in FINAL_STATES and r.abandoned)]
             ids = [r.id for r in runs if r.state in FINAL_STATES or r.abandoned]
             up = {(row.run_id, row.machine_id) for row in store.machines(live_only=True)}
-            for name in _configured_providers(home):
+            for name in _configured_providers(home, store):
                 for machine in providers(name).list_machines():
                     if (machine.run_id, machine.id) not in up:
                         orphans.setdefault(machine.run_id, []).append(machine)

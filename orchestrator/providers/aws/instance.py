@@ -167,9 +167,19 @@ class AwsProvider:
         return str(region)
 
     def _regions(self, machines: Sequence[Machine] = ()) -> list[str]:
-        """Where this run's (or every run's) machines may be: the given machines', ours, and the default region."""
+        """Where this run's (or every run's) machines may be: the given machines', ours, the default region, and the
+        regions a sweep covers (``ORCHESTRATE_AWS_REGIONS``, comma-separated; else every region the catalog prices
+        for aws), so a process that never launched anything (``orchestrate down --all``) still finds them."""
         found = {m.placement.region for m in machines if m.provider == self.name and m.placement.region}
-        return sorted({*found, *self._launched_regions, self._default_region()})
+        return sorted({*found, *self._launched_regions, self._default_region(), *self._sweep_regions()})
+
+    def _sweep_regions(self) -> set[str]:
+        listed = os.environ.get("ORCHESTRATE_AWS_REGIONS")
+        if listed:
+            return {region.strip() for region in listed.split(",") if region.strip()}
+        from orchestrator.catalog.offers import load_offers
+
+        return {offer.region for offer in load_offers(home=self.home) if offer.provider == self.name}
 
     @staticmethod
     def _what(region: str) -> str:
