@@ -219,11 +219,20 @@ class _Run:
         with self.step("provision") as note:
             failures: list[str] = []
             attempts = self.plan.attempts
+            spot_refused = False
             for attempt, placement in enumerate(attempts, 1):
+                if placement.spot and spot_refused:
+                    continue  # the spot quota refused one spot placement: it refuses them all
                 try:
                     machines = self.launch(attempt, placement)
-                except QuotaError:
-                    raise  # a quota is raised by a person (the error names it), not found in another placement
+                except QuotaError as error:
+                    # A quota is raised by a person (the error names it), not found in another placement; only a
+                    # spot quota leaves the on-demand placements the spec allows.
+                    if not (placement.spot and any(not p.spot for p in attempts[attempt:])):
+                        raise
+                    spot_refused = True
+                    failures.append(f"{placement.describe()}: {error}")
+                    continue
                 except CapacityError as error:
                     if len(attempts) == 1:
                         raise  # nothing else to try: the provider's own words (and hint) say it best

@@ -149,3 +149,16 @@ def test_a_foreign_exception_in_terminate_leaves_the_run_recorded_and_the_machin
     assert run.cost_usd == pytest.approx(0.06)  # priced all the same: the machine is still up
     assert store.machines(outcome.run_id, live_only=True)  # `orchestrate down` will find it
     assert store.events(outcome.run_id)[-1].step == "record"
+
+
+def test_a_spot_quota_error_falls_back_to_on_demand_skipping_the_other_spot_placements(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    from dataclasses import replace
+
+    spot_here = replace(FIRST, instance_type="gpu.spot", spot=True, price_per_hour=1.0)
+    spot_there = replace(spot_here, instance_type="gpu.spot2", region="lab-2")
+    fake.launch_faults["gpu.spot"] = LaunchFault(QuotaError("MaxSpotInstanceCountExceeded"))
+    outcome, store = _run(tmp_path, fake, spot_here, spot_there, SECOND)
+    assert outcome.state == "succeeded", outcome.error
+    assert [p.instance_type for p in fake.launches] == ["gpu.spot", "gpu.small"]  # gpu.spot2 never asked
