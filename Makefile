@@ -39,6 +39,7 @@ bench: $(STAMP_TEST)
 	$(BIN)/python benchmarks/bench_remote.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_report.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_deploy.py --output docs/performance.md
+	$(BIN)/python benchmarks/bench_aws.py --output docs/performance.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

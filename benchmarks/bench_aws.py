@@ -1,0 +1,148 @@
+"""`make bench`: the orchestrator's own share of an AWS run, against moto with a fixed latency added to every call.
+
+Runs the whole lifecycle in-process on the AWS provider (moto's EC2; a loopback sshd presenting the run's injected
+host key plays the instance, as in tests/integration/test_aws_run.py) with a payload that exits at once, and counts
+the EC2 API calls and the seconds:
+  * from `orchestrate run` (the plan event) to the payload started (the execute step's start), and
+  * from the payload's end (the execute step's end) to everything deleted (the teardown step's end),
+with every EC2 call delayed by a fixed latency (``--latency-ms``), so that the figures are the orchestrator's calls and
+waits, not a cloud's boot time (moto's instances are running at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import machine_line, median_range, write_section  # noqa: E402
+from tests.conftest import FAKE_MAIN_HEADER  # noqa: E402
+
+BEGIN = "<!-- bench:aws:begin -->"
+END = "<!-- bench:aws:end -->"
+
+
+class _Quiet:
+    def step(self, run_id: str, step: str, outcome: str, detail: str | None) -> None: ...
+    def output(self, text: str) -> None: ...
+    def upload(self, host: str, sent: int, total: int) -> None: ...
+
+
+def _payload(root: Path) -> Path:
+    package = root / "fixed_payload" / "keras_bench"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(FAKE_MAIN_HEADER + textwrap.dedent("""
+        write([sample("train_throughput", "images_per_sec", 1.0)])
+    """))
+    (package / "results.schema.json").write_bytes((REPO / "benchmarks/keras_bench/results.schema.json").read_bytes())
+    (package.parent / "suites").mkdir()
+    (package.parent / "suites" / "smoke.yaml").write_bytes((REPO / "benchmarks/suites/smoke.yaml").read_bytes())
+    return package
+
+
+def one_run(root: Path, latency_s: float) -> dict[str, Any]:
+    """One run; returns the call counts by operation and the two spans in seconds."""
+    from moto import mock_aws
+
+    from orchestrator.lifecycle import RunContext, execute_plan
+    from orchestrator.plan import make_plan
+    from orchestrator.providers.aws.instance import AwsProvider
+    from orchestrator.spec import RunSpec
+    from orchestrator.store import Store
+    from tests.fakes.aws import IMAGE, HookedClients, LoopbackAws
+    from tests.integration.conftest import start_server
+    from tests.integration.test_aws_run import _LoopbackBox
+
+    calls: Counter[str] = Counter()
+
+    def delay(model: Any, **_: Any) -> None:
+        calls[model.name] += 1
+        time.sleep(latency_s)
+
+    home = root / "home"
+    with mock_aws():
+        clients = HookedClients({"before-call.ec2": delay})
+        box: LoopbackAws = _LoopbackBox(AwsProvider(home, client_factory=clients), root / "boxes", start_server)
+        try:
+            spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE})
+            plan = make_plan(spec, home=home)
+            with Store(home) as store:
+                ctx = RunContext(store=store, home=home, reporter=_Quiet(), provider_factory=lambda name: box,
+                                 poll_interval_s=0.1, allowed_cidr="127.0.0.1/32")
+                outcome = execute_plan(plan, ctx)
+                assert outcome.state == "succeeded", outcome.error
+                events = {e.step: e for e in store.events(outcome.run_id)}
+        finally:
+            box.stop()
+
+    def at(text: str | None) -> datetime:
+        assert text is not None
+        return datetime.fromisoformat(text)
+
+    return {
+        "calls": calls,
+        "to_payload_s": (at(events["execute"].started_at) - at(events["plan"].started_at)).total_seconds(),
+        "to_deleted_s": (at(events["teardown"].ended_at) - at(events["execute"].ended_at)).total_seconds(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    args = parser.parse_args()
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
+                       "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    runs = []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["ORCHESTRATE_PAYLOAD_DIR"] = str(_payload(Path(tmp)))
+            runs.append(one_run(Path(tmp), args.latency_ms / 1000.0))
+    calls = runs[-1]["calls"]
+    by_operation = ", ".join(f"{name} {count}" for name, count in sorted(calls.items()))
+    section = "\n".join([
+        BEGIN,
+        "## An AWS run's orchestrator-side time (issue 12)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}: the whole lifecycle in-process on the AWS "
+        f"provider against moto's EC2, every EC2 call delayed by {args.latency_ms:g} ms, a loopback sshd as the "
+        f"instance, a payload that exits at once. Seconds; median (min, max) of {args.repeats} runs.",
+        "",
+        "Command: `make bench` (runs `python benchmarks/bench_aws.py --output docs/performance.md`).",
+        "",
+        "| span | seconds | EC2 calls |",
+        "|---|---|---|",
+        f"| `orchestrate run` to payload started (plan → execute start) | "
+        f"{median_range([r['to_payload_s'] for r in runs])} | {sum(calls.values())} in the whole run |",
+        f"| payload end to everything deleted (execute end → teardown end) | "
+        f"{median_range([r['to_deleted_s'] for r in runs])} | |",
+        "",
+        f"EC2 calls of one run, by operation: {by_operation}. moto's instances are `running` at once and terminate at "
+        "once, so a real cloud adds its boot and shutdown time (and the ~2 s polls that wait for them) to these. The "
+        "first span also holds the test harness starting the loopback sshd once the instance exists (~0.1 s), and the "
+        "SSH connect, prepare probe and payload upload over loopback.",
+        END,
+    ])
+    write_section(args.output, section, BEGIN, END)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
