@@ -61,9 +61,8 @@ def one_run(root: Path, latency_s: float) -> dict[str, Any]:
     from orchestrator.providers.aws.instance import AwsProvider
     from orchestrator.spec import RunSpec
     from orchestrator.store import Store
-    from tests.fakes.aws import IMAGE, HookedClients, LoopbackAws
+    from tests.fakes.aws import IMAGE, HookedClients, LoopbackAws, LoopbackBox
     from tests.integration.conftest import start_server
-    from tests.integration.test_aws_run import _LoopbackBox
 
     calls: Counter[str] = Counter()
 
@@ -74,7 +73,7 @@ def one_run(root: Path, latency_s: float) -> dict[str, Any]:
     home = root / "home"
     with mock_aws():
         clients = HookedClients({"before-call.ec2": delay})
-        box: LoopbackAws = _LoopbackBox(AwsProvider(home, client_factory=clients), root / "boxes", start_server)
+        box: LoopbackAws = LoopbackBox(AwsProvider(home, client_factory=clients), root / "boxes", start_server)
         try:
             spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE})
             plan = make_plan(spec, home=home)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import getpass
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -131,3 +132,13 @@ class LoopbackAws:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+class LoopbackBox(LoopbackAws):
+    """The loopback sshd plays a Deep Learning AMI: its Python is this venv's, its home a test directory."""
+
+    def launch(self, request: Any) -> list[Machine]:
+        machines = super().launch(request)
+        box = self.directory / "box"
+        return [replace(m, environment=replace(m.environment, python=sys.executable, workdir=str(box)),
+                        run_dir=str(box / "runs" / m.run_id)) for m in machines]

@@ -4,9 +4,7 @@ instance running, no security group or key pair, no private key file — also wh
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from orchestrator.spec import RunSpec
 from orchestrator.store import Store
 from tests.conftest import FAKE_MAIN_HEADER
 from tests.fakes import aws as aws_fakes
-from tests.fakes.aws import IMAGE, REGION, LoopbackAws
+from tests.fakes.aws import IMAGE, REGION, LoopbackBox
 from tests.integration.conftest import start_server
 
 moto_aws = aws_fakes.moto_aws  # the fixture
@@ -36,16 +34,6 @@ class _Quiet:
     def upload(self, host: str, sent: int, total: int) -> None: ...
 
 
-class _LoopbackBox(LoopbackAws):
-    """The loopback sshd plays a Deep Learning AMI: its Python is this venv's, its home a test directory."""
-
-    def launch(self, request: Any) -> list[Machine]:
-        machines = super().launch(request)
-        box = self.directory / "box"
-        return [replace(m, environment=replace(m.environment, python=sys.executable, workdir=str(box)),
-                        run_dir=str(box / "runs" / m.run_id)) for m in machines]
-
-
 @pytest.fixture
 def payload(fake_payload: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
     package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 50.0)])\n')
@@ -53,13 +41,13 @@ def payload(fake_payload: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def loopback(tmp_path: Path, moto_aws: None, sshd_binary: Path) -> Iterator[_LoopbackBox]:
-    box = _LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None), tmp_path / "boxes", start_server)
+def loopback(tmp_path: Path, moto_aws: None, sshd_binary: Path) -> Iterator[LoopbackBox]:
+    box = LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None), tmp_path / "boxes", start_server)
     yield box
     box.stop()
 
 
-def _run(tmp_path: Path, loopback: _LoopbackBox) -> tuple[Any, Store]:
+def _run(tmp_path: Path, loopback: LoopbackBox) -> tuple[Any, Store]:
     spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE})
     plan = make_plan(spec, home=tmp_path / "home")
     store = Store(tmp_path / "home")
@@ -83,7 +71,7 @@ def _left(run_id: str, home: Path) -> dict[str, Any]:
 NOTHING = {"instances": [], "groups": [], "key_pairs": [], "key_file": False}
 
 
-def test_a_smoke_run_on_aws_completes_and_leaves_nothing(tmp_path: Path, loopback: _LoopbackBox, payload: None) -> None:
+def test_a_smoke_run_on_aws_completes_and_leaves_nothing(tmp_path: Path, loopback: LoopbackBox, payload: None) -> None:
     outcome, store = _run(tmp_path, loopback)
     assert outcome.state == "succeeded", outcome.error
     assert outcome.results is not None and outcome.results["samples"][0]["value"] == 50.0
@@ -97,14 +85,14 @@ def test_a_smoke_run_on_aws_completes_and_leaves_nothing(tmp_path: Path, loopbac
 
 @pytest.mark.parametrize("step", ["provision", "connect", "prepare", "push", "execute", "collect"])
 def test_a_failure_at_any_step_leaves_nothing_running(
-    tmp_path: Path, loopback: _LoopbackBox, payload: None, monkeypatch: pytest.MonkeyPatch, step: str
+    tmp_path: Path, loopback: LoopbackBox, payload: None, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     def broken(*args: object, **kwargs: object) -> Any:
         raise RuntimeError(f"injected failure in {step}")
 
     if step == "provision":  # the instance exists, then the launch fails (e.g. waiting for it breaks)
         def launch_then_fail(request: Any) -> list[Machine]:
-            _LoopbackBox.launch(loopback, request)
+            LoopbackBox.launch(loopback, request)
             raise RuntimeError("injected failure in provision")
 
         monkeypatch.setattr(loopback, "launch", launch_then_fail)
@@ -147,7 +135,7 @@ def test_no_capacity_in_any_zone_of_the_first_region_launches_in_the_next(
     _two_region_catalog(tmp_path / "home")
     refuse = _refuse_in("us-east-1", "InsufficientInstanceCapacity")
     clients = HookedClients({"before-call.ec2.RunInstances": refuse})
-    box = _LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
+    box = LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
                        tmp_path / "boxes", start_server)
     try:
         outcome, store = _run(tmp_path, box)
@@ -170,7 +158,7 @@ def test_a_quota_error_is_one_line_naming_the_quota_and_no_failover(
 
     _two_region_catalog(tmp_path / "home")
     clients = HookedClients({"before-call.ec2.RunInstances": _refuse_in("us-", "VcpuLimitExceeded")})
-    box = _LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
+    box = LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
                        tmp_path / "boxes", start_server)
     try:
         outcome, store = _run(tmp_path, box)
