@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from orchestrator.lifecycle import Reporter, RunOutcome
+    from orchestrator.machine import Machine
     from orchestrator.plan import Plan
     from orchestrator.providers.base import Provider
     from orchestrator.spec import RunSpec
@@ -80,6 +81,35 @@ def run_detail(run_id: str, *, home: Path | None = None) -> RunDetail:
         full_id = store.resolve_run_id(run_id)
         return RunDetail(store.get_run(full_id), store.events(full_id), store.machines(full_id),
                          store.costs(full_id))
+
+
+def machine_up(
+    run_id: str, *, node: int | None = None, machine_id: str | None = None, home: Path | None = None
+) -> Machine:
+    """One machine a run left up (as recorded, with its pinned keys): the only one, the ``node``-th, or by id.
+
+    Raises:
+        UnknownRun: the id matches no run.
+        SpecError: the run has no machine up, or ``node``/``machine_id`` names none of them.
+    """
+    with Store(home or default_home()) as store:
+        full_id = store.resolve_run_id(run_id)
+        up = [row.machine for row in store.machines(full_id, live_only=True) if row.machine is not None]
+    ids = ", ".join(m.id for m in up)
+    if not up:
+        raise SpecError("RUN", run_id, "a run with a machine still up (after --keep, or a teardown that failed)")
+    if machine_id is not None:
+        chosen = [m for m in up if m.id == machine_id]
+        if not chosen:
+            raise SpecError("--machine", machine_id, f"one of the run's machines up: {ids}")
+        return chosen[0]
+    if node is not None:
+        if not 1 <= node <= len(up):
+            raise SpecError("--node", node, f"1 to {len(up)} (machines up: {ids})")
+        return up[node - 1]
+    if len(up) > 1:
+        raise SpecError("--node", None, f"1 to {len(up)}: the run has several machines up ({ids})")
+    return up[0]
 
 
 def leases(*, home: Path | None = None) -> dict[str, str]:

@@ -22,6 +22,7 @@ from orchestrator.cli.console import err, json_text, out
 from orchestrator.cli.logs import logs
 from orchestrator.cli.machines import breakeven, catalog, inventory
 from orchestrator.cli.params import NON_NEGATIVE, POSITIVE
+from orchestrator.cli.shell import ssh
 from orchestrator.errors import OrchestrateError
 
 STATE_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
@@ -500,7 +501,7 @@ def down(run_ids: tuple[str, ...], everything: bool) -> None:
         sys.exit(1)
 
 
-for command in (inventory, catalog, breakeven, logs):
+for command in (inventory, catalog, breakeven, logs, ssh):
     cli.add_command(command)
 
 

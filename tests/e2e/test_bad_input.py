@@ -139,6 +139,11 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("logs unknown run", ["logs", "r-nosuch"], None, "no run with id 'r-nosuch'"),
     ("logs empty id", ["logs", ""], None, "invalid RUN"),
     ("logs unknown machine", ["logs", "r-20261130-000000-aaaa", "--machine", "nosuch"], None, "nosuch"),
+    # ssh
+    ("ssh unknown run", ["ssh", "r-nosuch"], None, "no run with id 'r-nosuch'"),
+    ("ssh a run with nothing up", ["ssh", "r-20261130-000000-aaaa"], None,
+     "invalid RUN: received 'r-20261130-000000-aaaa'; accepted: a run with a machine still up"),
+    ("ssh --node 0", ["ssh", "r-20261130-000000-aaaa", "--node", "0"], None, "'--node'"),
     # catalog
     ("catalog unknown provider", ["catalog", "--provider", "gcp"], None, "invalid --provider: received 'gcp'"),
     ("catalog --max-price nan", ["catalog", "--max-price", "nan"], None, "'--max-price'"),
@@ -201,7 +206,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
 
 def test_the_corpus_covers_every_verb_and_sixty_cases() -> None:
     verbs = {case[1][0] for case in CASES}
-    assert verbs >= {"run", "status", "report", "down", "logs", "inventory", "catalog", "breakeven"}
+    assert verbs >= {"run", "status", "report", "down", "logs", "ssh", "inventory", "catalog", "breakeven"}
     assert len(CASES) >= 60
     assert os.path.isdir(BAD / "a_directory")
 

@@ -405,3 +405,28 @@ write([sample("train_throughput", "images_per_sec", 1.0)])
     states = {run.id: run.state for run in api.list_runs(home=home)}
     assert states[first_run] == "interrupted" and list(states.values()).count("succeeded") == 1
     assert api.leases(home=home) == {}
+
+
+def test_orchestrate_ssh_reaches_a_kept_box_with_its_pinned_key_and_refuses_another(
+    home: Path, sshd: Callable[..., Any], inventory: Callable[..., Path], fake_payload: Callable[[str], Path],
+    make_host_key: Callable[..., Path],
+) -> None:
+    package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 1.0)])\n')
+    box = sshd()
+    inventory_file = inventory([box])
+    kept = _rented(home, inventory_file, "--host", "box0", "--keep", ORCHESTRATE_PAYLOAD_DIR=str(package))
+    assert kept.returncode == 0, kept.stderr
+    run = _only_run(home)
+    inside = run_cli(home, "ssh", run.id, "--", "cat", "results.json", ORCHESTRATE_INVENTORY=str(inventory_file))
+    assert inside.returncode == 0, inside.stderr
+    assert json.loads(inside.stdout)["run_id"] == run.id  # in the run directory, over SSH
+    failing = run_cli(home, "ssh", run.id, "--", "sh", "-c", "exit 7", ORCHESTRATE_INVENTORY=str(inventory_file))
+    assert failing.returncode == 7
+    # The box is rebuilt: same address, another host key. ssh itself refuses it.
+    box.stop()
+    impostor = sshd(port=box.port, host_key_path=make_host_key())
+    refused = run_cli(home, "ssh", run.id, "--", "true", ORCHESTRATE_INVENTORY=str(inventory_file))
+    assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
+    assert "Accepted publickey" not in impostor.log()
+    wrong_node = run_cli(home, "ssh", run.id, "--node", "2", ORCHESTRATE_INVENTORY=str(inventory_file))
+    assert wrong_node.returncode == 2 and "invalid --node: received 2" in wrong_node.stderr
