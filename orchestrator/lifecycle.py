@@ -256,7 +256,7 @@ class _Run:
         self.providers_used.add(placement.provider)
         request = LaunchRequest(
             run_id=self.run_id, placement=placement, count=self.plan.count, attempt=attempt,
-            tags={"orchestrate-run": self.run_id}, wait_s=spec.machine.wait_s, image=spec.machine.image,
+            tags={"orchestrate-run": self.run_id}, wait_s=spec.machine.wait_s, image=self.plan.image,
             allowed_cidr=self.ctx.allowed_cidr,
         )
         # Recorded before the provider is called, so a crash mid-launch can still be cleaned up.

@@ -30,6 +30,7 @@ class Plan:
     placements: tuple[Placement, ...]  # tried in order; the next after a capacity or quota error
     count: int  # machines per placement
     choices: tuple[str, ...]  # one line per box or type it would use, with its price (for the dry run)
+    image: str | None = None  # clouds: the machine image the placements boot
     steps: tuple[str, ...] = STEPS
     estimated_duration_s: float = 0.0
     estimated_cost_usd: float = 0.0
@@ -53,7 +54,7 @@ def make_plan(spec: RunSpec, *, home: Path) -> Plan:
     duration = SETUP_ESTIMATE_S.get(spec.provider, 120.0) + suite.estimated_duration_s
     billed_hours = billing_rule(first.billing_rule).billed_seconds(duration) / 3600.0
     cost = billed_hours * first.price_per_hour * resolved.count
-    return Plan(spec, suite, params, resolved.placements, resolved.count, resolved.choices,
+    return Plan(spec, suite, params, resolved.placements, resolved.count, resolved.choices, image=resolved.image,
                 estimated_duration_s=duration, estimated_cost_usd=cost)
 
 

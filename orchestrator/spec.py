@@ -64,8 +64,8 @@ class MachineSpec(_Strict):
     @field_validator("image")
     @classmethod
     def _image_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"ami-[0-9a-f]{8,17}", value):
-            raise ValueError("an AMI id such as ami-0123456789abcdef0")
+        if value is not None and not re.fullmatch(r"ami-[0-9a-f]{8,17}|resolve:ssm:/[\w./-]{1,1000}", value):
+            raise ValueError("an AMI id such as ami-0123456789abcdef0, or resolve:ssm:/<public parameter>")
         return value
 
 

@@ -9,7 +9,7 @@ catalog or inventory file is the only I/O; nothing is started and nothing is wri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,13 @@ class Resolved:
     placements: tuple[Placement, ...]
     count: int
     choices: tuple[str, ...]  # for the plan: the boxes or types it would use, with their prices
+    image: str | None = None  # clouds: the machine image to boot (an AMI id, or resolve:ssm:<public parameter>)
+
+
+# The AWS Deep Learning AMI (NVIDIA driver, Ubuntu 22.04), resolved by EC2 itself from its public SSM parameter at
+# launch (FACTS.md; AWS DLAMI developer guide, "find-dlami-id"). Current DLAMIs do not support P2 (K80) or P3 (V100).
+AWS_DLAMI = "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+AWS_DLAMI_UNSUPPORTED = ("p2", "p3")
 
 
 def resolve(spec: RunSpec, *, home: Path) -> Resolved:
@@ -62,10 +69,17 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
     from orchestrator.catalog.offers import load_offers
 
     resolved = catalog_placements(spec.provider, machine, load_offers(home=home))
-    if machine.image is None:
+    if machine.image is not None:
+        return replace(resolved, image=machine.image)
+    if spec.provider != "aws":
         raise SpecError("--image", None, f"the machine image to boot on {spec.provider}, e.g. --image "
                         "ami-0123456789abcdef0 (a Deep Learning AMI with NVIDIA drivers and Keras)")
-    return resolved
+    old = sorted({p.instance_type for p in resolved.placements
+                  if p.instance_type.split(".")[0] in AWS_DLAMI_UNSUPPORTED})
+    if old:
+        raise SpecError("--image", None, f"an AMI id for {', '.join(old)}: the current Deep Learning AMIs do not "
+                        "support P2 (K80) or P3 (V100) instances; give an image with an older NVIDIA driver")
+    return replace(resolved, image=AWS_DLAMI)
 
 
 def _local(machine: MachineSpec) -> Resolved:

@@ -289,6 +289,8 @@ def _print_plan(plan: Any) -> None:
     out.print(f"  machines   {plan.count} × {escape(plan.placements[0].describe())}")
     for line in plan.choices:
         out.print(f"             {escape(line)}")
+    if plan.image:
+        out.print(f"  image      {escape(plan.image)}")
     out.print(f"  suite      {plan.suite.name}: {escape(plan.suite.description)}")
     out.print("  params     " + ", ".join(f"{k}={v}" for k, v in plan.params.items()))
     out.print(f"  backend    {spec.backend}; timeout {spec.timeout_s:g} s; keep={spec.keep}")

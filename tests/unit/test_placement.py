@@ -92,3 +92,24 @@ def test_making_a_plan_starts_nothing_and_writes_nothing(tmp_path: Path, monkeyp
     assert plan.placements[0].price_per_hour == 3.6 and plan.count == 1
     # The estimate is the suite's estimate plus the dev box's setup, billed per second at $3.6/h.
     assert plan.estimated_cost_usd == pytest.approx(plan.estimated_duration_s / 1000)
+
+
+def test_aws_boots_the_deep_learning_ami_by_default_and_names_it_in_the_plan(tmp_path: Path) -> None:
+    from orchestrator.catalog.placement import AWS_DLAMI
+
+    plan = make_plan(RunSpec(provider="aws", machine={"gpu": "T4"}), home=tmp_path / "home")
+    assert plan.image == AWS_DLAMI and plan.image.startswith("resolve:ssm:/aws/service/deeplearning/ami/")
+    given = make_plan(RunSpec(provider="aws", machine={"gpu": "T4", "image": "ami-0123456789abcdef0"}),
+                      home=tmp_path / "home")
+    assert given.image == "ami-0123456789abcdef0"
+    with pytest.raises(SpecError, match="do not support P2 .K80. or P3 .V100."):
+        make_plan(RunSpec(provider="aws", machine={"gpu": "V100"}), home=tmp_path / "home")
+
+
+def test_the_base_deep_learning_ami_gets_a_venv_for_the_payload_and_other_images_are_taken_as_ready() -> None:
+    from orchestrator.catalog.placement import AWS_DLAMI
+    from orchestrator.providers.aws.instance import _environment
+
+    assert _environment(AWS_DLAMI.removeprefix("resolve:ssm:")).prepare == "venv"
+    assert _environment(AWS_DLAMI).prepare == "venv"  # as moto keeps an image given by its SSM parameter
+    assert _environment("ami-0123456789abcdef0").prepare == "image"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from orchestrator.clouds import aws
 from orchestrator.errors import CapacityError, ProviderError, QuotaError, SpecError
@@ -82,6 +82,14 @@ class SSHEndpoint:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise SpecError(ENDPOINT_ENV, text, "[user@]host:port, e.g. 127.0.0.1:2222")
         return cls(host=host, port=int(port), user=user or None)
+
+
+def _environment(image: str) -> Environment:
+    """What the payload runs with on the image: the base Deep Learning AMI has NVIDIA drivers and Python but no
+    Keras, so the payload gets a venv of its own (created once per requirements, then reused); any other image is
+    taken to have Keras for ``python3`` (its ``prepare`` check says so if not)."""
+    prepare: Literal["image", "venv"] = "venv" if "base-oss-nvidia-driver" in image else "image"
+    return Environment(prepare=prepare, python="python3", workdir="orchestrate")
 
 
 def service_quota(instance_type: str, *, spot: bool) -> str:
@@ -234,7 +242,8 @@ class AwsProvider:
 
         instances = self._run_in_some_zone(region, placement, request.count, params)
         running = self._wait_until_running(ec2, [i["InstanceId"] for i in instances], what=what)
-        return [self._machine(instance, region, placement, host_key.public) for instance in running]
+        return [self._machine(instance, region, placement, host_key.public, image=str(request.image))
+                for instance in running]
 
     def _zones(self, region: str, placement: Placement) -> list[str]:
         if placement.zone:
@@ -360,7 +369,9 @@ class AwsProvider:
     # -- machines ------------------------------------------------------------------------------------------------
 
     def _machine(self, instance: dict[str, Any], region: str, placement: Placement | None,
-                 host_key: str | None) -> Machine:
+                 host_key: str | None, *, image: str | None = None) -> Machine:
+        """The Machine an instance is; ``image`` is what the launch asked for (EC2 reports the AMI a
+        ``resolve:ssm:`` name resolved to, which no longer says which family it is)."""
         tags = {t["Key"]: t["Value"] for t in instance.get("Tags") or ()}
         run_id = tags.get(RUN_TAG, "")
         spot = instance.get("InstanceLifecycle") == "spot"
@@ -377,7 +388,7 @@ class AwsProvider:
                         host_key=host_key or tags.get(HOST_KEY_TAG))
         return Machine(
             run_id=run_id, id=instance["InstanceId"], provider=self.name, placement=placement, access=access,
-            environment=Environment(prepare="image", python="python3", workdir="orchestrate"),
+            environment=_environment(image or str(instance.get("ImageId", ""))),
             run_dir=f"orchestrate/runs/{run_id}", launched_at=instance["LaunchTime"].astimezone(UTC),
             state=STATE_MAP.get(instance["State"]["Name"], MachineState.UNKNOWN), private_address=private,
             extra={"image_id": str(instance.get("ImageId", ""))},
