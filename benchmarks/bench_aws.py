@@ -28,15 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import machine_line, median_range, write_section  # noqa: E402
 from tests.conftest import FAKE_MAIN_HEADER  # noqa: E402
+from tests.fakes.reporter import QuietReporter  # noqa: E402
 
 BEGIN = "<!-- bench:aws:begin -->"
 END = "<!-- bench:aws:end -->"
 
 
-class _Quiet:
-    def step(self, run_id: str, step: str, outcome: str, detail: str | None) -> None: ...
-    def output(self, text: str) -> None: ...
-    def upload(self, host: str, sent: int, total: int) -> None: ...
 
 
 def _payload(root: Path) -> Path:
@@ -78,7 +75,7 @@ def one_run(root: Path, latency_s: float) -> dict[str, Any]:
             spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE})
             plan = make_plan(spec, home=home)
             with Store(home) as store:
-                ctx = RunContext(store=store, home=home, reporter=_Quiet(), provider_factory=lambda name: box,
+                ctx = RunContext(store=store, home=home, reporter=QuietReporter(), provider_factory=lambda name: box,
                                  poll_interval_s=0.1, allowed_cidr="127.0.0.1/32")
                 outcome = execute_plan(plan, ctx)
                 assert outcome.state == "succeeded", outcome.error

@@ -6,7 +6,7 @@ Heavy modules (pandas, the lifecycle's payload packing) are imported inside the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from orchestrator.lifecycle import Reporter, RunOutcome
     from orchestrator.machine import Machine
     from orchestrator.plan import Plan
-    from orchestrator.providers.base import Provider
     from orchestrator.spec import RunSpec
     from orchestrator.teardown import DownResult
 
@@ -148,21 +147,6 @@ def report_frames(
         return samples, priced(summary, _run_prices(store, ids))
 
 
-def _providers(home: Path, store: Store) -> Callable[[str], Provider]:
-    """One instance per provider name, the rented one with the store's leases."""
-    from orchestrator.providers import get_provider
-    from orchestrator.store import StoreLeases
-
-    made: dict[str, Provider] = {}
-
-    def provider(name: str) -> Provider:
-        if name not in made:
-            made[name] = get_provider(name, home, leases=StoreLeases(store))
-        return made[name]
-
-    return provider
-
-
 def _configured_providers(home: Path, store: Store) -> list[str]:
     """The providers ``down --all`` asks for orphans: the dev box; rented boxes when there is an inventory; AWS once
     a run has asked it for a machine here (or ``ORCHESTRATE_AWS_REGIONS`` names the regions to sweep)."""
@@ -187,6 +171,7 @@ def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | 
         SpecError: neither run ids nor ``everything`` were given, or a run named is still going on.
         UnknownRun: a run id matches no run.
     """
+    from orchestrator.lifecycle import store_providers
     from orchestrator.remote.connect import transport_to
     from orchestrator.teardown import down_run
 
@@ -195,7 +180,7 @@ def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | 
     home = home or default_home()
     done: list[DownResult] = []
     with Store(home) as store:
-        providers = _providers(home, store)
+        providers = store_providers(home, store)
         orphans: dict[str, list[Any]] = {}
         if everything:
             live = {row.run_id for row in store.machines(live_only=True)}

@@ -28,11 +28,6 @@ class GroupResult(Generic[T, R]):
     errors: dict[int, BaseException] = field(default_factory=dict)
 
     @property
-    def succeeded(self) -> list[tuple[T, R]]:
-        """The items that succeeded, with their results."""
-        return [(self.items[i], self.results[i]) for i in sorted(self.results)]
-
-    @property
     def failed(self) -> list[tuple[T, BaseException]]:
         """The items that failed, with their errors."""
         return [(self.items[i], self.errors[i]) for i in sorted(self.errors)]

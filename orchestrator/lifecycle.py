@@ -140,10 +140,21 @@ class RunContext:
     def provider(self, name: str) -> Provider:
         """The run's one instance of a provider."""
         if name not in self._providers:
-            factory = self.provider_factory or (
-                lambda n: get_provider(n, self.home, leases=StoreLeases(self.store)))
+            factory = self.provider_factory or store_providers(self.home, self.store)
             self._providers[name] = factory(name)
         return self._providers[name]
+
+
+def store_providers(home: Path, store: Store) -> Callable[[str], Provider]:
+    """Providers by name, one instance each, the rented one with the store as its lease book (runs and `down`)."""
+    made: dict[str, Provider] = {}
+
+    def provider(name: str) -> Provider:
+        if name not in made:
+            made[name] = get_provider(name, home, leases=StoreLeases(store))
+        return made[name]
+
+    return provider
 
 
 class _Run:

@@ -22,16 +22,13 @@ from orchestrator.store import Store
 from tests.conftest import FAKE_MAIN_HEADER
 from tests.fakes import aws as aws_fakes
 from tests.fakes.aws import IMAGE, REGION, LoopbackBox
+from tests.fakes.reporter import QuietReporter
 from tests.integration.conftest import start_server
 
 moto_aws = aws_fakes.moto_aws  # the fixture
 pytestmark = pytest.mark.slow
 
 
-class _Quiet:
-    def step(self, run_id: str, step: str, outcome: str, detail: str | None) -> None: ...
-    def output(self, text: str) -> None: ...
-    def upload(self, host: str, sent: int, total: int) -> None: ...
 
 
 @pytest.fixture
@@ -51,7 +48,8 @@ def _run(tmp_path: Path, loopback: LoopbackBox) -> tuple[Any, Store]:
     spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE})
     plan = make_plan(spec, home=tmp_path / "home")
     store = Store(tmp_path / "home")
-    ctx = RunContext(store=store, home=tmp_path / "home", reporter=_Quiet(), provider_factory=lambda name: loopback,
+    ctx = RunContext(store=store, home=tmp_path / "home", reporter=QuietReporter(),
+                     provider_factory=lambda name: loopback,
                      poll_interval_s=0.05, allowed_cidr="127.0.0.1/32")
     return execute_plan(plan, ctx), store
 

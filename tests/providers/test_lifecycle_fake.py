@@ -18,6 +18,7 @@ from orchestrator.spec import RunSpec, load_suite
 from orchestrator.store import Store
 from tests.conftest import FAKE_MAIN_HEADER
 from tests.fakes.provider import FakeProvider, LaunchFault
+from tests.fakes.reporter import QuietReporter
 
 # $3.6 an hour, billed per second with a 60 s minimum: a machine that existed for a moment costs $0.06.
 FIRST = Placement(provider="fake", instance_type="gpu.big", region="lab-1", price_per_hour=3.6,
@@ -26,10 +27,6 @@ SECOND = Placement(provider="fake", instance_type="gpu.small", region="lab-2", p
                    billing_rule="aws_linux")
 
 
-class _Quiet:
-    def step(self, run_id: str, step: str, outcome: str, detail: str | None) -> None: ...
-    def output(self, text: str) -> None: ...
-    def upload(self, host: str, sent: int, total: int) -> None: ...
 
 
 @pytest.fixture
@@ -48,7 +45,8 @@ def _run(tmp_path: Path, fake: FakeProvider, *placements: Placement, **machine: 
     suite = load_suite("smoke")
     plan = Plan(spec, suite, dict(suite.params), placements, 1, ())
     store = Store(tmp_path / "home")
-    ctx = RunContext(store=store, home=tmp_path / "home", reporter=_Quiet(), provider_factory=lambda name: fake,
+    ctx = RunContext(store=store, home=tmp_path / "home", reporter=QuietReporter(),
+                     provider_factory=lambda name: fake,
                      poll_interval_s=0.05)
     return execute_plan(plan, ctx), store
 
