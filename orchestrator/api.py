@@ -6,12 +6,12 @@ Heavy modules (pandas, the lifecycle's payload packing) are imported inside the 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import SpecError
+from orchestrator.errors import OrchestrateError, SpecError
 from orchestrator.payload_logs import LogNote as LogNote  # the logs verb and its pieces, re-exported
 from orchestrator.payload_logs import LogText as LogText
 from orchestrator.payload_logs import logs as logs
@@ -36,6 +36,10 @@ def plan(spec: RunSpec, *, home: Path | None = None) -> Plan:
     from orchestrator.plan import check_plan_params, make_plan
 
     the_plan = make_plan(spec, home=home or default_home())
+    if spec.machine.profile is not None:
+        from orchestrator.providers.aws.profiles import check_profile
+
+        check_profile(spec.machine.profile)
     check_plan_params(the_plan)
     return the_plan
 
@@ -55,7 +59,13 @@ def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None) -> RunOu
     cloud = any(p.provider not in ("local", "rented") for p in the_plan.placements)
     cidr = allowed_cidr(spec.machine.allow_cidr) if cloud else None
     with Store(home) as store:
-        return execute_plan(the_plan, RunContext(store=store, home=home, reporter=reporter, allowed_cidr=cidr))
+        return execute_plan(the_plan, RunContext(store=store, home=home, reporter=reporter, allowed_cidr=cidr,
+                                                 provider_options=_provider_options(spec.machine.profile)))
+
+
+def _provider_options(profile: str | None) -> dict[str, dict[str, Any]]:
+    """The providers' settings a run or `down` passes on: the AWS profile, when one is named."""
+    return {"aws": {"profile": profile}} if profile else {}
 
 
 @dataclass(frozen=True)
@@ -159,13 +169,16 @@ def _configured_providers(home: Path, store: Store) -> list[str]:
     return names + [cloud for cloud in ("aws",) if cloud in used or os.environ.get("ORCHESTRATE_AWS_REGIONS")]
 
 
-def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | None = None) -> list[DownResult]:
+def down(
+    run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | None = None, profile: str | None = None,
+) -> list[DownResult]:
     """Tears down what runs left behind (``--keep``, an orchestrator that died, a failed clean-up).
 
     Uses the host key the store pinned for each machine; an abandoned run is recorded ``interrupted`` with its
     cost. With ``everything``: every run with a machine up and every abandoned run, plus machines that the
     configured providers list as Orchestrate's but the store does not hold as up (orphans). Runs still going
-    on (their orchestrator is alive) are left alone.
+    on (their orchestrator is alive) are left alone. ``profile`` is the AWS profile to use (default: each run's
+    own, as recorded, else boto3's chain).
 
     Raises:
         SpecError: neither run ids nor ``everything`` were given, or a run named is still going on.
@@ -180,7 +193,16 @@ def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | 
     home = home or default_home()
     done: list[DownResult] = []
     with Store(home) as store:
-        providers = store_providers(home, store)
+        made: dict[str | None, Callable[[str], Any]] = {}
+
+        def providers_of(run_id: str | None) -> Callable[[str], Any]:
+            """The providers for a run: with the profile given, else the run's own (orphans: boto3's chain)."""
+            chosen = profile or (_recorded_profile(store, run_id) if run_id is not None else None)
+            if chosen not in made:
+                made[chosen] = store_providers(home, store, _provider_options(chosen))
+            return made[chosen]
+
+        providers = providers_of(None)
         orphans: dict[str, list[Any]] = {}
         if everything:
             live = {row.run_id for row in store.machines(live_only=True)}
@@ -200,9 +222,19 @@ def down(run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | 
                     raise SpecError("RUN", run_id, "a run that has ended or whose orchestrator is gone",
                                     hint="this run is still going on: stop it with Ctrl-C (or SIGTERM) where it runs")
         for run_id in ids:
-            done.append(down_run(store, run_id, providers=providers, connect=transport_to, home=home,
+            done.append(down_run(store, run_id, providers=providers_of(run_id), connect=transport_to, home=home,
                                  extra=orphans.get(run_id, ())))
     return done
+
+
+def _recorded_profile(store: Store, run_id: str) -> str | None:
+    """The AWS profile a run was started with, as its recorded spec says (None for an unknown run)."""
+    try:
+        machine = store.get_run(run_id).spec.get("machine") or {}
+    except OrchestrateError:
+        return None
+    profile = machine.get("profile")
+    return profile if isinstance(profile, str) else None
 
 
 def inventory_rows(*, home: Path | None = None) -> list[dict[str, Any]]:
@@ -236,7 +268,6 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
     import json
     import shlex
 
-    from orchestrator.errors import OrchestrateError
     from orchestrator.fanout import fan_out
     from orchestrator.inventory.model import InventoryHost, inventory_path, load_inventory
     from orchestrator.remote.connect import transport_to
@@ -280,18 +311,20 @@ def _run_prices(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
     """Returns what each machine of the runs was billed, one row per run and machine (machines with costs only).
 
     Columns: ``run_id``, ``machine_id`` (a host's name in the samples), ``amount_usd`` and ``billed_seconds``,
-    each summed over the machine's cost lines; :func:`orchestrator.report.frame.priced` turns them into each
-    summary row's USD per hour and cost.
+    each summed over the machine's cost lines, and ``machine_type`` (the instance type, the inventory box, or
+    "local"); :func:`orchestrator.report.frame.priced` turns them into each summary row's USD per hour and cost.
     """
     import pandas as pd
 
-    columns = ["run_id", "machine_id", "amount_usd", "billed_seconds"]
+    columns = ["run_id", "machine_id", "amount_usd", "billed_seconds", "machine_type"]
     if not run_ids:
         return pd.DataFrame(columns=columns)
     marks = ",".join("?" * len(run_ids))
     rows = store.query(
-        f"SELECT run_id, machine_id, SUM(amount_usd), SUM(billed_seconds) FROM costs "
-        f"WHERE run_id IN ({marks}) GROUP BY run_id, machine_id",
+        f"SELECT c.run_id, c.machine_id, SUM(c.amount_usd), SUM(c.billed_seconds), "
+        f"(SELECT json_extract(m.record_json, '$.placement.instance_type') FROM machines m "
+        f" WHERE m.run_id = c.run_id AND m.machine_id = c.machine_id ORDER BY m.attempt DESC LIMIT 1) "
+        f"FROM costs c WHERE c.run_id IN ({marks}) GROUP BY c.run_id, c.machine_id",
         list(run_ids),
     )
     return pd.DataFrame([tuple(row) for row in rows], columns=columns)

@@ -53,6 +53,11 @@ class CapacityError(ProviderError):
     """The provider has no capacity for the offer right now; another zone, region or type may."""
 
 
+class SpotRefused(CapacityError):
+    """The spot market refused this request as a whole — max price below the market, or the account's spot
+    instance count — so no other spot placement is tried; on-demand placements the spec allows are."""
+
+
 class BoxHeld(ProviderError):
     """Boxes the run needs are held by runs that died or ended without cleaning them up; never taken silently.
 

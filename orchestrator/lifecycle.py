@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -135,23 +135,27 @@ class RunContext:
     provider_factory: Callable[[str], Provider] | None = None  # default: the registry, leases from the store
     connect: Connector = transport_to
     allowed_cidr: str | None = None  # clouds: who may reach port 22 (resolved before the run: orchestrator.access)
+    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # by provider, e.g. aws: profile
     _providers: dict[str, Provider] = field(default_factory=dict, repr=False)
 
     def provider(self, name: str) -> Provider:
         """The run's one instance of a provider."""
         if name not in self._providers:
-            factory = self.provider_factory or store_providers(self.home, self.store)
+            factory = self.provider_factory or store_providers(self.home, self.store, self.provider_options)
             self._providers[name] = factory(name)
         return self._providers[name]
 
 
-def store_providers(home: Path, store: Store) -> Callable[[str], Provider]:
-    """Providers by name, one instance each, the rented one with the store as its lease book (runs and `down`)."""
+def store_providers(
+    home: Path, store: Store, options: dict[str, dict[str, Any]] | None = None
+) -> Callable[[str], Provider]:
+    """Providers by name, one instance each, the rented one with the store as its lease book (runs and `down`);
+    ``options`` are each provider's settings by name (aws: ``{"profile": …}``)."""
     made: dict[str, Provider] = {}
 
     def provider(name: str) -> Provider:
         if name not in made:
-            made[name] = get_provider(name, home, leases=StoreLeases(store))
+            made[name] = get_provider(name, home, leases=StoreLeases(store), **(options or {}).get(name, {}))
         return made[name]
 
     return provider
@@ -228,29 +232,39 @@ class _Run:
 
     def provision(self) -> None:
         with self.step("provision") as note:
+            from orchestrator.errors import SpotRefused
+
             failures: list[str] = []
             attempts = self.plan.attempts
-            spot_refused = False
+            spot_refused = ""  # why every remaining spot placement is skipped, once one was refused as a whole
             for attempt, placement in enumerate(attempts, 1):
                 if placement.spot and spot_refused:
-                    continue  # the spot quota refused one spot placement: it refuses them all
+                    failures.append(f"{placement.describe()}: skipped ({spot_refused})")
+                    continue
+                on_demand_left = any(not p.spot for p in attempts[attempt:])
                 try:
                     machines = self.launch(attempt, placement)
                 except QuotaError as error:
                     # A quota is raised by a person (the error names it), not found in another placement; only a
                     # spot quota leaves the on-demand placements the spec allows.
-                    if not (placement.spot and any(not p.spot for p in attempts[attempt:])):
+                    if not (placement.spot and on_demand_left):
                         raise
-                    spot_refused = True
+                    spot_refused = f"attempt {attempt} hit the spot quota, which refuses every spot placement"
                     failures.append(f"{placement.describe()}: {error}")
                     continue
                 except CapacityError as error:
-                    if len(attempts) == 1:
+                    if isinstance(error, SpotRefused) and placement.spot:
+                        # The same max price, the same account: every other spot placement would be refused too.
+                        if not on_demand_left:
+                            raise  # the market's one line says it best; no on-demand placement to fall back to
+                        spot_refused = f"the spot market refused attempt {attempt} as a whole"
+                    elif len(attempts) == 1:
                         raise  # nothing else to try: the provider's own words (and hint) say it best
                     failures.append(f"{placement.describe()}: {error}")
                     continue
                 self.sessions = [Session(machine) for machine in machines]
-                note["detail"] = (f"attempt {attempt}: " if attempt > 1 else "") + ", ".join(
+                note["detail"] = (f"attempt {attempt}: " if attempt > 1 else "") + (
+                    f"spot placements skipped: {spot_refused}; " if spot_refused else "") + ", ".join(
                     f"{m.id} at {m.access.describe()}" for m in machines)
                 return
             more = len(self.plan.placements) - len(attempts)
@@ -283,17 +297,30 @@ class _Run:
                 machines = provider.launch(request)
             except (CapacityError, QuotaError) as error:
                 note["detail"] += f": {error}"
-                self.sweep(provider, row, attempt)
+                self.sweep(provider, row, attempt, placement)
                 raise
+            machines = self.with_environment(machines)
             self.store.record_machines(row, machines)
             note["detail"] += ": " + ", ".join(m.id for m in machines)
             return machines
 
-    def sweep(self, provider: Provider, row: int, attempt: int) -> None:
-        """Finds what a failed attempt left (by tag), terminates and bills it; a failed sweep stops failover."""
+    def with_environment(self, machines: list[Machine]) -> list[Machine]:
+        """The machines with the spec's image environment (``machine.environment``), where it names one."""
+        given = self.plan.spec.machine.environment
+        if given is None:
+            return machines
+        environment = given.environment()
+        run_dir = f"{environment.workdir.rstrip('/')}/runs/{self.run_id}"
+        return [replace(m, environment=environment, run_dir=run_dir) for m in machines]
+
+    def sweep(self, provider: Provider, row: int, attempt: int, placement: Placement) -> None:
+        """Finds what a failed attempt left (by tag), terminates and bills it (at the attempt's price where the
+        listing knows none); a failed sweep stops failover."""
         found: list[Machine] = []
         try:
-            found = provider.list_machines(run_id=self.run_id)
+            found = [m if m.placement.price_per_hour or m.placement.price_fixed
+                     else replace(m, placement=replace(m.placement, price_per_hour=placement.price_per_hour))
+                     for m in provider.list_machines(run_id=self.run_id)]
             if found:
                 self.store.record_machines(row, found)
             provider.terminate(self.run_id, found)
@@ -464,7 +491,8 @@ def execute_plan(plan: Plan, ctx: RunContext, *, run_id: str | None = None) -> R
             try:
                 with run.step("plan") as note:
                     note["detail"] = (f"suite {plan.suite.name}, {len(plan.attempts)} placement(s): "
-                                      f"{plan.placements[0].describe()}; estimated {plan.estimated_duration_s:.0f} s")
+                                      f"{plan.placements[0].describe()}; estimated {plan.estimated_duration_s:.0f} s"
+                                      + "".join(f"; warning: {text}" for text in plan.warnings))
                 run.provision()
                 run.on_every_machine("connect", run.connect, after=run.after_connect)
                 run.on_every_machine("prepare", lambda s: s.prepare(plan.spec.backend))

@@ -34,6 +34,7 @@ class Plan:
     steps: tuple[str, ...] = STEPS
     estimated_duration_s: float = 0.0
     estimated_cost_usd: float = 0.0
+    warnings: tuple[str, ...] = ()  # one line each: a retired offer and its successors, an image the GPU may not suit
 
     @property
     def attempts(self) -> tuple[Placement, ...]:
@@ -42,7 +43,7 @@ class Plan:
 
 
 def make_plan(spec: RunSpec, *, home: Path) -> Plan:
-    """Resolves a spec into a plan: suite params, ranked placements, estimated duration and cost.
+    """Resolves a spec into a plan: suite params, ranked placements, estimated duration and cost, and warnings.
 
     Raises:
         SpecError: the suite, its params (by type), or the machines asked for are invalid.
@@ -55,7 +56,7 @@ def make_plan(spec: RunSpec, *, home: Path) -> Plan:
     billed_hours = billing_rule(first.billing_rule).billed_seconds(duration) / 3600.0
     cost = billed_hours * first.price_per_hour * resolved.count
     return Plan(spec, suite, params, resolved.placements, resolved.count, resolved.choices, image=resolved.image,
-                estimated_duration_s=duration, estimated_cost_usd=cost)
+                estimated_duration_s=duration, estimated_cost_usd=cost, warnings=resolved.warnings)
 
 
 def check_plan_params(plan: Plan) -> None:

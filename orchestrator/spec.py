@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.errors import SpecError
 from orchestrator.inputs import read_text, shown, spec_error
+from orchestrator.machine import Environment
 from orchestrator.providers import PROVIDERS, provider_names
 from orchestrator.remote.payload import suites_dir
 
@@ -28,6 +29,28 @@ ParamValue = Scalar | list[Scalar]  # a list runs the suite over each value (bat
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class EnvironmentSpec(_Strict):
+    """Clouds: what the payload runs with on the image, when it is not what the provider assumes (a custom AMI
+    whose Keras lives in a conda env, say)."""
+
+    prepare: Literal["image", "venv", "none"] = "image"  # image: Keras is there; venv: create one; none: trust it
+    python: str = "python3"  # the interpreter with Keras (image), or the one that creates the venv (venv)
+    workdir: str = "orchestrate"  # base directory on the machine, relative to the login's home unless absolute
+    requirements: list[str] | None = None  # for prepare: venv; None means the payload's own list
+
+    @field_validator("python", "workdir")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if not 0 < len(value) <= 1000 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("a path of 1 to 1000 characters, without control characters")
+        return value
+
+    def environment(self) -> Environment:
+        """As the machine's :class:`~orchestrator.machine.Environment`."""
+        requirements = tuple(self.requirements) if self.requirements is not None else None
+        return Environment(prepare=self.prepare, python=self.python, workdir=self.workdir, requirements=requirements)
 
 
 class MachineSpec(_Strict):
@@ -48,6 +71,8 @@ class MachineSpec(_Strict):
     reclaim: bool = False  # rented: free boxes held by abandoned runs (stop their payloads) instead of refusing
     image: str | None = None  # clouds: the machine image (AMI id) to boot
     allow_cidr: str | None = None  # clouds: who may reach port 22; default this computer's public address alone
+    environment: EnvironmentSpec | None = None  # clouds: the image's interpreter and workdir (default: the provider's)
+    profile: str | None = None  # aws: a profile of the shared config files (default: boto3's chain)
 
     @field_validator("allow_cidr")
     @classmethod
@@ -60,6 +85,13 @@ class MachineSpec(_Strict):
             return parse_cidr(value)
         except SpecError as error:
             raise ValueError(error.accepted) from None
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\w+=,.@:/-]{1,128}", value):
+            raise ValueError("an AWS profile name: 1 to 128 letters, digits and _+=,.@:/-")
+        return value
 
     @field_validator("image")
     @classmethod

@@ -2,14 +2,16 @@
 
 The catalog answers for clouds, the inventory for rented boxes, and the dev box is itself. Everything a user
 can get wrong about *where* a run goes is refused here, as one :class:`SpecError` line, before anything is
-written: an unknown host, GPU, instance type or region, or a count the provider cannot give. Reading the
-catalog or inventory file is the only I/O; nothing is started and nothing is written.
+written: an unknown host, GPU, instance type or region, or a count the provider cannot give. What may still go
+but likely will not (a retired offer, an image the GPU may not suit) is planned with a warning for the user.
+Reading the catalog or inventory file is the only I/O; nothing is started and nothing is written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,13 +26,15 @@ if TYPE_CHECKING:
 # Flags that name a machine a provider cannot give, by provider: refused, never silently ignored.
 _NOT_FOR = {
     "local": ("hosts", "gpu", "instance_type", "region", "regions", "spot", "max_price", "reclaim", "wait_s",
-              "image", "allow_cidr"),
-    "rented": ("instance_type", "region", "regions", "spot", "max_price", "image", "allow_cidr"),
+              "image", "allow_cidr", "environment", "profile"),
+    "rented": ("instance_type", "region", "regions", "spot", "max_price", "image", "allow_cidr", "environment",
+               "profile"),
 }
 _CLOUDS_NOT_FOR = ("hosts", "reclaim", "wait_s")  # inventory boxes and their leases are the rented provider's
 _FLAG = {"hosts": "--host", "gpu": "--gpu", "instance_type": "--instance-type", "region": "region",
          "regions": "regions", "spot": "--spot", "count": "--count", "max_price": "max_price", "reclaim": "--reclaim",
-         "wait_s": "--lease-wait", "image": "--image", "allow_cidr": "--allow-cidr"}
+         "wait_s": "--lease-wait", "image": "--image", "allow_cidr": "--allow-cidr",
+         "environment": "machine.environment", "profile": "--profile"}
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,14 @@ class Resolved:
     count: int
     choices: tuple[str, ...]  # for the plan: the boxes or types it would use, with their prices
     image: str | None = None  # clouds: the machine image to boot (an AMI id, or resolve:ssm:<public parameter>)
+    warnings: tuple[str, ...] = ()  # for the plan: one line each, what may make the provider refuse or the run fail
 
 
 # The AWS Deep Learning AMI (NVIDIA driver, Ubuntu 22.04), resolved by EC2 itself from its public SSM parameter at
 # launch (FACTS.md; AWS DLAMI developer guide, "find-dlami-id"). Current DLAMIs do not support P2 (K80) or P3 (V100).
 AWS_DLAMI = "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 AWS_DLAMI_UNSUPPORTED = ("p2", "p3")
+MAX_SUCCESSORS = 4  # successors named in a retired offer's warning
 
 
 def resolve(spec: RunSpec, *, home: Path) -> Resolved:
@@ -59,7 +65,8 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
     for name in _NOT_FOR.get(spec.provider, _CLOUDS_NOT_FOR):
         value = getattr(machine, name)
         if value not in (None, False, []):
-            raise SpecError(_FLAG[name], value, f"nothing: the {spec.provider} provider does not use it")
+            shown = value.model_dump(exclude_defaults=True) if hasattr(value, "model_dump") else value
+            raise SpecError(_FLAG[name], shown, f"nothing: the {spec.provider} provider does not use it")
     if spec.provider == "local":
         return _local(machine)
     if spec.provider == "rented":
@@ -69,13 +76,17 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
     from orchestrator.catalog.offers import load_offers
 
     resolved = catalog_placements(spec.provider, machine, load_offers(home=home))
+    old = sorted({p.instance_type for p in resolved.placements
+                  if p.instance_type.split(".")[0] in AWS_DLAMI_UNSUPPORTED}) if spec.provider == "aws" else []
     if machine.image is not None:
-        return replace(resolved, image=machine.image)
+        warnings = resolved.warnings
+        if old:
+            warnings += (f"{', '.join(old)}: the current Deep Learning AMIs do not support P2 (K80) or P3 (V100); "
+                         f"{machine.image} must carry an NVIDIA driver and CUDA for that GPU",)
+        return replace(resolved, image=machine.image, warnings=warnings)
     if spec.provider != "aws":
         raise SpecError("--image", None, f"the machine image to boot on {spec.provider}, e.g. --image "
                         "ami-0123456789abcdef0 (a Deep Learning AMI with NVIDIA drivers and Keras)")
-    old = sorted({p.instance_type for p in resolved.placements
-                  if p.instance_type.split(".")[0] in AWS_DLAMI_UNSUPPORTED})
     if old:
         raise SpecError("--image", None, f"an AMI id for {', '.join(old)}: the current Deep Learning AMIs do not "
                         "support P2 (K80) or P3 (V100) instances; give an image with an older NVIDIA driver")
@@ -134,21 +145,25 @@ def catalog_placements(provider: str, machine: MachineSpec, offers: Sequence[Off
     """Ranked cloud placements from the catalog: the instance type (or every type with the GPU), in the allowed
     regions; spot first when asked, then on-demand unless the spec forbids falling back; cheapest first.
 
+    A retired offer is planned only when nothing available matches (the cloud may still launch it), with a
+    warning that names its retirement date and its successors; an available offer always wins over a retired one.
+
     Raises:
-        SpecError: no available offer matches the provider, type or GPU, and regions.
+        SpecError: no offer matches the provider, type or GPU, and regions.
     """
-    available = [o for o in offers if o.provider == provider and not o.retired]
-    if not available:
+    ours = [o for o in offers if o.provider == provider]
+    if not ours:
         known = sorted({o.provider for o in offers})
         raise SpecError("provider", provider, "a provider with offers in the catalog: " + ", ".join(known))
+    available = [o for o in ours if not o.retired]
     if machine.instance_type:
-        matching = [o for o in available if o.instance_type == machine.instance_type]
+        matching = [o for o in ours if o.instance_type == machine.instance_type]
         if not matching:
             types = sorted({o.instance_type for o in available})
             raise SpecError("--instance-type", machine.instance_type, f"an available {provider} type: "
                             + ", ".join(types))
     elif machine.gpu:
-        matching = [o for o in available if machine.gpu.casefold() in o.accelerator.casefold()]
+        matching = [o for o in ours if machine.gpu.casefold() in o.accelerator.casefold()]
         if not matching:
             gpus = sorted({o.accelerator for o in available})
             raise SpecError("--gpu", machine.gpu, f"a GPU of the {provider} catalog: " + "; ".join(gpus))
@@ -161,6 +176,8 @@ def catalog_placements(provider: str, machine: MachineSpec, offers: Sequence[Off
             raise SpecError("regions", regions, "regions the catalog lists for it: "
                             + ", ".join(sorted({o.region for o in matching})))
         matching = in_region
+    matching, warnings = _prefer_available(matching, available)
+    warnings += _previous_generation_warnings(matching)
     ranked: list[Placement] = []
     if machine.spot:
         spot = [o for o in matching if o.spot_per_hour is not None]
@@ -172,8 +189,82 @@ def catalog_placements(provider: str, machine: MachineSpec, offers: Sequence[Off
     if not ranked:
         raise SpecError("--spot", True, "an offer with a spot price (or allow the on-demand fallback)")
     count = machine.count or 1
-    choices = tuple(f"{i}. {p.describe()}" for i, p in enumerate(ranked, 1))
-    return Resolved(tuple(ranked), count, choices)
+    retired_on: dict[tuple[str, str | None], date | None] = {
+        (o.instance_type, o.region): o.retired_on for o in matching if o.retired}
+    choices = tuple(f"{i}. {p.describe()}" + _retired_marker(retired_on.get((p.instance_type, p.region)))
+                    for i, p in enumerate(ranked, 1))
+    return Resolved(tuple(ranked), count, choices, warnings=warnings)
+
+
+def _retired_marker(retired_on: date | None) -> str:
+    """The dry run's note on a retired placement (Placement.describe does not know the offer's status)."""
+    return f" (retired {retired_on.isoformat()})" if retired_on is not None else ""
+
+
+def _prefer_available(matching: list[Offer], available: Sequence[Offer]) -> tuple[list[Offer], tuple[str, ...]]:
+    """Keeps the available offers among those that match; when every match is retired, keeps them all and warns.
+
+    Args:
+        matching: the offers that match the type or GPU, and the regions.
+        available: every available offer of the provider, where the successors come from.
+
+    Returns:
+        The offers to plan, and the warnings of :func:`retirement_warnings` (none when any match is available).
+    """
+    usable = [o for o in matching if not o.retired]
+    if usable:
+        return usable, ()
+    return matching, retirement_warnings(matching, available)
+
+
+def retirement_warnings(retired: Sequence[Offer], available: Sequence[Offer]) -> tuple[str, ...]:
+    """Lines on retired instance types, one per retirement date: the types, the date, and what to take instead.
+
+    The successors are the provider's available types with a GPU: the same GPU count as a retired type first,
+    then cheapest; each type is named once, at its cheapest region's on-demand price, at most
+    :data:`MAX_SUCCESSORS` of them.
+
+    Args:
+        retired: retired offers of one provider (any types and regions).
+        available: the available offers of the same provider.
+    """
+    earliest: dict[str, date | None] = {}
+    for offer in sorted(retired, key=_cheapest_first):
+        dates = [o.retired_on for o in retired if o.instance_type == offer.instance_type and o.retired_on]
+        earliest.setdefault(offer.instance_type, min(dates) if dates else None)
+    provider = retired[0].provider if retired else ""
+    cheapest: dict[str, Offer] = {}
+    for offer in sorted((o for o in available if o.gpu_count > 0), key=_cheapest_first):
+        cheapest.setdefault(offer.instance_type, offer)
+    warnings: list[str] = []
+    for when in dict.fromkeys(earliest.values()):
+        types = [name for name, on in earliest.items() if on == when]
+        gpu_counts = {o.gpu_count for o in retired if o.instance_type in types}
+        ranked = sorted(cheapest.values(), key=lambda o: (o.gpu_count not in gpu_counts, o.on_demand_per_hour,
+                                                          o.instance_type))[:MAX_SUCCESSORS]
+        if ranked:
+            successors = "successors with a GPU: " + ", ".join(
+                f"{o.instance_type} ({o.accelerator}, ${o.on_demand_per_hour:g}/h)" for o in ranked)
+        else:
+            successors = f"the catalog lists no available {provider} type with a GPU"
+        were = "was" if len(types) == 1 else "were"
+        it = "it" if len(types) == 1 else "them"
+        on = f"on {when.isoformat()}" if when else "(the catalog gives no date)"
+        warnings.append(f"{', '.join(types)} {were} retired {on} ({provider}); the provider will likely refuse "
+                        f"{it}; {successors}")
+    return tuple(warnings)
+
+
+def _previous_generation_warnings(matching: Sequence[Offer]) -> tuple[str, ...]:
+    """A line per type whose catalog row itself calls it previous-generation (its source or terms say so)."""
+    marked = [o for o in sorted(matching, key=_cheapest_first)
+              if "previous-generation" in f"{o.source} {o.terms}".casefold()]
+    return tuple(f"{instance_type} is a previous-generation type (its catalog row says so)"
+                 for instance_type in dict.fromkeys(o.instance_type for o in marked))
+
+
+def _cheapest_first(offer: Offer) -> tuple[float, str, str]:
+    return offer.on_demand_per_hour, offer.region, offer.instance_type
 
 
 def _placement(offer: Offer, *, spot: bool, max_price: float | None = None) -> Placement:

@@ -142,7 +142,7 @@ class _RunReporter:
 
 @cli.command()
 @click.option("-f", "--file", "file", type=click.Path(path_type=Path), help="Run spec YAML; flags override it.")
-@click.option("--provider", "-p", help="Where to run: local (more providers come with their issues).")
+@click.option("--provider", "-p", help="Where to run: local, rented or aws.")
 @click.option("--suite", "-s", help="Suite name (smoke, …) or path to a suite YAML file.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a suite param; repeatable.")
 @click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), help="Keras backend for the payload.")
@@ -153,9 +153,11 @@ class _RunReporter:
 @click.option("--image", metavar="AMI", help="Clouds: the machine image to boot, e.g. ami-0123456789abcdef0.")
 @click.option("--allow-cidr", metavar="CIDR",
               help="Clouds: who may reach port 22 (default: this computer's public address alone).")
+@click.option("--profile", metavar="NAME", help="AWS: a profile of ~/.aws/config (default: boto3's chain).")
 @click.option("--count", type=int, help="Number of machines (the suite runs on each, in parallel).")
+@click.option("--nodes", type=int, help="Machines that train one model together: --count N --multi-node.")
 @click.option("--host", "hosts", multiple=True, metavar="NAME", help="Rented: this inventory box; repeatable.")
-@click.option("--gpu", help="Rented: any inventory box with this GPU model.")
+@click.option("--gpu", help="Any inventory box (rented) or instance type (clouds) with this GPU model.")
 @click.option("--lease-wait", "wait_s", type=NON_NEGATIVE, help="Rented: seconds to wait for a busy box (default 0).")
 @click.option("--reclaim", is_flag=True, default=None,
               help="Rented: free boxes held by runs whose orchestrator died (stops their payloads), not refuse.")
@@ -179,7 +181,9 @@ def run(
     max_price: float | None,
     image: str | None,
     allow_cidr: str | None,
+    profile: str | None,
     count: int | None,
+    nodes: int | None,
     hosts: tuple[str, ...],
     gpu: str | None,
     wait_s: float | None,
@@ -204,16 +208,27 @@ def run(
       orchestrate run --provider rented --gpu "RTX 4090" --count 2 --suite throughput
       orchestrate run --provider rented --host a --host b --suite scaling --multi-node
       orchestrate run --provider rented --host lab-4090 --reclaim
+      orchestrate run --provider aws --instance-type g4dn.xlarge
+      orchestrate run --provider aws --gpu T4 --spot --max-price 0.30 --profile research
+      orchestrate run --provider aws --instance-type g5.xlarge --nodes 2 --suite scaling
 
     Exit codes: 0 succeeded, 1 failed, 2 bad input, 130 interrupted.
     """
     from orchestrator import api
+    from orchestrator.errors import SpecError
     from orchestrator.spec import build_run_spec, parse_assignment
 
     params = dict(parse_assignment(text) for text in assignments) or None
+    if nodes is not None:
+        if not 1 <= nodes <= 64:
+            raise SpecError("--nodes", nodes, "1 to 64 machines")
+        if count is not None and count != nodes:
+            raise SpecError("--count", count, f"{nodes}, as --nodes says (or leave --count out)")
+        count, multi_node = nodes, True
     machine_flags = {"instance_type": instance_type, "region": region, "spot": spot, "max_price": max_price,
                      "image": image, "allow_cidr": allow_cidr, "count": count, "price_per_hour": price_per_hour,
-                     "hosts": list(hosts) or None, "gpu": gpu, "wait_s": wait_s, "reclaim": reclaim}
+                     "hosts": list(hosts) or None, "gpu": gpu, "wait_s": wait_s, "reclaim": reclaim,
+                     "profile": profile}
     machine = {key: value for key, value in machine_flags.items() if value is not None} or None
     spec = build_run_spec(
         file,
@@ -286,7 +301,8 @@ def _print_plan(plan: Any) -> None:
     spec = plan.spec
     out.print("[bold]plan[/] (dry run: nothing is created)")
     out.print(f"  provider   {spec.provider}")
-    out.print(f"  machines   {plan.count} × {escape(plan.placements[0].describe())}")
+    together = " (one training across them: --multi-node)" if spec.multi_node and plan.count > 1 else ""
+    out.print(f"  machines   {plan.count} × {escape(plan.placements[0].describe())}{together}")
     for line in plan.choices:
         out.print(f"             {escape(line)}")
     if plan.image:
@@ -296,6 +312,8 @@ def _print_plan(plan: Any) -> None:
     out.print(f"  backend    {spec.backend}; timeout {spec.timeout_s:g} s; keep={spec.keep}")
     out.print("  steps      " + " → ".join(plan.steps))
     out.print(f"  estimate   ~{plan.estimated_duration_s:.0f} s, ~${plan.estimated_cost_usd:.4f}")
+    for text in plan.warnings:
+        out.print(f"  [yellow]warning[/]    {escape(text)}")
 
 
 def _duration(seconds: float | None) -> str:
@@ -477,17 +495,23 @@ def report(
 @cli.command()
 @click.argument("run_ids", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Every run that still has a machine up.")
-def down(run_ids: tuple[str, ...], everything: bool) -> None:
+@click.option("--profile", metavar="NAME", help="AWS: this profile (default: each run's own, else boto3's chain).")
+def down(run_ids: tuple[str, ...], everything: bool, profile: str | None) -> None:
     """Tear down the machines a run left up (after --keep, or a crash).
 
     \b
     Examples:
       orchestrate down r-20261128-180102-3fa9
       orchestrate down --all
+      orchestrate down --all --profile research
     """
     from orchestrator import api
 
-    results = api.down(run_ids, everything=everything)
+    if profile is not None:
+        from orchestrator.providers.aws.profiles import check_profile
+
+        check_profile(profile)
+    results = api.down(run_ids, everything=everything, profile=profile)
     failed = False
     for result in results:
         cost = "" if result.cost_usd is None else f", cost ${result.cost_usd:.4f}"

@@ -3,7 +3,8 @@
 boto3 and botocore are imported inside the functions, so importing this module stays cheap and
 ``orchestrate --help`` never loads them (DESIGN §2). Every AWS failure becomes one
 :mod:`orchestrator.errors` family here, once (DESIGN §6): :class:`AuthError` never fails over,
-:class:`CapacityError` and :class:`QuotaError` let the lifecycle move to the next placement.
+:class:`CapacityError` and :class:`QuotaError` let the lifecycle move to the next placement, and
+:class:`SpotRefused` (the spot market said no to the request as a whole) to the next on-demand one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from orchestrator.errors import AuthError, CapacityError, OrchestrateError, ProviderError, QuotaError
+from orchestrator.errors import AuthError, CapacityError, OrchestrateError, ProviderError, QuotaError, SpotRefused
 
 HTTP_TIMEOUT_S = 20.0  # seconds to connect, and to wait for each response (the Azure price API uses it too)
 ATTEMPTS = 3  # tries per call, the first included (botocore's total_max_attempts)
@@ -22,6 +23,10 @@ _AUTH_HINT = ("check the AWS credentials in force (AWS_PROFILE, or AWS_ACCESS_KE
               "and that their policy allows {operation}")
 _CAPACITY_HINT = "AWS has no capacity for this request there now; another zone, region or instance type may"
 _QUOTA_HINT = "ask for a higher limit in the Service Quotas console, or ask for fewer or smaller machines"
+_SPOT_HINTS = {
+    "SpotMaxPriceTooLow": "raise max_price (or leave it out to pay up to the on-demand price), or run on-demand",
+    "MaxSpotInstanceCountExceeded": "ask for a higher spot limit in the Service Quotas console, or run on-demand",
+}
 _OTHER_HINT = "try again later; if it persists, check the AWS Health Dashboard"
 
 # ClientError codes → our family. Anything else is a ProviderError.
@@ -33,10 +38,11 @@ _CODES: dict[str, type[ProviderError]] = {
     ), AuthError),
     **dict.fromkeys((
         "InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity",
-        "InsufficientCapacityOnHost", "SpotMaxPriceTooLow",
+        "InsufficientCapacityOnHost",
     ), CapacityError),
+    **dict.fromkeys(_SPOT_HINTS, SpotRefused),  # no spot placement would do: the next on-demand one may
     **dict.fromkeys((
-        "VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded", "RequestResourceCountExceeded",
+        "VcpuLimitExceeded", "InstanceLimitExceeded", "RequestResourceCountExceeded",
     ), QuotaError),
 }
 
@@ -153,7 +159,7 @@ def _refused(error: Any, *, what: str) -> ProviderError:
     if code == "Unsupported" and "availability zone" in message.lower():
         family = CapacityError  # the type is not offered in that zone; another zone may have it
     hints = {AuthError: _AUTH_HINT.format(operation=operation), CapacityError: _CAPACITY_HINT,
-             QuotaError: _QUOTA_HINT}
+             QuotaError: _QUOTA_HINT, SpotRefused: _SPOT_HINTS.get(code, _CAPACITY_HINT)}
     return family(line, hint=hints.get(family, _OTHER_HINT))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import SpecError
 
@@ -26,13 +26,14 @@ def provider_names() -> list[str]:
     return sorted(PROVIDERS)
 
 
-def get_provider(name: str, home: Path, *, leases: LeaseBook | None = None) -> Provider:
+def get_provider(name: str, home: Path, *, leases: LeaseBook | None = None, **options: Any) -> Provider:
     """Returns a provider instance by name.
 
     Args:
         name: a key of :data:`PROVIDERS`.
         home: the Orchestrate home directory (``$ORCHESTRATE_HOME``).
         leases: the lease book, for providers that lend boxes (rented).
+        options: settings of that provider (aws: ``profile``); the others ignore them.
 
     Raises:
         SpecError: the name is not a known provider.
@@ -41,5 +42,5 @@ def get_provider(name: str, home: Path, *, leases: LeaseBook | None = None) -> P
         raise SpecError("provider", name, "one of " + ", ".join(provider_names()))
     module_name, class_name = PROVIDERS[name]
     cls = getattr(importlib.import_module(module_name), class_name)
-    provider: Provider = cls(home=home, leases=leases)
+    provider: Provider = cls(home=home, leases=leases, **options)
     return provider

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.store import Store
 
@@ -479,7 +479,8 @@ def stands_for_run(summary: pd.DataFrame) -> pd.Series:
 
 
 def priced(summary: pd.DataFrame, machines: pd.DataFrame) -> pd.DataFrame:
-    """Returns the summary with each row's ``price_per_hour`` (USD per hour) and its ``cost_usd``.
+    """Returns the summary with each row's ``price_per_hour`` (USD per hour), its ``cost_usd`` and its
+    ``machine_type`` (the instance type or inventory box; a total row: its hosts' types, each once).
 
     A host's row of a multi-host run: its own machine's price (billed amount over billed hours) and cost. A total
     row: the sum of its hosts' machines' prices (blank when one is unknown), and the run's whole cost. A run on
@@ -489,7 +490,7 @@ def priced(summary: pd.DataFrame, machines: pd.DataFrame) -> pd.DataFrame:
     Args:
         summary: a :func:`summary_frame`.
         machines: one row per run and machine: ``run_id``, ``machine_id``, ``amount_usd`` and ``billed_seconds``
-            (summed over the machine's cost lines).
+            (summed over the machine's cost lines), and optionally ``machine_type``.
     """
     import numpy as np
     import pandas as pd
@@ -523,4 +524,27 @@ def priced(summary: pd.DataFrame, machines: pd.DataFrame) -> pd.DataFrame:
     single_price = np.where(np.isnan(own_price), run_price, own_price)
     price = np.where(total, total_price, np.where(several, own_price, single_price))
     cost = np.where(several & ~total, own_cost, pd.to_numeric(summary["cost_usd"], errors="coerce").to_numpy())
-    return summary.assign(price_per_hour=price, cost_usd=cost)
+    return summary.assign(price_per_hour=price, cost_usd=cost,
+                          machine_type=_machine_types(summary, machines, key))
+
+
+def _machine_types(summary: pd.DataFrame, machines: pd.DataFrame, key: pd.MultiIndex) -> list[Any]:
+    """Each row's machine type: its host's machine's; a total row (or a row whose host names no machine) the types
+    of its run's measured hosts, each once, sorted; else every type the run paid for."""
+    import pandas as pd
+
+    if "machine_type" not in machines.columns:
+        return [None] * len(summary)
+    known = machines.dropna(subset=["machine_type"])
+    mine = pd.Series(known.set_index(["run_id", "machine_id"])["machine_type"].reindex(key).to_numpy(dtype=object),
+                     index=summary.index)
+
+    def joined(types: pd.Series) -> Any:
+        names = sorted({t for t in types if isinstance(t, str)})
+        return ", ".join(names) if names else None
+
+    measured = mine.groupby(summary["run_id"]).agg(joined)
+    paid = known.groupby("run_id")["machine_type"].agg(joined)
+    fallback = summary["run_id"].map(measured).where(lambda v: v.notna(), summary["run_id"].map(paid))
+    return [m if isinstance(m, str) else f if isinstance(f, str) else None
+            for m, f in zip(mine, fallback, strict=True)]

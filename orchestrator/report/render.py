@@ -39,6 +39,7 @@ def format_cell(value: object) -> str:
 # Short labels for the human-facing formats (table, md); csv and json carry every column under its own name.
 LABELS = {
     "run_id": "run",
+    "machine_type": "machine",
     "batch_size": "batch",
     "train_images_per_sec": "train img/s",
     "inference_images_per_sec": "infer img/s",
@@ -54,7 +55,7 @@ LABELS = {
 }
 # Run columns a reader scans first (the run's name: the user's label; the host a row is of: a machine, or "all N"
 # for a run's total), and the ones that only csv/json need.
-_LEAD = ["run_id", "name", "host", "state", "provider", "suite"]
+_LEAD = ["run_id", "name", "host", "machine_type", "state", "provider", "suite"]
 _TAIL = ["duration_s", "cost_usd"]
 _HIDDEN = {"created_at", "unit", "metadata_json"}
 # The figures a table shows (as "benchmark.metric" or a label); step-time spreads, losses and the rest are in
@@ -235,7 +236,7 @@ def _priority(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
 
     recipe = [c for c in columns if c in VARIANT_KEYS]
     varying = [c for c in recipe if frame[c].astype(str).nunique() > 1]
-    first = [c for c in ("run_id", "host", "state", "benchmark", "metric", "value") if c in columns]
+    first = [c for c in ("run_id", "host", "machine_type", "state", "benchmark", "metric", "value") if c in columns]
     last = [c for c in recipe if c not in varying] + [c for c in ("provider", "suite", "duration_s", "unit")
                                                       if c in columns]
     ordered = [*first, *varying, *(c for c in ("name", *_FIGURES_FIRST) if c in columns)]

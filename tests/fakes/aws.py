@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,54 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A moto server on loopback; the environment that points boto3 (ours and the CLI's) at it."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.integration.conftest import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": "/nonexistent",
+           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "ORCHESTRATE_AWS_REGIONS": REGION}
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield env
+    finally:
+        server.stop()
+
+
 def refusal(code: str, message: str) -> tuple[Any, dict[str, Any]]:
     """What a ``before-call`` hook returns to make botocore raise ``ClientError(code)`` without a request."""
     from botocore.awsrequest import AWSResponse
 
     return AWSResponse("https://ec2.amazonaws.com/", 500, {}, None), {
         "Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+
+
+def spot_price_answer(*quotes: tuple[str, datetime], zone: str | None = None) -> Callable[..., Any]:
+    """A ``before-call`` hook for DescribeSpotPriceHistory that answers these (price, set at) quotes for the zone
+    asked (or ``zone``), as botocore would have parsed them; the requests it saw are kept in ``hook.asked``."""
+    from botocore.awsrequest import AWSResponse
+
+    asked: list[dict[str, Any]] = []
+
+    def hook(params: dict[str, Any], **_: Any) -> Any:
+        body = params["body"]
+        asked.append(body)
+        history = [{"AvailabilityZone": zone or body.get("AvailabilityZone"), "InstanceType": body["InstanceType.1"],
+                    "ProductDescription": "Linux/UNIX", "SpotPrice": price, "Timestamp": at} for price, at in quotes]
+        return AWSResponse("https://ec2.amazonaws.com/", 200, {}, None), {
+            "SpotPriceHistory": history, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    hook.asked = asked  # type: ignore[attr-defined]
+    return hook
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +36,8 @@ class LaunchFault:
 @dataclass
 class FakeProvider:
     """Machines as a dict keyed by id; ``launch_faults`` by instance type; ``terminate_error`` and ``list_error``
-    make those calls fail (a foreign exception type tests that teardown catches everything)."""
+    make those calls fail (a foreign exception type tests that teardown catches everything); ``list_prices`` False
+    lists machines without their price, as a cloud's listing by tag does."""
 
     root: Path
     python: str
@@ -45,6 +46,7 @@ class FakeProvider:
     launch_faults: dict[str, LaunchFault] = field(default_factory=dict)
     terminate_error: BaseException | None = None
     list_error: BaseException | None = None
+    list_prices: bool = True
     machines: dict[str, Machine] = field(default_factory=dict)
     launches: list[Placement] = field(default_factory=list)
     terminated: list[str] = field(default_factory=list)
@@ -85,7 +87,10 @@ class FakeProvider:
     def list_machines(self, *, run_id: str | None = None) -> list[Machine]:
         if self.list_error is not None:
             raise self.list_error
-        return [m for m in self.machines.values() if run_id is None or m.run_id == run_id]
+        listed = [m for m in self.machines.values() if run_id is None or m.run_id == run_id]
+        if not self.list_prices:
+            listed = [replace(m, placement=replace(m.placement, price_per_hour=0.0)) for m in listed]
+        return listed
 
     def state(self, machine_id: str) -> MachineState:
         return MachineState.RUNNING if machine_id in self.machines else MachineState.TERMINATED

@@ -3,43 +3,22 @@ then `orchestrate down --all` from a new process terminates the instance and rem
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import cli_env, run_cli
+from tests.fakes import aws as aws_fakes
 from tests.fakes.aws import IMAGE, REGION
 from tests.integration.conftest import free_port
 
+moto_server = aws_fakes.moto_server  # the fixture
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A moto server on loopback; the environment that points boto3 (ours and the CLI's) at it."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": "/nonexistent",
-           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "ORCHESTRATE_AWS_REGIONS": REGION}
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    try:
-        yield env
-    finally:
-        server.stop()
 
 
 def _ec2() -> Any:

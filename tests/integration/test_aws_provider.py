@@ -6,24 +6,28 @@ from __future__ import annotations
 import getpass
 import stat
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator.clouds import aws
-from orchestrator.errors import CapacityError, HostKeyMismatch, ProviderError, QuotaError, SpecError
-from orchestrator.machine import LaunchRequest, MachineState, Placement
+from orchestrator.errors import CapacityError, HostKeyMismatch, ProviderError, QuotaError, SpecError, SpotRefused
+from orchestrator.machine import LaunchRequest, Machine, MachineState, Placement
 from orchestrator.providers.aws import network
 from orchestrator.providers.aws.instance import AwsProvider
 from orchestrator.remote.connect import transport_to
 from tests.fakes import aws as aws_fakes
-from tests.fakes.aws import CIDR, IMAGE, REGION, HookedClients, refusal
+from tests.fakes.aws import CIDR, IMAGE, REGION, HookedClients, refusal, spot_price_answer
 
 moto_aws = aws_fakes.moto_aws  # the fixture
 
 PLACEMENT = Placement(provider="aws", instance_type="g5.xlarge", region=REGION, price_per_hour=1.006,
                       billing_rule="aws_linux")
+SPOT = Placement(provider="aws", instance_type="g5.xlarge", region=REGION, spot=True, price_per_hour=0.302,
+                 billing_rule="aws_linux")  # the catalog's spot price
 
 
 def _request(run_id: str, **changes: Any) -> LaunchRequest:
@@ -76,8 +80,41 @@ def test_the_security_group_lets_only_ssh_in_and_only_from_the_given_address(pro
     [vpc] = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
     assert group["VpcId"] == vpc["VpcId"]
     assert [(p["IpProtocol"], p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]],
-             p.get("Ipv6Ranges", [])) for p in group["IpPermissions"]] == [("tcp", 22, 22, ["198.51.100.4/32"], [])]
+             p.get("Ipv6Ranges", []), p.get("UserIdGroupPairs", [])) for p in group["IpPermissions"]] == [
+        ("tcp", 22, 22, ["198.51.100.4/32"], [], [])]  # one machine: no rule between machines either
     assert {t["Key"]: t["Value"] for t in group["Tags"]}["orchestrate:run-id"] == "r-sg"
+
+
+def test_machines_of_one_launch_share_a_zone_and_may_reach_each_other_but_only_ssh_comes_from_outside(
+    provider: AwsProvider, clients: HookedClients, ec2: Any
+) -> None:
+    asked = _run_instances_zones(clients, lambda zone: None)
+    machines = provider.launch(_request("r-pair", count=2))
+    assert len(asked) == 1 and len(machines) == 2  # one RunInstances for both
+    instances = [i for r in ec2.describe_instances(InstanceIds=[m.id for m in machines])["Reservations"]
+                 for i in r["Instances"]]
+    assert len({i["Placement"]["AvailabilityZone"] for i in instances}) == 1
+    assert len({i["SubnetId"] for i in instances}) == 1
+    assert all(m.private_address for m in machines) and len({m.private_address for m in machines}) == 2
+    [group] = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["orchestrate-r-pair"]}])[
+        "SecurityGroups"]
+    assert {i["SecurityGroups"][0]["GroupId"] for i in instances} == {group["GroupId"]}
+    from_cidrs = [(p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), [r["CidrIp"] for r in p["IpRanges"]])
+                  for p in group["IpPermissions"] if p.get("IpRanges") or p.get("Ipv6Ranges")]
+    assert from_cidrs == [("tcp", 22, 22, [CIDR])]
+    from_groups = [(p["IpProtocol"], [pair["GroupId"] for pair in p["UserIdGroupPairs"]])
+                   for p in group["IpPermissions"] if p.get("UserIdGroupPairs")]
+    assert from_groups == [("-1", [group["GroupId"]])]
+
+
+def test_a_second_attempt_of_a_multi_machine_run_keeps_one_rule_between_its_machines(
+    provider: AwsProvider, ec2: Any
+) -> None:
+    provider.launch(_request("r-again", count=2))
+    provider.launch(_request("r-again", count=2, attempt=2))  # the group is reset, not duplicated or refused
+    [group] = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["orchestrate-r-again"]}])[
+        "SecurityGroups"]
+    assert sorted(p["IpProtocol"] for p in group["IpPermissions"]) == ["-1", "tcp"]
 
 
 @pytest.mark.parametrize("cidr", [None, "", "0.0.0.0/0", "::/0", "not-a-network"])
@@ -190,6 +227,90 @@ def test_a_spot_launch_asks_for_the_spot_market_at_the_max_price(
     assert sent[0]["InstanceMarketOptions.MarketType"] == "spot"
     assert sent[0]["InstanceMarketOptions.SpotOptions.MaxPrice"] == "0.5000"
     assert machine.placement.spot and provider.list_machines(run_id="r-spot")[0].placement.spot
+
+
+def test_spot_max_price_too_low_in_the_first_zone_is_refused_at_once_trying_no_other_zone(
+    provider: AwsProvider, clients: HookedClients, ec2: Any
+) -> None:
+    asked = _run_instances_zones(clients, lambda zone: (
+        "SpotMaxPriceTooLow", "Your Spot request price of 0.05 is lower than the minimum required Spot request "
+        "fulfillment price of 0.3125"))
+    with pytest.raises(SpotRefused, match="SpotMaxPriceTooLow") as caught:
+        provider.launch(_request("r-cheap", placement=replace(SPOT, max_price=0.05)))
+    assert asked == _zones(ec2)[:1]
+    assert "max_price" in (caught.value.hint or "")
+    assert provider.list_machines(run_id="r-cheap") == []
+
+
+def test_the_spot_instance_count_refuses_spot_at_once_naming_the_spot_quota(
+    provider: AwsProvider, clients: HookedClients, ec2: Any
+) -> None:
+    asked = _run_instances_zones(clients, lambda zone: (
+        "MaxSpotInstanceCountExceeded", "Max spot instance count exceeded"))
+    with pytest.raises(SpotRefused, match="MaxSpotInstanceCountExceeded") as caught:
+        provider.launch(_request("r-spotcount", placement=SPOT))
+    assert asked == _zones(ec2)[:1]
+    assert f"\"All G and VT Spot Instance Requests\" in {REGION}" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_spot_launch_is_priced_at_the_newest_spot_price_ec2_quotes_for_its_zone(
+    provider: AwsProvider, clients: HookedClients
+) -> None:
+    from orchestrator.teardown import price_machines
+
+    newest = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
+    hook = spot_price_answer(("0.2871", newest - timedelta(hours=3)), ("0.3125", newest))
+    clients.hooks["before-call.ec2.DescribeSpotPriceHistory"] = hook
+    machines = provider.launch(_request("r-quote", placement=SPOT, count=2))
+    [asked] = hook.asked  # type: ignore[attr-defined]
+    assert (asked["InstanceType.1"], asked["ProductDescription.1"]) == ("g5.xlarge", "Linux/UNIX")
+    assert asked["AvailabilityZone"] == machines[0].placement.zone and asked["StartTime"]
+    for machine in machines:
+        assert machine.placement.price_per_hour == 0.3125  # not the catalog's 0.302, not the older quote
+        assert machine.extra["spot_price"] == "0.3125"
+        assert machine.extra["spot_price_at"] == newest.isoformat()
+        assert Machine.from_record(machine.to_record()) == machine  # as the store keeps it
+    # 30 s of a machine: billed 60 s (AWS's minimum) at the quoted price.
+    [machine] = machines[:1]
+    rows = price_machines([machine], gone_at={machine.id: machine.launched_at + timedelta(seconds=30)},
+                          execute_start=None, execute_end=None, until=machine.launched_at)
+    assert sum(float(row["amount_usd"]) for row in rows) == pytest.approx(60 * 0.3125 / 3600)
+    assert {row["price_per_hour"] for row in rows} == {0.3125}
+
+
+def test_a_price_the_user_fixed_is_kept_and_the_spot_quote_only_recorded(
+    provider: AwsProvider, clients: HookedClients
+) -> None:
+    clients.hooks["before-call.ec2.DescribeSpotPriceHistory"] = spot_price_answer(
+        ("0.3125", datetime(2026, 11, 30, tzinfo=UTC)))
+    [machine] = provider.launch(_request("r-fixed", placement=replace(SPOT, price_per_hour=0.25, price_fixed=True)))
+    assert machine.placement.price_per_hour == 0.25 and machine.extra["spot_price"] == "0.3125"
+
+
+@pytest.mark.parametrize("answer", ["refused", "empty", "another zone"])
+def test_a_spot_price_ec2_does_not_give_keeps_the_catalog_price_and_says_so(
+    provider: AwsProvider, clients: HookedClients, answer: str
+) -> None:
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    clients.hooks["before-call.ec2.DescribeSpotPriceHistory"] = {
+        "refused": lambda **_: refusal("UnauthorizedOperation", "not allowed: ec2:DescribeSpotPriceHistory"),
+        "empty": spot_price_answer(),
+        "another zone": spot_price_answer(("0.3125", at), zone="us-east-1z"),
+    }[answer]
+    [machine] = provider.launch(_request("r-noquote", placement=SPOT))
+    assert machine.placement.price_per_hour == 0.302
+    assert machine.extra["spot_price_source"] == "catalog" and "spot_price" not in machine.extra
+    assert len(provider.list_machines(run_id="r-noquote")) == 1  # launched all the same
+
+
+def test_an_on_demand_launch_asks_no_spot_price(provider: AwsProvider, clients: HookedClients) -> None:
+    hook = spot_price_answer(("0.3125", datetime(2026, 11, 30, tzinfo=UTC)))
+    clients.hooks["before-call.ec2.DescribeSpotPriceHistory"] = hook
+    [machine] = provider.launch(_request("r-ondemand"))
+    assert hook.asked == []  # type: ignore[attr-defined]
+    assert machine.placement.price_per_hour == 1.006
+    assert not any(key.startswith("spot_price") for key in machine.extra)
 
 
 def test_a_dependency_violation_deleting_the_group_is_waited_out_and_the_group_deleted(

@@ -44,8 +44,9 @@ def loopback(tmp_path: Path, moto_aws: None, sshd_binary: Path) -> Iterator[Loop
     box.stop()
 
 
-def _run(tmp_path: Path, loopback: LoopbackBox) -> tuple[Any, Store]:
-    spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE})
+def _run(tmp_path: Path, loopback: LoopbackBox, **machine: Any) -> tuple[Any, Store]:
+    spec = RunSpec.model_validate(
+        {"provider": "aws", "machine": {"instance_type": "g4dn.xlarge", "image": IMAGE, **machine}})
     plan = make_plan(spec, home=tmp_path / "home")
     store = Store(tmp_path / "home")
     ctx = RunContext(store=store, home=tmp_path / "home", reporter=QuietReporter(),
@@ -167,4 +168,29 @@ def test_a_quota_error_is_one_line_naming_the_quota_and_no_failover(
     assert "\n" not in (outcome.error or "")
     launches = [e for e in store.events(outcome.run_id) if e.step == "launch"]
     assert len(launches) == 1  # no other zone, no other region
+    assert _left(outcome.run_id, tmp_path / "home") == NOTHING
+
+
+def test_a_spot_run_is_billed_at_the_spot_price_ec2_quoted_at_launch(
+    tmp_path: Path, moto_aws: None, sshd_binary: Path, payload: None
+) -> None:
+    from datetime import UTC, datetime
+
+    from tests.fakes.aws import HookedClients, spot_price_answer
+
+    quoted_at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    clients = HookedClients({"before-call.ec2.DescribeSpotPriceHistory": spot_price_answer(("0.2104", quoted_at))})
+    box = LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
+                      tmp_path / "boxes", start_server)
+    try:
+        outcome, store = _run(tmp_path, box, spot=True)
+    finally:
+        box.stop()
+    assert outcome.state == "succeeded", outcome.error
+    [row] = store.machines(outcome.run_id)
+    assert row.machine is not None and row.machine.placement.spot
+    assert row.machine.placement.price_per_hour == 0.2104  # the quote, not the catalog's $0.158
+    assert (row.machine.extra["spot_price"], row.machine.extra["spot_price_at"]) == ("0.2104", quoted_at.isoformat())
+    assert {cost["price_per_hour"] for cost in store.costs(outcome.run_id)} == {0.2104}
+    assert store.get_run(outcome.run_id).cost_usd == pytest.approx(60 * 0.2104 / 3600)  # AWS's 60 s minimum
     assert _left(outcome.run_id, tmp_path / "home") == NOTHING

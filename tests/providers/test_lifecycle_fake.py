@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import AuthError, CapacityError, QuotaError
+from orchestrator.errors import AuthError, CapacityError, QuotaError, SpotRefused
 from orchestrator.lifecycle import RunContext, execute_plan
 from orchestrator.machine import Placement
 from orchestrator.plan import Plan
@@ -92,6 +92,17 @@ def test_a_quota_error_is_swept_and_billed_but_never_fails_over(
     assert store.get_run(outcome.run_id).cost_usd == pytest.approx(0.06)
 
 
+def test_a_failed_attempt_found_by_a_listing_without_prices_is_billed_at_the_attempt_s_price(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    fake.list_prices = False  # as EC2's DescribeInstances: the type, never the price
+    fake.launch_faults["gpu.big"] = LaunchFault(CapacityError("InsufficientInstanceCapacity"), create_first=True)
+    outcome, store = _run(tmp_path, fake, FIRST, SECOND)
+    assert outcome.state == "succeeded", outcome.error
+    first = store.machines(outcome.run_id)[0].machine_id
+    assert sum(r["amount_usd"] for r in store.costs(outcome.run_id) if r["machine_id"] == first) == pytest.approx(0.06)
+
+
 def test_a_capacity_error_that_created_nothing_is_an_attempt_without_a_bill(
     tmp_path: Path, fake: FakeProvider, payload: None
 ) -> None:
@@ -160,3 +171,57 @@ def test_a_spot_quota_error_falls_back_to_on_demand_skipping_the_other_spot_plac
     outcome, store = _run(tmp_path, fake, spot_here, spot_there, SECOND)
     assert outcome.state == "succeeded", outcome.error
     assert [p.instance_type for p in fake.launches] == ["gpu.spot", "gpu.small"]  # gpu.spot2 never asked
+
+
+SPOT_REFUSED = ("EC2 API in lab-1 (lab-1a) refused RunInstances: SpotMaxPriceTooLow (HTTP 400): Your Spot request "
+                "price of 0.05 is lower than the minimum required Spot request fulfillment price of 0.3125")
+
+
+def _spot_in_two_regions() -> tuple[Placement, Placement]:
+    """The same type on spot in two regions, at the same max price (as the planner ranks a --spot run)."""
+    from dataclasses import replace
+
+    here = replace(FIRST, instance_type="gpu.spot", spot=True, max_price=0.05, price_per_hour=1.0)
+    return here, replace(here, region="lab-2")
+
+
+def test_a_spot_refusal_goes_straight_to_on_demand_skipping_the_other_spot_placements(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    spot_here, spot_there = _spot_in_two_regions()
+    fake.launch_faults["gpu.spot"] = LaunchFault(SpotRefused(SPOT_REFUSED), create_first=True)
+    outcome, store = _run(tmp_path, fake, spot_here, spot_there, SECOND)
+    assert outcome.state == "succeeded", outcome.error
+    assert [(p.instance_type, p.region, p.spot) for p in fake.launches] == [
+        ("gpu.spot", "lab-1", True), ("gpu.small", "lab-2", False)]  # the lab-2 spot placement never asked
+    [(failed, first), (ok, second)] = _launch_events(store, outcome.run_id)
+    assert failed == "failed" and "SpotMaxPriceTooLow" in (first or "")
+    assert ok == "ok" and "attempt 3" in (second or "") and "gpu.small" in (second or "")
+    [provision] = [e for e in store.events(outcome.run_id) if e.step == "provision"]
+    assert "spot placements skipped: the spot market refused attempt 1 as a whole" in (provision.detail or "")
+    assert fake.machines == {}  # what the refused attempt left was swept
+
+
+def test_a_spot_refusal_without_an_on_demand_fallback_fails_the_run_with_that_one_line(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    spot_here, spot_there = _spot_in_two_regions()
+    fake.launch_faults["gpu.spot"] = LaunchFault(SpotRefused(SPOT_REFUSED))
+    outcome, store = _run(tmp_path, fake, spot_here, spot_there, spot=True, on_demand_fallback=False)
+    assert outcome.state == "failed"
+    assert outcome.error == SPOT_REFUSED  # the market's own line, not a list of attempts
+    assert [p.region for p in fake.launches] == ["lab-1"]
+    assert len(_launch_events(store, outcome.run_id)) == 1
+
+
+def test_a_spot_capacity_error_still_tries_the_next_spot_placement(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    from dataclasses import replace
+
+    spot_here, _ = _spot_in_two_regions()
+    spot_there = replace(spot_here, instance_type="gpu.spot2", region="lab-2")
+    fake.launch_faults["gpu.spot"] = LaunchFault(CapacityError("InsufficientInstanceCapacity in lab-1"))
+    outcome, _ = _run(tmp_path, fake, spot_here, spot_there, SECOND)
+    assert outcome.state == "succeeded", outcome.error
+    assert [p.instance_type for p in fake.launches] == ["gpu.spot", "gpu.spot2"]  # only a market refusal skips spot

@@ -12,14 +12,21 @@ import botocore.exceptions
 import pytest
 
 from orchestrator.clouds import aws
-from orchestrator.errors import AuthError, CapacityError, OrchestrateError, ProviderError, QuotaError
+from orchestrator.errors import (
+    AuthError,
+    CapacityError,
+    OrchestrateError,
+    ProviderError,
+    QuotaError,
+    SpotRefused,
+)
 
 FAMILIES: dict[str, type[ProviderError]] = {
     **dict.fromkeys(("AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "ExpiredToken", "AccessDenied",
                      "AccessDeniedException", "UnrecognizedClientException", "SignatureDoesNotMatch"), AuthError),
-    **dict.fromkeys(("InsufficientInstanceCapacity", "InsufficientHostCapacity", "SpotMaxPriceTooLow"),
-                    CapacityError),
-    **dict.fromkeys(("VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"), QuotaError),
+    **dict.fromkeys(("InsufficientInstanceCapacity", "InsufficientHostCapacity"), CapacityError),
+    **dict.fromkeys(("SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded"), SpotRefused),
+    **dict.fromkeys(("VcpuLimitExceeded", "InstanceLimitExceeded"), QuotaError),
     **dict.fromkeys(("InvalidAMIID.NotFound", "RequestLimitExceeded", "InternalError"), ProviderError),
 }
 

@@ -230,3 +230,31 @@ def test_the_accuracy_chart_draws_a_curve_per_host_of_a_multi_host_run(tmp_path:
     curves = {s["label"]: s["points"] for s in data["charts"]["accuracy_vs_time"]["series"]}
     assert curves == {"two boxes box0 cnn": [[10.0, 0.5], [20.0, 0.8]],
                       "two boxes box1 cnn": [[10.0, 0.6], [20.0, 0.9]]}
+
+
+def _launched(store: Store, run_id: str, attempt: int, *machines: tuple[str, str]) -> None:
+    """Records machines (id, instance type) launched by one attempt of a run, as the lifecycle does."""
+    from datetime import UTC, datetime
+
+    from orchestrator.machine import Access, Environment, Machine, Placement
+
+    row = store.record_launch_request(run_id, "aws", {}, attempt=attempt)
+    store.record_machines(row, [
+        Machine(run_id=run_id, id=machine_id, provider="aws", placement=Placement(provider="aws", instance_type=kind),
+                access=Access(), environment=Environment(), run_dir="runs", launched_at=datetime.now(UTC))
+        for machine_id, kind in machines])
+
+
+def test_each_row_names_its_machine_type_and_a_total_names_its_hosts_types(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        _record(store, "r-two", {"i-a": _document(100.0, 0.90), "i-b": _document(300.0, 0.94)},
+                [_cost("i-a", 3.6), _cost("i-b", 1.8), _cost("i-gone", 0.9, 60.0)])
+        _launched(store, "r-two", 1, ("i-gone", "p3.2xlarge"))  # a failed first attempt: paid for, measured nothing
+        _launched(store, "r-two", 2, ("i-a", "g5.xlarge"), ("i-b", "g4dn.xlarge"))
+        _record(store, "r-old", {"localhost": _document(100.0, 0.92)}, [_cost("localhost", 3.6)])  # no machines
+    _, summary = api.report_frames_derived(home=tmp_path)
+    rows = _rows(summary, "r-two")
+    assert rows["i-a"]["machine_type"] == "g5.xlarge" and rows["i-b"]["machine_type"] == "g4dn.xlarge"
+    assert rows["all 2"]["machine_type"] == "g4dn.xlarge, g5.xlarge"  # not the failed attempt's p3.2xlarge
+    assert pd.isna(_rows(summary, "r-old")["localhost"]["machine_type"])
+    assert "machine" in render_text(summary, fmt="md")

@@ -2,8 +2,10 @@
 
 One ``RunInstances`` call makes every machine of a launch (MinCount = MaxCount = count), so a launch never leaves
 half a cluster behind. The provider tries the region's zones in order on a capacity error and raises
-:class:`CapacityError` naming the region when none has room; quota and auth errors go straight up (another zone
-would not help). Which region, type and market to try next is the lifecycle's business, not this module's.
+:class:`CapacityError` naming the region when none has room; quota, auth and spot-market refusals
+(:class:`SpotRefused`) go straight up (another zone would not help). Which region, type and market to try next is
+the lifecycle's business, not this module's. A spot machine is priced at the spot price EC2 quotes for its zone
+when it is launched (``DescribeSpotPriceHistory``), the catalog's price only when EC2 does not say.
 
 Testing knob: ``ssh_endpoint`` (or ``ORCHESTRATE_AWS_SSH_ENDPOINT=[user@]127.0.0.1:PORT``) gives every machine
 that SSH address instead of its public IP (and that login user instead of ``ubuntu``); the pinned host key stays
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator.clouds import aws
-from orchestrator.errors import CapacityError, ProviderError, QuotaError, SpecError
+from orchestrator.errors import CapacityError, OrchestrateError, ProviderError, QuotaError, SpecError, SpotRefused
 from orchestrator.machine import (
     Access,
     Capability,
@@ -54,6 +56,7 @@ POLL_S = 2.0  # between DescribeInstances while waiting (not the 15 s of boto3's
 RUNNING_TIMEOUT_S = 600.0
 TERMINATED_TIMEOUT_S = 600.0
 ENDPOINT_ENV = "ORCHESTRATE_AWS_SSH_ENDPOINT"
+SPOT_PRODUCT = "Linux/UNIX"  # the spot price of the Linux images the payload runs on
 
 # Errors that say "not in this zone, now": the next zone of the region may have room. (The common capacity codes
 # are mapped by orchestrator.clouds.aws; these are specific to one zone's subnet.)
@@ -198,11 +201,14 @@ class AwsProvider:
     def launch(self, request: LaunchRequest) -> list[Machine]:
         """Launches ``request.count`` instances of one type in one region, trying its zones in order.
 
-        Returns once every instance is ``running`` (SSH may still be starting: the connect step waits for it).
+        Returns once every instance is ``running`` (SSH may still be starting: the connect step waits for it). With
+        more than one machine, the run's security group lets them reach each other (multi-node training).
+        A spot machine carries the spot price EC2 quotes now for its zone (see :meth:`_priced_at_spot`).
 
         Raises:
             SpecError: no image, no allowed CIDR (or one open to everyone), or no region.
             CapacityError: no zone of the region had room (every zone's answer in the line).
+            SpotRefused: the spot market refused the request as a whole (no other zone is tried).
             QuotaError: the account's limit refuses the request (no other zone is tried).
             AuthError: the credentials are refused.
             ProviderError: AWS refused otherwise, or the instances did not come up in time.
@@ -223,7 +229,8 @@ class AwsProvider:
 
         key = network.client_key(self.home, request.run_id)
         key_name = network.import_key_pair(ec2, request.run_id, key.public, tags, what=what)
-        group_id = network.ensure_security_group(ec2, request.run_id, cidr, tags, what=what)
+        group_id = network.ensure_security_group(ec2, request.run_id, cidr, tags, what=what,
+                                                 intra_group=request.count > 1)
         host_key = network.host_key()
         instance_tags = {**tags, HOST_KEY_TAG: host_key.public, "Name": network.resource_name(request.run_id)}
         params: dict[str, Any] = {
@@ -242,8 +249,56 @@ class AwsProvider:
 
         instances = self._run_in_some_zone(region, placement, request.count, params)
         running = self._wait_until_running(ec2, [i["InstanceId"] for i in instances], what=what)
-        return [self._machine(instance, region, placement, host_key.public, image=str(request.image))
-                for instance in running]
+        machines = [self._machine(instance, region, placement, host_key.public, image=str(request.image))
+                    for instance in running]
+        return self._priced_at_spot(machines, region) if placement.spot else machines
+
+    def _priced_at_spot(self, machines: list[Machine], region: str) -> list[Machine]:
+        """The spot machines of one launch, priced at the spot price EC2 quotes now for their type in their zone.
+
+        The quote goes into ``price_per_hour`` (unless the user fixed the price) and into ``extra`` as
+        ``spot_price`` and ``spot_price_at`` (when EC2 last set it). When EC2 cannot say, the machines keep the
+        catalog's price and ``extra["spot_price_source"]`` says ``catalog``: a launch never fails for its price.
+        """
+        first = machines[0].placement  # one RunInstances: one type, one zone
+        quote = self._spot_quote(region, first.instance_type, first.zone or "")
+        priced = []
+        for machine in machines:
+            if quote is None:
+                priced.append(replace(machine, extra={**machine.extra, "spot_price_source": "catalog"}))
+                continue
+            text, price, at = quote
+            placement = (machine.placement if machine.placement.price_fixed
+                         else replace(machine.placement, price_per_hour=price))
+            extra = {**machine.extra, "spot_price": text, "spot_price_at": at.isoformat(),
+                     "spot_price_source": "DescribeSpotPriceHistory"}
+            priced.append(replace(machine, placement=placement, extra=extra))
+        return priced
+
+    def _spot_quote(self, region: str, instance_type: str, zone: str) -> tuple[str, float, datetime] | None:
+        """The newest Linux spot price EC2 quotes for the type in the zone now: (as EC2 wrote it, USD per hour,
+        when it was set); None when the call fails or answers no usable price."""
+        try:
+            with aws.translating(what=self._what(region)):
+                history = self._ec2(region).describe_spot_price_history(
+                    InstanceTypes=[instance_type], ProductDescriptions=[SPOT_PRODUCT], AvailabilityZone=zone,
+                    StartTime=datetime.now(UTC),  # the price in effect now (its last change), newest first
+                ).get("SpotPriceHistory") or []
+        except OrchestrateError:
+            return None
+        quotes = []
+        for item in history:
+            try:
+                text, at = str(item["SpotPrice"]), item["Timestamp"]
+                price = float(text)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if isinstance(at, datetime) and price > 0 and item.get("AvailabilityZone", zone) == zone:
+                quotes.append((at, text, price))
+        if not quotes:
+            return None
+        at, text, price = max(quotes)
+        return text, price, at
 
     def _zones(self, region: str, placement: Placement) -> list[str]:
         if placement.zone:
@@ -269,8 +324,16 @@ class AwsProvider:
                 return ec2.run_instances(**params, Placement={"AvailabilityZone": zone})["Instances"]
             except botocore.exceptions.ClientError as error:
                 translated = aws.translate(error, what=f"{what} ({zone})")
-                if error.response.get("Error", {}).get("Code") in _ZONE_CAPACITY_CODES:
+                code = error.response.get("Error", {}).get("Code")
+                if code in _ZONE_CAPACITY_CODES:
                     translated = CapacityError(str(translated), hint=translated.hint)
+                if isinstance(translated, SpotRefused):  # the market's answer, the same in every zone
+                    if code != "MaxSpotInstanceCountExceeded":
+                        raise translated from None
+                    quota = service_quota(placement.instance_type, spot=True)
+                    raise SpotRefused(f"{translated}; the quota to raise: \"{quota}\" in {region}",
+                                      hint=f"Service Quotas console → Amazon EC2 → \"{quota}\" → request an "
+                                      "increase (in vCPUs); or run on-demand") from None
                 if isinstance(translated, QuotaError):
                     quota = service_quota(placement.instance_type, spot=placement.spot)
                     raise QuotaError(f"{translated}; the quota to raise: \"{quota}\" in {region}",

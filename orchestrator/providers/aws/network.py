@@ -2,7 +2,8 @@
 
 Per run: an ed25519 client key pair made here (the private half 0600 under ``$ORCHESTRATE_HOME/keys/<run-id>/``,
 the public half imported as key pair ``orchestrate-<run-id>``); a security group ``orchestrate-<run-id>`` in the
-default VPC whose only ingress is TCP 22 from the run's allowed CIDR; and an ed25519 *host* key made here whose
+default VPC whose only ingress is TCP 22 from the run's allowed CIDR (and, for a run of several machines, all
+traffic from the group itself, so they reach each other's private addresses); and an ed25519 *host* key made here whose
 private half goes to the instance through cloud-init's ``ssh_keys`` (never to disk, never to a log) and whose
 public half is the machine's pinned host key, so the first connection already knows whom to expect.
 
@@ -174,8 +175,11 @@ def _find_groups(ec2: Any, run_id: str, *, what: str) -> list[dict[str, Any]]:
     return groups
 
 
-def ensure_security_group(ec2: Any, run_id: str, cidr: str, tags: Mapping[str, str], *, what: str) -> str:
-    """Makes (or resets) the run's security group: its only ingress is TCP 22 from ``cidr``.
+def ensure_security_group(
+    ec2: Any, run_id: str, cidr: str, tags: Mapping[str, str], *, what: str, intra_group: bool = False
+) -> str:
+    """Makes (or resets) the run's security group: its only ingress is TCP 22 from ``cidr``, plus all traffic from
+    the group's own members when ``intra_group``.
 
     Args:
         ec2: an EC2 client of the run's region.
@@ -183,6 +187,8 @@ def ensure_security_group(ec2: Any, run_id: str, cidr: str, tags: Mapping[str, s
         cidr: who may reach port 22 (from :func:`checked_cidr`).
         tags: the run's tags.
         what: who is asked, for error lines.
+        intra_group: the run has several machines: let them reach each other on any port (multi-node training's
+            ``TF_CONFIG`` addresses are their private ones); no address outside the group gains anything.
 
     Returns:
         The group's id.
@@ -197,7 +203,8 @@ def ensure_security_group(ec2: Any, run_id: str, cidr: str, tags: Mapping[str, s
         else:
             group_id = str(ec2.create_security_group(
                 GroupName=resource_name(run_id), VpcId=vpc,
-                Description=f"Orchestrate run {run_id}: SSH from {cidr} only",
+                Description=f"Orchestrate run {run_id}: SSH from {cidr}"
+                + (", all traffic between its machines" if intra_group else " only"),
                 TagSpecifications=[{"ResourceType": "security-group", "Tags": tag_list(tags)}],
             )["GroupId"])
         permission: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": SSH_PORT, "ToPort": SSH_PORT}
@@ -206,8 +213,22 @@ def ensure_security_group(ec2: Any, run_id: str, cidr: str, tags: Mapping[str, s
             permission["Ipv6Ranges"] = [{"CidrIpv6": cidr, "Description": description}]
         else:
             permission["IpRanges"] = [{"CidrIp": cidr, "Description": description}]
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[permission])
+        _authorize(ec2, group_id, permission)
+        if intra_group:
+            _authorize(ec2, group_id, {"IpProtocol": "-1", "UserIdGroupPairs": [
+                {"GroupId": group_id, "Description": f"between the machines of Orchestrate run {run_id}"}]})
     return group_id
+
+
+def _authorize(ec2: Any, group_id: str, permission: dict[str, Any]) -> None:
+    """Adds one ingress rule to the group; a rule it already has is no error."""
+    import botocore.exceptions
+
+    try:
+        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[permission])
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "InvalidPermission.Duplicate":
+            raise
 
 
 def delete_security_group(
