@@ -156,8 +156,12 @@ def test_the_host_key_s_private_half_is_in_the_user_data_only_never_on_disk(
     from tests.fakes.aws import user_data_of
 
     [machine] = provider.launch(_request("r-hostkey"))
-    keys = user_data_of(ec2, machine.id)["ssh_keys"]
+    document = user_data_of(ec2, machine.id)
+    keys = document["ssh_keys"]
     assert keys["ed25519_public"] == machine.access.host_key
+    # From images/cloud-init/user-data.yaml: the run's key is the only one sshd presents, no password login.
+    assert document["ssh_deletekeys"] is True and document["ssh_genkeytypes"] == []
+    assert document["ssh_pwauth"] is False
     secret = "".join(keys["ed25519_private"].splitlines()[1:-1])  # the key's base64 body (its start is common)
     on_disk = [p for p in tmp_path.rglob("*") if p.is_file()
                and secret in "".join(p.read_text(errors="replace").splitlines())]

@@ -28,6 +28,7 @@ from orchestrator.errors import ProviderError, SpecError
 
 KEY_FILE = "id_ed25519"  # the run's private client key, in keys/<run-id>/
 SSH_PORT = 22
+TEMPLATE = "user-data.yaml"  # in images/cloud-init/: what every machine's cloud-config starts from
 DELETE_ATTEMPTS = 8  # tries to delete a security group still held by terminating instances' interfaces
 DELETE_FIRST_DELAY_S = 2.0  # doubles after each DependencyViolation (2 + 4 + … ≈ 4 min in all, capped per wait)
 DELETE_MAX_DELAY_S = 30.0
@@ -275,7 +276,8 @@ def user_data(host: HostKey, given: str | None) -> str:
     A ``#cloud-config`` document is merged (its own ``ssh_keys`` are replaced); any other user-data (a shell
     script, a multipart document) is sent beside ours as a MIME multipart document, which cloud-init reads.
     """
-    ours: dict[str, Any] = {"ssh_keys": {"ed25519_private": host.private, "ed25519_public": host.public}}
+    ours: dict[str, Any] = {**_template(),
+                            "ssh_keys": {"ed25519_private": host.private, "ed25519_public": host.public}}
     if given is None or given.lstrip().startswith("#cloud-config"):
         document: dict[str, Any] = {}
         if given is not None:
@@ -291,3 +293,21 @@ def user_data(host: HostKey, given: str | None) -> str:
         else "plain"
     multipart.attach(MIMEText(given, subtype))
     return multipart.as_string()
+
+
+def cloud_init_dir() -> Path:
+    """The directory of the cloud-init template: ``images/cloud-init`` in a source checkout, shipped inside the
+    package (``orchestrator/cloud_init``) when installed from a wheel."""
+    package = Path(__file__).resolve().parents[2]
+    for candidate in (package / "cloud_init", package.parent / "images" / "cloud-init"):
+        if (candidate / TEMPLATE).is_file():
+            return candidate
+    raise FileNotFoundError(f"{TEMPLATE} is in neither {package / 'cloud_init'} nor images/cloud-init")
+
+
+def _template() -> dict[str, Any]:
+    """The settings of ``images/cloud-init/user-data.yaml`` every machine boots with (its ``ssh_keys`` left empty)."""
+    loaded = yaml.safe_load((cloud_init_dir() / TEMPLATE).read_text())
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{TEMPLATE}: not a cloud-config mapping")
+    return loaded
