@@ -49,7 +49,7 @@ def _payload(root: Path) -> Path:
     return package
 
 
-def one_run(root: Path, latency_s: float) -> dict[str, Any]:
+def one_run(root: Path, latency_s: float, *, spot: bool = False) -> dict[str, Any]:
     """One run; returns the call counts by operation and the two spans in seconds."""
     from moto import mock_aws
 
@@ -72,7 +72,7 @@ def one_run(root: Path, latency_s: float) -> dict[str, Any]:
         clients = HookedClients({"before-call.ec2": delay})
         box: LoopbackAws = LoopbackBox(AwsProvider(home, client_factory=clients), root / "boxes", start_server)
         try:
-            spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE})
+            spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE, "spot": spot})
             plan = make_plan(spec, home=home)
             with Store(home) as store:
                 ctx = RunContext(store=store, home=home, reporter=QuietReporter(), provider_factory=lambda name: box,
@@ -106,12 +106,23 @@ def main() -> None:
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
                        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    runs = []
+    markets: dict[str, list[dict[str, Any]]] = {"on-demand": [], "spot": []}
     for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            os.environ["ORCHESTRATE_PAYLOAD_DIR"] = str(_payload(Path(tmp)))
-            runs.append(one_run(Path(tmp), args.latency_ms / 1000.0))
-    calls = runs[-1]["calls"]
+        for market, runs in markets.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                os.environ["ORCHESTRATE_PAYLOAD_DIR"] = str(_payload(Path(tmp)))
+                runs.append(one_run(Path(tmp), args.latency_ms / 1000.0, spot=market == "spot"))
+    rows = []
+    for market, runs in markets.items():
+        calls = runs[-1]["calls"]
+        rows += [
+            f"| {market} | `orchestrate run` to payload started (plan → execute start) | "
+            f"{median_range([r['to_payload_s'] for r in runs])} | {sum(calls.values())} in the whole run |",
+            f"| {market} | payload end to everything deleted (execute end → teardown end) | "
+            f"{median_range([r['to_deleted_s'] for r in runs])} | |",
+        ]
+    calls = markets["on-demand"][-1]["calls"]
+    extra = markets["spot"][-1]["calls"] - calls
     by_operation = ", ".join(f"{name} {count}" for name, count in sorted(calls.items()))
     section = "\n".join([
         BEGIN,
@@ -119,21 +130,20 @@ def main() -> None:
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}: the whole lifecycle in-process on the AWS "
         f"provider against moto's EC2, every EC2 call delayed by {args.latency_ms:g} ms, a loopback sshd as the "
-        f"instance, a payload that exits at once. Seconds; median (min, max) of {args.repeats} runs.",
+        f"instance, a payload that exits at once. Seconds; median (min, max) of {args.repeats} runs per market.",
         "",
         "Command: `make bench` (runs `python benchmarks/bench_aws.py --output docs/performance.md`).",
         "",
-        "| span | seconds | EC2 calls |",
-        "|---|---|---|",
-        f"| `orchestrate run` to payload started (plan → execute start) | "
-        f"{median_range([r['to_payload_s'] for r in runs])} | {sum(calls.values())} in the whole run |",
-        f"| payload end to everything deleted (execute end → teardown end) | "
-        f"{median_range([r['to_deleted_s'] for r in runs])} | |",
+        "| market | span | seconds | EC2 calls |",
+        "|---|---|---|---|",
+        *rows,
         "",
-        f"EC2 calls of one run, by operation: {by_operation}. moto's instances are `running` at once and terminate at "
-        "once, so a real cloud adds its boot and shutdown time (and the ~2 s polls that wait for them) to these. The "
-        "first span also holds the test harness starting the loopback sshd once the instance exists (~0.1 s), and the "
-        "SSH connect, prepare probe and payload upload over loopback.",
+        f"EC2 calls of one on-demand run, by operation: {by_operation}; a spot run adds "
+        + (", ".join(f"{name} {count}" for name, count in sorted(extra.items())) or "nothing")
+        + " (the zone's price, read once the instance exists). moto's instances are `running` at once and terminate "
+        "at once, so a real cloud adds its boot and shutdown time (and the ~2 s polls that wait for them) to these. "
+        "The first span also holds the test harness starting the loopback sshd once the instance exists (~0.1 s), and "
+        "the SSH connect, prepare probe and payload upload over loopback.",
         END,
     ])
     write_section(args.output, section, BEGIN, END)
