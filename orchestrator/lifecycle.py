@@ -216,6 +216,11 @@ class _Run:
         self.store.end_event(event_id, outcome, note.get("detail"))
         self.ctx.reporter.step(self.run_id, name, outcome, note.get("detail"))
 
+    def event(self, name: str, outcome: str, detail: str) -> None:
+        """Records something that happened at once (a zone tried) as a finished event, and tells the user."""
+        self.store.end_event(self.store.start_event(self.run_id, name), outcome, detail)
+        self.ctx.reporter.step(self.run_id, name, outcome, detail)
+
     def on_every_machine(
         self, name: str, work: Callable[[Session], str],
         after: Callable[[GroupResult[Session, str]], None] | None = None,
@@ -282,10 +287,12 @@ class _Run:
         request = LaunchRequest(
             run_id=self.run_id, placement=placement, count=self.plan.count, attempt=attempt,
             tags={"orchestrate-run": self.run_id}, wait_s=spec.machine.wait_s, image=self.plan.image,
-            allowed_cidr=self.ctx.allowed_cidr,
+            allowed_cidr=self.ctx.allowed_cidr, on_try=lambda where, outcome, detail: self.event(
+                "zone", outcome, f"attempt {attempt}: {where}: {detail}"),
         )
+        recorded = {k: v for k, v in asdict(request).items() if k != "on_try"}
         # Recorded before the provider is called, so a crash mid-launch can still be cleaned up.
-        row = self.store.record_launch_request(self.run_id, placement.provider, asdict(request), attempt=attempt)
+        row = self.store.record_launch_request(self.run_id, placement.provider, recorded, attempt=attempt)
         with self.step("launch") as note:
             note["detail"] = f"attempt {attempt}: {placement.describe()}"
             try:

@@ -9,6 +9,7 @@ pair is the only way a machine is written to and read from the store.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -117,6 +118,9 @@ class LaunchRequest:
     user_data: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     wait_s: float = 0.0  # how long to wait for capacity (a busy rented box) before giving up
+    # Where a provider tries several places for one attempt (the zones of a region): told of each, (where, outcome
+    # "failed" or "ok", detail), so the run records every try as an event. Not part of the recorded request.
+    on_try: Callable[[str, str, str], None] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,16 @@ def _two_region_catalog(home: Path) -> None:
     write_offers([*offers, west], home / "offers.csv")
 
 
+def _run_with(tmp_path: Path, clients: Any, **machine: Any) -> tuple[Any, Store]:
+    """A whole run on a loopback instance whose EC2 clients carry the given hooks (injected errors, spot quotes)."""
+    box = LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
+                      tmp_path / "boxes", start_server)
+    try:
+        return _run(tmp_path, box, **machine)
+    finally:
+        box.stop()
+
+
 def _refuse_in(region: str, code: str) -> Callable[..., Any]:
     from tests.fakes.aws import refusal
 
@@ -126,6 +136,23 @@ def _refuse_in(region: str, code: str) -> Callable[..., Any]:
     return hook
 
 
+def test_no_capacity_in_the_first_zone_launches_in_the_next_and_both_tries_are_events(
+    tmp_path: Path, moto_aws: None, sshd_binary: Path, payload: None
+) -> None:
+    from tests.fakes.aws import HookedClients
+
+    clients = HookedClients({"before-call.ec2.RunInstances": _refuse_in("us-east-1a", "InsufficientInstanceCapacity")})
+    outcome, store = _run_with(tmp_path, clients)
+    assert outcome.state == "succeeded", outcome.error
+    zones = [(e.outcome, e.detail or "") for e in store.events(outcome.run_id) if e.step == "zone"]
+    assert [o for o, _ in zones] == ["failed", "ok"]
+    assert "attempt 1: us-east-1a:" in zones[0][1] and "InsufficientInstanceCapacity" in zones[0][1]
+    [machine] = store.machines(outcome.run_id)
+    assert f"attempt 1: us-east-1b: {machine.machine_id}" == zones[1][1]
+    assert [e.outcome for e in store.events(outcome.run_id) if e.step == "launch"] == ["ok"]  # one placement
+    assert _left(outcome.run_id, tmp_path / "home") == NOTHING
+
+
 def test_no_capacity_in_any_zone_of_the_first_region_launches_in_the_next(
     tmp_path: Path, moto_aws: None, sshd_binary: Path, payload: None
 ) -> None:
@@ -134,12 +161,7 @@ def test_no_capacity_in_any_zone_of_the_first_region_launches_in_the_next(
     _two_region_catalog(tmp_path / "home")
     refuse = _refuse_in("us-east-1", "InsufficientInstanceCapacity")
     clients = HookedClients({"before-call.ec2.RunInstances": refuse})
-    box = LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
-                       tmp_path / "boxes", start_server)
-    try:
-        outcome, store = _run(tmp_path, box)
-    finally:
-        box.stop()
+    outcome, store = _run_with(tmp_path, clients)
     assert outcome.state == "succeeded", outcome.error
     launches = [(e.outcome, e.detail or "") for e in store.events(outcome.run_id) if e.step == "launch"]
     assert [o for o, _ in launches] == ["failed", "ok"]
@@ -157,12 +179,7 @@ def test_a_quota_error_is_one_line_naming_the_quota_and_no_failover(
 
     _two_region_catalog(tmp_path / "home")
     clients = HookedClients({"before-call.ec2.RunInstances": _refuse_in("us-", "VcpuLimitExceeded")})
-    box = LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
-                       tmp_path / "boxes", start_server)
-    try:
-        outcome, store = _run(tmp_path, box)
-    finally:
-        box.stop()
+    outcome, store = _run_with(tmp_path, clients)
     assert outcome.state == "failed"
     assert "\"Running On-Demand G and VT instances\" in us-east-1" in (outcome.error or "")
     assert "\n" not in (outcome.error or "")
@@ -180,12 +197,7 @@ def test_a_spot_run_is_billed_at_the_spot_price_ec2_quoted_at_launch(
 
     quoted_at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     clients = HookedClients({"before-call.ec2.DescribeSpotPriceHistory": spot_price_answer(("0.2104", quoted_at))})
-    box = LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
-                      tmp_path / "boxes", start_server)
-    try:
-        outcome, store = _run(tmp_path, box, spot=True)
-    finally:
-        box.stop()
+    outcome, store = _run_with(tmp_path, clients, spot=True)
     assert outcome.state == "succeeded", outcome.error
     [row] = store.machines(outcome.run_id)
     assert row.machine is not None and row.machine.placement.spot

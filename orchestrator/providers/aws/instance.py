@@ -247,7 +247,7 @@ class AwsProvider:
                 spot["MaxPrice"] = f"{placement.max_price:.4f}"
             params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
 
-        instances = self._run_in_some_zone(region, placement, request.count, params)
+        instances = self._run_in_some_zone(region, placement, request.count, params, request.on_try)
         running = self._wait_until_running(ec2, [i["InstanceId"] for i in instances], what=what)
         machines = [self._machine(instance, region, placement, host_key.public, image=str(request.image))
                     for instance in running]
@@ -311,17 +311,22 @@ class AwsProvider:
             raise ProviderError(f"{self._what(region)}: no available zone in {region}")
         return names
 
-    def _run_in_some_zone(self, region: str, placement: Placement, count: int, params: dict[str, Any]) -> Any:
-        """One RunInstances per zone, in order, until one has room; without retries, so a refusal moves on."""
+    def _run_in_some_zone(self, region: str, placement: Placement, count: int, params: dict[str, Any],
+                          on_try: Callable[[str, str, str], None] | None = None) -> Any:
+        """One RunInstances per zone, in order, until one has room; without retries, so a refusal moves on. Each
+        zone refused for capacity, and the one that launched, is told to ``on_try``."""
         import botocore.exceptions
 
         what = self._what(region)
         ec2 = self._ec2(region, retries=False)
         refusals: list[str] = []
         zones = self._zones(region, placement)
+        tell = on_try or (lambda where, outcome, detail: None)
         for zone in zones:
             try:
-                return ec2.run_instances(**params, Placement={"AvailabilityZone": zone})["Instances"]
+                instances = ec2.run_instances(**params, Placement={"AvailabilityZone": zone})["Instances"]
+                tell(zone, "ok", ", ".join(i["InstanceId"] for i in instances))
+                return instances
             except botocore.exceptions.ClientError as error:
                 translated = aws.translate(error, what=f"{what} ({zone})")
                 code = error.response.get("Error", {}).get("Code")
@@ -341,7 +346,8 @@ class AwsProvider:
                                      "increase (in vCPUs)") from None
                 if not isinstance(translated, CapacityError):
                     raise translated from None
-                refusals.append(f"{zone}: {error.response.get('Error', {}).get('Code')}")
+                refusals.append(f"{zone}: {code}")
+                tell(zone, "failed", str(translated))
             except botocore.exceptions.BotoCoreError as error:
                 raise aws.translate(error, what=what) from None
         market = "spot" if placement.spot else "on-demand"
