@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -52,7 +53,7 @@ CREATED_TAG = "orchestrate:created-at"
 HOST_KEY_TAG = "orchestrate:host-key"  # the pinned public host key, so a listed machine is reachable safely too
 
 LOGIN_USER = "ubuntu"  # the Ubuntu-based Deep Learning AMIs' login
-POLL_S = 2.0  # between DescribeInstances while waiting (not the 15 s of boto3's waiters)
+POLL_S = 2.0  # between DescribeInstances while waiting (not the 15 s of boto3's waiters), ±25 % jitter
 RUNNING_TIMEOUT_S = 600.0
 TERMINATED_TIMEOUT_S = 600.0
 ENDPOINT_ENV = "ORCHESTRATE_AWS_SSH_ENDPOINT"
@@ -372,7 +373,7 @@ class AwsProvider:
             if self.clock() >= deadline:
                 waiting = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
                 raise ProviderError(f"{what}: instances not running after {RUNNING_TIMEOUT_S:g} s: {waiting}")
-            self.sleep(POLL_S)
+            self.sleep(_poll_delay())
 
     # -- list and terminate --------------------------------------------------------------------------------------
 
@@ -433,7 +434,7 @@ class AwsProvider:
             if self.clock() >= deadline:
                 raise ProviderError(f"{what}: instances not terminated after {TERMINATED_TIMEOUT_S:g} s: "
                                     + ", ".join(sorted(left)), hint="check the EC2 console; they may still bill")
-            self.sleep(POLL_S)
+            self.sleep(_poll_delay())
 
     # -- machines ------------------------------------------------------------------------------------------------
 
@@ -462,6 +463,11 @@ class AwsProvider:
             state=STATE_MAP.get(instance["State"]["Name"], MachineState.UNKNOWN), private_address=private,
             extra={"image_id": str(instance.get("ImageId", ""))},
         )
+
+
+def _poll_delay() -> float:
+    """Seconds to the next poll: ~2 s, jittered so that many runs' polls do not fall into step."""
+    return POLL_S * random.uniform(0.75, 1.25)  # noqa: S311 - spacing polls, not a secret
 
 
 def _owner() -> str:

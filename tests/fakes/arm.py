@@ -1,0 +1,654 @@
+"""Azure Resource Manager on loopback, for the real Azure SDK clients (FACTS: no installable emulator exists).
+
+:class:`ArmFake` is a small, stateful HTTP fake of the ARM REST API for what a run creates: resource groups
+(tagged, listed by tag, deleted with everything in them), virtual networks with subnets, network security groups,
+public IPs, NICs and Linux VMs. Creates and deletes are long-running operations that stay ``InProgress`` for
+``latency_s`` and are polled the way Azure's are (``Azure-AsyncOperation`` for PUTs, ``Location`` for DELETEs).
+Errors are injected with :meth:`ArmFake.fail`: refused at the PUT (``SkuNotAvailable``, quota, 429) or failed in
+the operation (``AllocationFailed``), leaving the resource ``Failed`` as Azure does.
+
+:func:`sdk_clients` builds the real SDK clients against it (bearer tokens over plain HTTP allowed).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+# lower-case "namespace/type" → (namespace, type) as Azure spells them in ids and in the resource's "type".
+KINDS: dict[str, tuple[str, str]] = {
+    "microsoft.network/virtualnetworks": ("Microsoft.Network", "virtualNetworks"),
+    "microsoft.network/networksecuritygroups": ("Microsoft.Network", "networkSecurityGroups"),
+    "microsoft.network/publicipaddresses": ("Microsoft.Network", "publicIPAddresses"),
+    "microsoft.network/networkinterfaces": ("Microsoft.Network", "networkInterfaces"),
+    "microsoft.compute/virtualmachines": ("Microsoft.Compute", "virtualMachines"),
+}
+NAMESPACES = {kind: namespace for namespace, kind in KINDS.values()}
+FAILABLE = ("resourceGroups", *(kind for _, kind in KINDS.values()))
+# Nested collections whose items get an id, a type and a provisioning state of their own.
+CHILDREN = {"virtualNetworks": "subnets", "networkSecurityGroups": "securityRules",
+            "networkInterfaces": "ipConfigurations"}
+TAG_FILTER = re.compile(r"^\s*tagName eq '([^']*)'(?:\s+and\s+tagValue eq '([^']*)')?\s*$", re.IGNORECASE)
+
+
+class ArmError(Exception):
+    """An ARM error answer: ``status`` with ``{"error": {"code": code, "message": message}}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+@dataclass
+class Fault:
+    """An error :meth:`ArmFake.fail` injects into the PUTs of one kind."""
+
+    kind: str
+    code: str
+    status: int
+    message: str
+    in_operation: bool
+    times: int | None  # how many more PUTs it refuses; None: all of them
+    when: Callable[[dict[str, Any]], bool] | None
+
+
+@dataclass
+class Operation:
+    """A long-running operation: a PUT of a resource, or a DELETE of a resource or a group."""
+
+    id: str
+    kind: str  # "resourceGroups", "virtualMachines", …
+    name: str
+    method: str
+    target: str  # lower-case id of the resource, or lower-case name of the group
+    started: float  # time.monotonic()
+    deadline: float  # when it reaches its terminal state
+    location: str  # lower-case location, for the operation's URL
+    error: dict[str, str] | None = None  # set: the operation ends Failed with this error
+    ended: float | None = None
+
+    def view(self) -> dict[str, Any]:
+        status = "InProgress" if self.ended is None else "Failed" if self.error else "Succeeded"
+        return {"kind": self.kind, "name": self.name, "method": self.method, "started": self.started,
+                "ended": self.ended, "status": status}
+
+
+@dataclass
+class Held:
+    """A resource held by the fake; ``body`` is what GET returns (less the instance view)."""
+
+    kind: str
+    group: str  # lower-case
+    body: dict[str, Any]
+    operation: str  # id of the latest operation on it: only that one settles its state
+    custom_data: str | None = None  # a VM's decoded osProfile.customData (Azure never returns it)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _set_state(body: dict[str, Any], state: str) -> None:
+    properties = body.setdefault("properties", {})
+    properties["provisioningState"] = state
+    for child in properties.get(CHILDREN.get(body.get("type", "").split("/")[-1], ""), []):
+        child.setdefault("properties", {})["provisioningState"] = state
+
+
+class ArmFake:
+    """A stateful fake of the ARM REST API for one subscription, served on 127.0.0.1.
+
+    Args:
+        latency_s: how long every long-running operation stays InProgress (settable; read when one starts).
+        subscription: the only subscription id it answers for.
+
+    ``requests`` holds (method, path without query) of every request, in order; ``operations`` each long-running
+    operation as ``{kind, name, method, started, ended, status}`` (monotonic seconds; ``ended`` None until done).
+    """
+
+    def __init__(self, *, latency_s: float = 0.0, subscription: str = "00000000-0000-0000-0000-000000000000") -> None:
+        self.latency_s = latency_s
+        self.subscription = subscription
+        self.url = ""
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.RLock()  # re-entrant: a fault's `when` may read the fake
+        self._groups: dict[str, dict[str, Any]] = {}
+        self._deleting: dict[str, str] = {}  # group → id of its delete operation
+        self._resources: dict[str, Held] = {}  # lower-case id → resource
+        self._operations: dict[str, Operation] = {}
+        self._faults: list[Fault] = []
+        self._addresses = 0  # public IPs handed out
+        self._private_addresses = 0  # NIC private IPs handed out
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> ArmFake:
+        """Binds 127.0.0.1 on a free port and serves in a daemon thread; ``url`` then says where."""
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.fake = self  # type: ignore[attr-defined]
+        self._server = server
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="arm-fake", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving and closes the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def operations(self) -> list[dict[str, Any]]:
+        """Every long-running operation so far, in the order they started."""
+        with self._lock:
+            self._settle()
+            return [operation.view() for operation in self._operations.values()]
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The resource groups held now, as GET returns them (those being deleted included)."""
+        with self._lock:
+            self._settle()
+            return copy.deepcopy(list(self._groups.values()))
+
+    def resources(self, group: str | None = None) -> list[dict[str, Any]]:
+        """Every resource held now, as GET returns it; only those of ``group`` (any case) when given."""
+        with self._lock:
+            self._settle()
+            return [copy.deepcopy(held.body) for held in self._resources.values()
+                    if group is None or held.group == group.lower()]
+
+    def custom_data(self, vm_name: str, *, group: str | None = None) -> str | None:
+        """The decoded customData (cloud-init) the VM named ``vm_name`` was created with, or None."""
+        with self._lock:
+            for held in self._resources.values():
+                if (held.kind == "virtualMachines" and held.body["name"].lower() == vm_name.lower()
+                        and (group is None or held.group == group.lower())):
+                    return held.custom_data
+        return None
+
+    def fail(self, kind: str, code: str, *, status: int = 409, message: str | None = None,
+             in_operation: bool = False, times: int | None = None,
+             when: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """Makes PUTs of resources of ``kind`` fail with the ARM error ``code``.
+
+        Args:
+            kind: "resourceGroups", "virtualNetworks", "networkSecurityGroups", "publicIPAddresses",
+                "networkInterfaces" or "virtualMachines".
+            code: the error code, e.g. "SkuNotAvailable", "OperationNotAllowed", "AllocationFailed".
+            status: the PUT's HTTP status when refused (429 also sends ``Retry-After: 1``).
+            message: the error message; a default names the code and the kind.
+            in_operation: accept the PUT, then end its operation Failed and leave the resource Failed.
+            times: how many matching PUTs fail; None: all of them.
+            when: called with the PUT's body (location included); only PUTs it accepts fail.
+        """
+        canonical = {k.lower(): k for k in FAILABLE}.get(kind.lower())
+        if canonical is None:
+            raise ValueError(f"fail() knows the kinds {', '.join(FAILABLE)}. Received: kind={kind!r}")
+        if times is not None and times < 1:
+            raise ValueError(f"times counts the PUTs that fail: at least 1, or None for all. Received: times={times}")
+        if in_operation and canonical == "resourceGroups":
+            raise ValueError(f"Resource groups are created at once, no operation to fail. Received: kind={kind!r}")
+        with self._lock:
+            self._faults.append(Fault(canonical, code, status, message or f"{code} (injected for {canonical})",
+                                      in_operation, times, when))
+
+    # The HTTP side. Everything below runs under the lock, via handle().
+
+    def handle(self, method: str, target: str, raw: bytes) -> tuple[int, dict[str, str], Any]:
+        """Answers one request: (status, headers, JSON body or None)."""
+        parts = urlsplit(target)
+        query = {k.lower(): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        with self._lock:
+            self.requests.append((method, parts.path))
+            self._settle()
+            try:
+                if "api-version" not in query:
+                    raise ArmError(400, "MissingApiVersionParameter",
+                                   "The api-version query parameter (?api-version=) is required for all requests.")
+                return self._route(method, [unquote(s) for s in parts.path.strip("/").split("/")], query, raw)
+            except ArmError as error:
+                return error.status, error.headers, {"error": {"code": error.code, "message": error.message}}
+
+    def _route(self, method: str, path: list[str], query: dict[str, str],
+               raw: bytes) -> tuple[int, dict[str, str], Any]:
+        low = [s.lower() for s in path]
+        if len(low) < 3 or low[0] != "subscriptions":
+            raise ArmError(404, "NotFound", f"No route for {method} /{'/'.join(path)}")
+        if low[1] != self.subscription.lower():
+            raise ArmError(404, "SubscriptionNotFound", f"The subscription '{path[1]}' could not be found.")
+        rest, names = low[2:], path[2:]
+        if rest[0] == "operationresults" and len(rest) == 2 and method == "GET":
+            return self._operation(rest[1], by_location=True)
+        if (rest[0] == "providers" and len(rest) == 6 and rest[2] == "locations" and method == "GET"
+                and rest[4] in ("operations", "operationresults")):
+            return self._operation(rest[5], by_location=rest[4] == "operationresults")
+        if rest[0] == "providers" and len(rest) == 3 and method == "GET":
+            return 200, {}, {"value": self._listing(self._kind(rest[1], rest[2]), None, None)}
+        if rest[0] != "resourcegroups":
+            raise ArmError(404, "NotFound", f"No route for {method} /{'/'.join(path)}")
+        if len(rest) == 1 and method == "GET":
+            return 200, {}, {"value": [copy.deepcopy(g) for g in self._groups.values() if self._matches(g, query)]}
+        if len(rest) == 2:
+            return self._group(method, names[1], raw)
+        group = self._group_of(names[1])
+        if len(rest) == 3 and rest[2] == "resources" and method == "GET":
+            return 200, {}, {"value": self._listing(None, group, query)}
+        if len(rest) >= 5 and rest[2] == "providers":
+            kind = self._kind(rest[3], rest[4])
+            if len(rest) == 5 and method == "GET":
+                return 200, {}, {"value": self._listing(kind, group, query)}
+            if len(rest) == 6:
+                return self._resource(method, kind, group, names[5], query, raw)
+            if len(rest) == 7 and rest[6] == "instanceview" and kind == "virtualMachines" and method == "GET":
+                return 200, {}, self._instance_view(self._held(kind, group, names[5]).body)
+            if len(rest) == 8 and rest[6] == "subnets" and kind == "virtualNetworks" and method == "GET":
+                return 200, {}, self._subnet(self._held(kind, group, names[5]).body, names[7])
+        raise ArmError(404, "NotFound", f"No route for {method} /{'/'.join(path)}")
+
+    @staticmethod
+    def _kind(namespace: str, kind: str) -> str:
+        if f"{namespace}/{kind}" not in KINDS:
+            raise ArmError(404, "InvalidResourceType", f"The resource type '{namespace}/{kind}' could not be found.")
+        return KINDS[f"{namespace}/{kind}"][1]
+
+    @staticmethod
+    def _matches(body: dict[str, Any], query: dict[str, str]) -> bool:
+        text = query.get("$filter")
+        if not text:
+            return True
+        match = TAG_FILTER.match(text)
+        if match is None:
+            raise ArmError(400, "InvalidFilterInQueryString", f"Only tag filters are faked. Received: {text!r}")
+        tags = {k.lower(): v for k, v in (body.get("tags") or {}).items()}
+        name, value = match.group(1).lower(), match.group(2)
+        return name in tags and (value is None or tags[name] == value)
+
+    def _listing(self, kind: str | None, group: str | None, query: dict[str, str] | None) -> list[dict[str, Any]]:
+        return [self._view(held, {}) for held in self._resources.values()
+                if (kind is None or held.kind == kind) and (group is None or held.group == group)
+                and (query is None or self._matches(held.body, query))]
+
+    def _group(self, method: str, name: str, raw: bytes) -> tuple[int, dict[str, str], Any]:
+        key = name.lower()
+        held = self._groups.get(key)
+        if method == "PUT":
+            body = self._body(raw)
+            if key in self._deleting:
+                raise ArmError(409, "ResourceGroupBeingDeleted",
+                               f"The resource group '{name}' is in deprovisioning state and cannot perform this "
+                               "operation.")
+            self._inject("resourceGroups", body)
+            if held is not None and held["location"] != body["location"].lower().replace(" ", ""):
+                raise ArmError(409, "InvalidResourceGroupLocation",
+                               f"Resource group '{name}' already exists in location '{held['location']}'.")
+            name = name if held is None else held["name"]  # Azure keeps the case it was created with
+            group = {"id": f"/subscriptions/{self.subscription}/resourceGroups/{name}",
+                     "name": name, "type": "Microsoft.Resources/resourceGroups",
+                     "location": body["location"].lower().replace(" ", ""),
+                     "properties": {"provisioningState": "Succeeded"}}
+            if body.get("tags"):
+                group["tags"] = dict(body["tags"])
+            self._groups[key] = group
+            return (201 if held is None else 200), {}, copy.deepcopy(group)
+        if held is None:
+            if method == "HEAD":
+                return 404, {}, None
+            raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found.")
+        if method == "HEAD":
+            return 204, {}, None
+        if method == "GET":
+            return 200, {}, copy.deepcopy(held)
+        if method == "PATCH":
+            tags = self._body(raw, location=False).get("tags")
+            if tags is not None:
+                held["tags"] = dict(tags)
+            return 200, {}, copy.deepcopy(held)
+        if method == "DELETE":
+            if key not in self._deleting:
+                held["properties"]["provisioningState"] = "Deleting"
+                self._deleting[key] = self._start("resourceGroups", held["name"], "DELETE", key, held["location"]).id
+            operation = self._operations[self._deleting[key]]
+            return 202, {"Location": self._operation_url(operation, "operationresults"),
+                         **self._retry_after(operation.id)}, None
+        raise ArmError(405, "MethodNotAllowed", f"{method} is not faked on resource groups.")
+
+    def _group_of(self, name: str) -> str:
+        if name.lower() not in self._groups:
+            raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found.")
+        return name.lower()
+
+    def _held(self, kind: str, group: str, name: str) -> Held:
+        held = self._resources.get(self._key(kind, group, name))
+        if held is None:
+            raise ArmError(404, "ResourceNotFound", f"The Resource '{NAMESPACES[kind]}/{kind}/{name}' under "
+                                                    f"resource group '{self._groups[group]['name']}' was not found.")
+        return held
+
+    def _key(self, kind: str, group: str, name: str) -> str:
+        path = f"/subscriptions/{self.subscription}/resourcegroups/{group}/providers/{NAMESPACES[kind]}/{kind}/{name}"
+        return path.lower()
+
+    def _resource(self, method: str, kind: str, group: str, name: str, query: dict[str, str],
+                  raw: bytes) -> tuple[int, dict[str, str], Any]:
+        key = self._key(kind, group, name)
+        if method == "GET":
+            return 200, {}, self._view(self._held(kind, group, name), query)
+        if method == "DELETE":
+            held = self._resources.get(key)
+            if held is None:
+                return 204, {}, None
+            operation = self._start(kind, held.body["name"], "DELETE", key, held.body["location"])
+            held.operation = operation.id
+            _set_state(held.body, "Deleting")
+            return 202, {"Location": self._operation_url(operation, "operationresults"),
+                         **self._retry_after(operation.id)}, None
+        if method != "PUT":
+            raise ArmError(405, "MethodNotAllowed", f"{method} is not faked on {kind}.")
+        if group in self._deleting:
+            raise ArmError(409, "ResourceGroupBeingDeleted", f"The resource group '{self._groups[group]['name']}' "
+                                                             "is in deprovisioning state and cannot perform this "
+                                                             "operation.")
+        body = self._body(raw)
+        previous = self._resources.get(key)
+        namespace = NAMESPACES[kind]
+        resource: dict[str, Any] = {k: v for k, v in body.items() if k not in ("id", "name", "type", "properties")}
+        resource.update({"id": f"/subscriptions/{self.subscription}/resourceGroups/{self._groups[group]['name']}"
+                               f"/providers/{namespace}/{kind}/{name if previous is None else previous.body['name']}",
+                         "name": name if previous is None else previous.body["name"], "type": f"{namespace}/{kind}",
+                         "location": body["location"].lower().replace(" ", ""),
+                         "properties": copy.deepcopy(body.get("properties") or {})})
+        if namespace == "Microsoft.Network":
+            resource["etag"] = f'W/"{uuid.uuid4()}"'
+        custom_data = getattr(self, f"_complete_{kind}")(resource, None if previous is None else previous.body)
+        fault = self._inject(kind, body)
+        operation = self._start(kind, resource["name"], "PUT", key, resource["location"])
+        if fault is not None:
+            operation.error = {"code": fault.code, "message": fault.message}
+        _set_state(resource, "Creating" if previous is None and kind == "virtualMachines" else "Updating")
+        self._resources[key] = Held(kind, group, resource, operation.id,
+                                    custom_data if kind == "virtualMachines" else None)
+        headers = {"Azure-AsyncOperation": self._operation_url(operation, "operations"),
+                   **self._retry_after(operation.id)}
+        return (201 if previous is None else 200), headers, self._view(self._resources[key], {})
+
+    def _inject(self, kind: str, body: dict[str, Any]) -> Fault | None:
+        """The fault this PUT meets: raised when it refuses the PUT, returned when it fails the operation."""
+        for fault in self._faults:
+            if fault.kind != kind or (fault.when is not None and not fault.when(copy.deepcopy(body))):
+                continue
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.remove(fault)
+            if fault.in_operation:
+                return fault
+            raise ArmError(fault.status, fault.code, fault.message, {"Retry-After": "1"} if fault.status == 429 else {})
+        return None
+
+    @staticmethod
+    def _body(raw: bytes, *, location: bool = True) -> dict[str, Any]:
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError as error:
+            raise ArmError(400, "InvalidRequestContent", f"The request content was invalid: {error}") from error
+        if not isinstance(body, dict):
+            raise ArmError(400, "InvalidRequestContent", "The request content must be a JSON object.")
+        if location and not isinstance(body.get("location"), str):
+            raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
+        return body
+
+    def _reference(self, resource_id: Any, what: str) -> Held:
+        """The held resource ``resource_id`` names (a subnet id names its virtual network)."""
+        text = str(resource_id or "").lower()
+        base = text.split("/subnets/")[0] if "/subnets/" in text else text
+        held = self._resources.get(base)
+        if held is None or (base != text and not any(s.get("id", "").lower() == text
+                                                     for s in held.body["properties"].get("subnets", []))):
+            raise ArmError(400, "InvalidResourceReference",
+                           f"Resource {resource_id} referenced by {what} was not found.")
+        return held
+
+    def _children(self, resource: dict[str, Any], collection: str) -> list[dict[str, Any]]:
+        children: list[dict[str, Any]] = resource["properties"].setdefault(collection, [])
+        for child in children:
+            if not child.get("name"):
+                raise ArmError(400, "InvalidRequestFormat", f"Every item of {collection} needs a name.")
+            child["id"] = f"{resource['id']}/{collection}/{child['name']}"
+            child["type"] = f"{resource['type']}/{collection}"
+            child.setdefault("properties", {})
+        return children
+
+    def _complete_virtualNetworks(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> None:  # noqa: N802
+        self._children(resource, "subnets")
+
+    def _complete_networkSecurityGroups(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> None:  # noqa: N802
+        self._children(resource, "securityRules")
+
+    def _complete_publicIPAddresses(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> None:  # noqa: N802
+        properties = resource["properties"]
+        properties.setdefault("publicIPAllocationMethod", "Static")
+        properties.setdefault("publicIPAddressVersion", "IPv4")
+        if previous is not None and "ipAddress" in previous["properties"]:
+            properties["ipAddress"] = previous["properties"]["ipAddress"]
+        else:
+            self._addresses += 1
+            n = self._addresses
+            properties["ipAddress"] = f"20.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
+
+    def _complete_networkInterfaces(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> None:  # noqa: N802
+        configurations = self._children(resource, "ipConfigurations")
+        if not configurations:
+            raise ArmError(400, "InvalidRequestFormat", "A network interface needs at least one IP configuration.")
+        if resource["properties"].get("networkSecurityGroup"):
+            self._reference(resource["properties"]["networkSecurityGroup"].get("id"), resource["id"])
+        old = {c["name"].lower(): c for c in (previous or {}).get("properties", {}).get("ipConfigurations", [])}
+        for index, configuration in enumerate(configurations):
+            properties = configuration["properties"]
+            self._reference((properties.get("subnet") or {}).get("id"), configuration["id"])
+            if properties.get("publicIPAddress"):
+                self._reference(properties["publicIPAddress"].get("id"), configuration["id"])
+            properties.setdefault("privateIPAllocationMethod", "Dynamic")
+            properties.setdefault("primary", index == 0)
+            kept = old.get(configuration["name"].lower(), {}).get("properties", {}).get("privateIPAddress")
+            if kept is None:
+                n = 4 + self._private_addresses
+                self._private_addresses += 1
+                kept = f"10.0.{n // 256 % 256}.{n % 256}"
+            properties.setdefault("privateIPAddress", kept)
+
+    def _complete_virtualMachines(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> str | None:  # noqa: N802
+        properties = resource["properties"]
+        interfaces = (properties.get("networkProfile") or {}).get("networkInterfaces") or []
+        if not interfaces:
+            raise ArmError(400, "InvalidParameter", "The VM needs at least one network interface.")
+        for interface in interfaces:
+            self._reference(interface.get("id"), resource["id"])
+        profile = properties.setdefault("osProfile", {})
+        linux = profile.get("linuxConfiguration") or {}
+        keys = (linux.get("ssh") or {}).get("publicKeys") or []
+        password = profile.pop("adminPassword", None)  # never returned, like customData
+        if not keys and (linux.get("disablePasswordAuthentication") is True or not password):
+            raise ArmError(400, "InvalidParameter", "Authentication using either SSH or by user name and password "
+                                                    "must be enabled in Linux profile.")
+        profile.setdefault("secrets", [])
+        custom_data: str | None = None
+        if "customData" in profile:
+            try:
+                custom_data = base64.b64decode(profile.pop("customData"), validate=True).decode()
+            except (binascii.Error, ValueError) as error:
+                raise ArmError(400, "InvalidParameter", "customData must be base64.") from error
+        storage = properties.setdefault("storageProfile", {})
+        disk = storage.setdefault("osDisk", {})
+        disk.setdefault("osType", "Linux")
+        disk.setdefault("createOption", "FromImage")
+        disk.setdefault("name", f"{resource['name']}_OsDisk_1_{uuid.uuid4().hex}")
+        storage.setdefault("dataDisks", [])
+        properties["vmId"] = (previous or {}).get("properties", {}).get("vmId") or str(uuid.uuid4())
+        properties["timeCreated"] = (previous or {}).get("properties", {}).get("timeCreated") or _now()
+        return custom_data
+
+    def _view(self, held: Held, query: dict[str, str]) -> dict[str, Any]:
+        body = copy.deepcopy(held.body)
+        if held.kind == "virtualMachines" and "instanceview" in query.get("$expand", "").lower():
+            body["properties"]["instanceView"] = self._instance_view(held.body)
+        return body
+
+    def _instance_view(self, vm: dict[str, Any]) -> dict[str, Any]:
+        state = vm["properties"]["provisioningState"]
+        operation = self._operations[self._resources[self._key_of(vm)].operation]
+        code = f"ProvisioningState/{state.lower()}" + (f"/{operation.error['code']}" if operation.error else "")
+        statuses = [{"code": code, "level": "Error" if operation.error else "Info",
+                     "displayStatus": f"Provisioning {state.lower()}", "time": _now()}]
+        power = {"Succeeded": "running", "Creating": "starting", "Updating": "running"}.get(state)
+        if power:
+            statuses.append({"code": f"PowerState/{power}", "level": "Info", "displayStatus": f"VM {power}"})
+        return {"computerName": vm["properties"]["osProfile"].get("computerName"), "osName": "ubuntu",
+                "statuses": statuses}
+
+    @staticmethod
+    def _key_of(resource: dict[str, Any]) -> str:
+        return str(resource["id"]).lower()
+
+    @staticmethod
+    def _subnet(vnet: dict[str, Any], name: str) -> dict[str, Any]:
+        for subnet in vnet["properties"].get("subnets", []):
+            if subnet["name"].lower() == name.lower():
+                return copy.deepcopy(subnet)
+        raise ArmError(404, "NotFound", f"Resource {vnet['id']}/subnets/{name} not found.")
+
+    # Long-running operations.
+
+    def _start(self, kind: str, name: str, method: str, target: str, location: str) -> Operation:
+        started = time.monotonic()
+        operation = Operation(str(uuid.uuid4()), kind, name, method, target, started, started + self.latency_s,
+                              location)
+        self._operations[operation.id] = operation
+        return operation
+
+    def _operation_url(self, operation: Operation, endpoint: str) -> str:
+        """Where Azure points a client to poll: a group delete's result, or the resource provider's operation."""
+        if operation.kind == "resourceGroups":
+            return f"{self.url}/subscriptions/{self.subscription}/operationresults/{operation.id}?api-version=fake"
+        provider = f"{self.url}/subscriptions/{self.subscription}/providers/{NAMESPACES[operation.kind]}"
+        return f"{provider}/locations/{operation.location}/{endpoint}/{operation.id}?api-version=fake"
+
+    def _retry_after(self, operation_id: str) -> dict[str, str]:
+        """Azure's polling hint: the whole seconds left, only when there is latency (so tests poll fast)."""
+        operation = self._operations[operation_id]
+        if operation.ended is not None or self.latency_s <= 0:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(operation.deadline - time.monotonic())))}
+
+    def _operation(self, operation_id: str, *, by_location: bool) -> tuple[int, dict[str, str], Any]:
+        operation = self._operations.get(operation_id)
+        if operation is None:
+            raise ArmError(404, "NotFound", f"The operation '{operation_id}' was not found.")
+        if by_location:
+            if operation.ended is None:
+                return 202, {"Location": self._operation_url(operation, "operationresults"),
+                             **self._retry_after(operation_id)}, None
+            return 200, {}, None
+        status = operation.view()["status"]
+        body: dict[str, Any] = {"name": operation.id, "status": status}
+        if operation.error is not None and operation.ended is not None:
+            body["error"] = dict(operation.error)
+        return 200, self._retry_after(operation_id), body
+
+    def _settle(self) -> None:
+        """Brings every operation whose time has come to its end (``ended`` is when it was due, not when seen)."""
+        now = time.monotonic()
+        due = sorted((o for o in self._operations.values() if o.ended is None and o.deadline <= now),
+                     key=lambda o: o.deadline)
+        for operation in due:
+            operation.ended = operation.deadline
+            if operation.kind == "resourceGroups":
+                self._groups.pop(operation.target, None)
+                self._deleting.pop(operation.target, None)
+                for key in [k for k, held in self._resources.items() if held.group == operation.target]:
+                    del self._resources[key]
+                continue
+            held = self._resources.get(operation.target)
+            if held is None or held.operation != operation.id:
+                continue
+            if operation.method == "DELETE":
+                del self._resources[operation.target]
+            else:
+                _set_state(held.body, "Failed" if operation.error else "Succeeded")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's requests session expects
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall per request
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        fake: ArmFake = self.server.fake  # type: ignore[attr-defined]
+        status, headers, body = fake.handle(self.command, self.path, raw)
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Quiet: the fake's ``requests`` list is the log."""
+
+
+def sdk_clients(fake: ArmFake) -> tuple[ResourceManagementClient, NetworkManagementClient, ComputeManagementClient]:
+    """The real resource, network and compute clients, pointed at ``fake`` with a static token over plain HTTP.
+
+    Polling waits 0.05 s between polls unless the fake sends Retry-After; the SDK's retries stay on.
+    """
+    from azure.core.credentials import AccessToken
+    from azure.core.pipeline import PipelineRequest
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    class StaticCredential:
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken("fake-token", int(time.time()) + 3600)
+
+    class PlainHttpBearerPolicy(ARMChallengeAuthenticationPolicy):
+        # FACTS: bearer tokens are refused over http:// unless enforce_https is off for the request.
+        def on_request(self, request: PipelineRequest[Any]) -> None:
+            request.context.options["enforce_https"] = False
+            super().on_request(request)
+
+    credential = StaticCredential()
+    options: dict[str, Any] = {"base_url": fake.url, "polling_interval": 0.05}
+
+    def policy() -> PlainHttpBearerPolicy:
+        return PlainHttpBearerPolicy(credential, "https://management.azure.com/.default")
+
+    return (ResourceManagementClient(credential, fake.subscription, authentication_policy=policy(), **options),
+            NetworkManagementClient(credential, fake.subscription, authentication_policy=policy(), **options),
+            ComputeManagementClient(credential, fake.subscription, authentication_policy=policy(), **options))
