@@ -35,7 +35,12 @@ def plan(spec: RunSpec, *, home: Path | None = None) -> Plan:
     """
     from orchestrator.plan import check_plan_params, make_plan
 
-    the_plan = make_plan(spec, home=home or default_home())
+    home = home or default_home()
+    the_plan = make_plan(spec, home=home)
+    if spec.provider == "azure":
+        from orchestrator.clouds.azure import settings
+
+        settings(home)  # a subscription and a cloud are named (config only: no call to Azure)
     if spec.machine.profile is not None:
         from orchestrator.providers.aws.profiles import check_profile
 
@@ -158,15 +163,19 @@ def report_frames(
 
 
 def _configured_providers(home: Path, store: Store) -> list[str]:
-    """The providers ``down --all`` asks for orphans: the dev box; rented boxes when there is an inventory; AWS once
-    a run has asked it for a machine here (or ``ORCHESTRATE_AWS_REGIONS`` names the regions to sweep)."""
+    """The providers ``down --all`` asks for orphans: the dev box; rented boxes when there is an inventory; a cloud
+    once a run has asked it for a machine here, or when it is configured (AWS: ``ORCHESTRATE_AWS_REGIONS`` names the
+    regions to sweep; Azure: a subscription in ``AZURE_SUBSCRIPTION_ID`` or ``$ORCHESTRATE_HOME/azure.yaml``)."""
     import os
 
+    from orchestrator.clouds.azure import CONFIG_FILE, SUBSCRIPTION_ENV
     from orchestrator.inventory.model import inventory_path
 
     names = ["local", *(["rented"] if inventory_path(home).is_file() else [])]
     used = {row.provider for row in store.machines()}
-    return names + [cloud for cloud in ("aws",) if cloud in used or os.environ.get("ORCHESTRATE_AWS_REGIONS")]
+    configured = {"aws": bool(os.environ.get("ORCHESTRATE_AWS_REGIONS")),
+                  "azure": bool(os.environ.get(SUBSCRIPTION_ENV)) or (home / CONFIG_FILE).is_file()}
+    return names + [cloud for cloud in ("aws", "azure") if cloud in used or configured[cloud]]
 
 
 def down(
@@ -186,6 +195,7 @@ def down(
     """
     from orchestrator.lifecycle import store_providers
     from orchestrator.remote.connect import transport_to
+    from orchestrator.teardown import DownResult as DownResultType
     from orchestrator.teardown import down_run
 
     if not run_ids and not everything:
@@ -210,7 +220,12 @@ def down(
             ids = [r.id for r in runs if r.state in FINAL_STATES or r.abandoned]
             up = {(row.run_id, row.machine_id) for row in store.machines(live_only=True)}
             for name in _configured_providers(home, store):
-                for machine in providers(name).list_machines():
+                try:
+                    listed = providers(name).list_machines()
+                except OrchestrateError as error:  # one cloud unreachable: the others are still swept
+                    done.append(DownResultType(f"({name})", failed={"orphans": f"not listed: {error}"}))
+                    continue
+                for machine in listed:
                     if (machine.run_id, machine.id) not in up:
                         orphans.setdefault(machine.run_id, []).append(machine)
             ids += [run_id for run_id in orphans if run_id not in ids]
@@ -235,6 +250,23 @@ def _recorded_profile(store: Store, run_id: str) -> str | None:
         return None
     profile = machine.get("profile")
     return profile if isinstance(profile, str) else None
+
+
+def import_terraform(
+    output: Path, *, key_path: Path, merge: bool = False, prepare: str = "image", python: str = "python3",
+    home: Path | None = None,
+) -> Any:
+    """Adds the boxes of a ``terraform output -json`` file to the inventory (see
+    :mod:`orchestrator.inventory.terraform`); returns what was added and replaced.
+
+    Raises:
+        SpecError: the output, the key or the inventory is invalid; nothing is written then.
+    """
+    from orchestrator.inventory.model import inventory_path
+    from orchestrator.inventory.terraform import entries, import_into, read_outputs
+
+    hosts = entries(read_outputs(output), key_path=key_path, prepare=prepare, python=python)
+    return import_into(inventory_path(home or default_home()), hosts, merge=merge)
 
 
 def inventory_rows(*, home: Path | None = None) -> list[dict[str, Any]]:

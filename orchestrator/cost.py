@@ -86,7 +86,7 @@ def price_run(
         remaining = -extra
         for name in ("teardown", "compute", "setup"):
             cut = min(billed[name], remaining)
-            billed[name] -= cut
+            billed[name] = round(billed[name] - cut, 6)  # to the microsecond: no 1e-15 s left of a part cut away
             remaining -= cut
     return [
         CostLine(name, parts[name], billed[name], price_per_hour, billed[name] / 3600.0 * price_per_hour, rule.name)

@@ -69,7 +69,7 @@ class MachineSpec(_Strict):
     gpu: str | None = None  # any box (rented) or instance type (clouds) with this GPU model
     wait_s: float = Field(default=0.0, ge=0, le=24 * 3600)  # how long to wait for a busy box
     reclaim: bool = False  # rented: free boxes held by abandoned runs (stop their payloads) instead of refusing
-    image: str | None = None  # clouds: the machine image (AMI id) to boot
+    image: str | None = None  # clouds: the machine image to boot (an AMI id; an Azure URN or image id)
     allow_cidr: str | None = None  # clouds: who may reach port 22; default this computer's public address alone
     environment: EnvironmentSpec | None = None  # clouds: the image's interpreter and workdir (default: the provider's)
     profile: str | None = None  # aws: a profile of the shared config files (default: boto3's chain)
@@ -96,8 +96,10 @@ class MachineSpec(_Strict):
     @field_validator("image")
     @classmethod
     def _image_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"ami-[0-9a-f]{8,17}|resolve:ssm:/[\w./-]{1,1000}", value):
-            raise ValueError("an AMI id such as ami-0123456789abcdef0, or resolve:ssm:/<public parameter>")
+        from orchestrator.catalog.placement import IMAGE_FORMATS
+
+        if value is not None and not any(re.fullmatch(pattern, value) for pattern, _ in IMAGE_FORMATS.values()):
+            raise ValueError("; ".join(f"{provider}: {accepted}" for provider, (_, accepted) in IMAGE_FORMATS.items()))
         return value
 
 

@@ -9,6 +9,7 @@ Reading the catalog or inventory file is the only I/O; nothing is started and no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -31,6 +32,7 @@ _NOT_FOR = {
                "profile"),
 }
 _CLOUDS_NOT_FOR = ("hosts", "reclaim", "wait_s")  # inventory boxes and their leases are the rented provider's
+_NOT_FOR["azure"] = (*_CLOUDS_NOT_FOR, "profile")  # an AWS profile names no Azure account
 _FLAG = {"hosts": "--host", "gpu": "--gpu", "instance_type": "--instance-type", "region": "region",
          "regions": "regions", "spot": "--spot", "count": "--count", "max_price": "max_price", "reclaim": "--reclaim",
          "wait_s": "--lease-wait", "image": "--image", "allow_cidr": "--allow-cidr",
@@ -52,6 +54,15 @@ class Resolved:
 # launch (FACTS.md; AWS DLAMI developer guide, "find-dlami-id"). Current DLAMIs do not support P2 (K80) or P3 (V100).
 AWS_DLAMI = "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 AWS_DLAMI_UNSUPPORTED = ("p2", "p3")
+# Azure's Ubuntu HPC 22.04 (the Data Science VM family): NVIDIA driver and CUDA for the N-series sizes.
+AZURE_UBUNTU_HPC = "microsoft-dsvm:ubuntu-hpc:2204:latest"
+# What each cloud's --image may be: (pattern, the accepted forms for the error line).
+IMAGE_FORMATS = {
+    "aws": (r"ami-[0-9a-f]{8,17}|resolve:ssm:/[\w./-]{1,1000}",
+            "an AMI id such as ami-0123456789abcdef0, or resolve:ssm:/<public parameter>"),
+    "azure": (r"[\w.-]{1,200}:[\w.-]{1,200}:[\w.-]{1,200}:[\w.-]{1,100}|/subscriptions/[\w./-]{1,1000}",
+              "publisher:offer:sku:version such as " + AZURE_UBUNTU_HPC + ", or an image's resource id"),
+}
 MAX_SUCCESSORS = 4  # successors named in a retired offer's warning
 
 
@@ -76,6 +87,10 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
     from orchestrator.catalog.offers import load_offers
 
     resolved = catalog_placements(spec.provider, machine, load_offers(home=home))
+    if machine.image is not None and spec.provider in IMAGE_FORMATS:
+        pattern, accepted = IMAGE_FORMATS[spec.provider]
+        if not re.fullmatch(pattern, machine.image):
+            raise SpecError("--image", machine.image, f"{spec.provider}: {accepted}")
     old = sorted({p.instance_type for p in resolved.placements
                   if p.instance_type.split(".")[0] in AWS_DLAMI_UNSUPPORTED}) if spec.provider == "aws" else []
     if machine.image is not None:
@@ -84,6 +99,8 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
             warnings += (f"{', '.join(old)}: the current Deep Learning AMIs do not support P2 (K80) or P3 (V100); "
                          f"{machine.image} must carry an NVIDIA driver and CUDA for that GPU",)
         return replace(resolved, image=machine.image, warnings=warnings)
+    if spec.provider == "azure":
+        return replace(resolved, image=AZURE_UBUNTU_HPC)
     if spec.provider != "aws":
         raise SpecError("--image", None, f"the machine image to boot on {spec.provider}, e.g. --image "
                         "ami-0123456789abcdef0 (a Deep Learning AMI with NVIDIA drivers and Keras)")

@@ -7,10 +7,11 @@ import sys
 
 from rich.console import Console
 
-# Piped output (CI logs, files) is not folded at 80 columns: reports are wide. A COLUMNS the user set wins.
-out = Console(highlight=False, soft_wrap=True,
+# Piped output (CI logs, files) is not folded at 80 columns: reports are wide. A COLUMNS the user set wins. No
+# emoji codes: text the user typed (an Azure image "publisher:offer:sku:version", a run name) is printed as typed.
+out = Console(highlight=False, soft_wrap=True, emoji=False,
               width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def json_text(data: object) -> str:

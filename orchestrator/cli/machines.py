@@ -6,6 +6,7 @@ Registered on the main group in :mod:`orchestrator.cli`; thin over :mod:`orchest
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from rich.markup import escape
@@ -36,6 +37,7 @@ def inventory() -> None:
       orchestrate inventory list
       orchestrate inventory check
       orchestrate inventory check --host lab-4090
+      orchestrate inventory import-terraform fleet.json --key ~/.ssh/fleet_ed25519
     """
 
 
@@ -96,6 +98,36 @@ def inventory_check(hosts: tuple[str, ...], as_json: bool) -> None:
         out.print(table)
     if any(r.get("problem") for r in results):
         sys.exit(1)
+
+
+@inventory.command("import-terraform")
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", type=click.Path(path_type=Path), required=True,
+              help="The private key whose public half the Terraform module was given (ssh_public_key).")
+@click.option("--merge", is_flag=True, help="Add to (or replace same-named boxes in) an existing inventory.")
+@click.option("--prepare", type=click.Choice(["image", "venv", "none"]), default="image", show_default=True,
+              help="How runs ready the payload's environment on these boxes.")
+@click.option("--python", default="python3", show_default=True,
+              help="The interpreter with Keras on the boxes, e.g. a Packer image's /opt/orchestrate/venv/bin/python.")
+def inventory_import_terraform(output: Path, key_path: Path, merge: bool, prepare: str, python: str) -> None:
+    """Add the boxes of a Terraform fleet (terraform/aws, terraform/azure) to the inventory, host keys pinned from
+    the module's outputs.
+
+    \b
+    Examples:
+      terraform -chdir=terraform/aws output -json > fleet.json
+      orchestrate inventory import-terraform fleet.json --key ~/.ssh/fleet_ed25519
+      orchestrate inventory import-terraform fleet.json --key ~/.ssh/fleet_ed25519 --merge
+      orchestrate inventory check
+    """
+    from orchestrator import api
+
+    done = api.import_terraform(output, key_path=key_path, merge=merge, prepare=prepare, python=python)
+    names = ", ".join([*done.added, *done.replaced])
+    replaced = f" ({len(done.replaced)} replaced)" if done.replaced else ""
+    out.print(f"imported {len(done.added) + len(done.replaced)} box(es) into {escape(str(done.path))}{replaced}: "
+              f"{escape(names)}; host keys pinned from the Terraform outputs")
+    out.print("[dim]next: orchestrate inventory check[/]")
 
 
 @click.group(invoke_without_command=True)

@@ -142,7 +142,7 @@ class _RunReporter:
 
 @cli.command()
 @click.option("-f", "--file", "file", type=click.Path(path_type=Path), help="Run spec YAML; flags override it.")
-@click.option("--provider", "-p", help="Where to run: local, rented or aws.")
+@click.option("--provider", "-p", help="Where to run: local, rented, aws or azure.")
 @click.option("--suite", "-s", help="Suite name (smoke, …) or path to a suite YAML file.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a suite param; repeatable.")
 @click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), help="Keras backend for the payload.")
@@ -150,7 +150,8 @@ class _RunReporter:
 @click.option("--region", help="Clouds: launch in this region only (default: every region the catalog prices).")
 @click.option("--spot", is_flag=True, default=None, help="Clouds: spot capacity first, then on-demand.")
 @click.option("--max-price", type=POSITIVE, help="Clouds, --spot: the most USD per hour to pay.")
-@click.option("--image", metavar="AMI", help="Clouds: the machine image to boot, e.g. ami-0123456789abcdef0.")
+@click.option("--image", metavar="IMAGE",
+              help="Clouds: the image to boot: an AMI (ami-…) on aws, publisher:offer:sku:version on azure.")
 @click.option("--allow-cidr", metavar="CIDR",
               help="Clouds: who may reach port 22 (default: this computer's public address alone).")
 @click.option("--profile", metavar="NAME", help="AWS: a profile of ~/.aws/config (default: boto3's chain).")
@@ -211,6 +212,8 @@ def run(
       orchestrate run --provider aws --instance-type g4dn.xlarge
       orchestrate run --provider aws --gpu T4 --spot --max-price 0.30 --profile research
       orchestrate run --provider aws --instance-type g5.xlarge --nodes 2 --suite scaling
+      orchestrate run --provider azure --instance-type Standard_NC4as_T4_v3
+      orchestrate run --provider azure --instance-type Standard_NC6 --dry-run
 
     Exit codes: 0 succeeded, 1 failed, 2 bad input, 130 interrupted.
     """
@@ -516,8 +519,9 @@ def down(run_ids: tuple[str, ...], everything: bool, profile: str | None) -> Non
     for result in results:
         cost = "" if result.cost_usd is None else f", cost ${result.cost_usd:.4f}"
         state = f" → {result.state}" if result.state else ""
-        out.print(f"{result.run_id}{state}: terminated {len(result.gone)} machine(s)"
-                  + (": " + ", ".join(result.gone) if result.gone else "") + cost)
+        if result.gone or not result.failed:
+            out.print(f"{result.run_id}{state}: terminated {len(result.gone)} machine(s)"
+                      + (": " + ", ".join(result.gone) if result.gone else "") + cost)
         for machine_id, why in result.failed.items():
             failed = True
             err.print(f"[red]error:[/] {result.run_id}: {machine_id} not cleaned up: {escape(why)}")

@@ -18,6 +18,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "local": ("orchestrator.providers.local", "LocalProvider"),
     "rented": ("orchestrator.providers.rented", "RentedProvider"),
     "aws": ("orchestrator.providers.aws.instance", "AwsProvider"),
+    "azure": ("orchestrator.providers.azure.vm", "AzureProvider"),
 }
 
 

@@ -107,6 +107,29 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "invalid machine.environment.pythn"),
     ("run -f environment newline", ["run", "-f", str(BAD / "run_environment_newline.yaml")], None,
      "invalid machine.environment.python"),
+    ("import-terraform not JSON", ["inventory", "import-terraform", str(BAD / "tf_truncated.json"), "--key",
+                                   str(BAD / "inventory.yaml")], None, "invalid OUTPUT.json"),
+    ("import-terraform no hosts output", ["inventory", "import-terraform", str(BAD / "tf_no_hosts.json"), "--key",
+                                          str(BAD / "inventory.yaml")], None,
+     "invalid OUTPUT.json: received 'instance_ids'; accepted: `terraform output -json`"),
+    ("import-terraform no host key", ["inventory", "import-terraform", str(BAD / "tf_no_host_key.json"), "--key",
+                                      str(BAD / "inventory.yaml")], None, "invalid hosts[0].host_key"),
+    ("import-terraform bad host key", ["inventory", "import-terraform", str(BAD / "tf_bad_host_key.json"), "--key",
+                                       str(BAD / "inventory.yaml")], None,
+     "invalid hosts[0].host_key: received 'not a key'"),
+    ("import-terraform no boxes", ["inventory", "import-terraform", str(BAD / "tf_empty.json"), "--key",
+                                   str(BAD / "inventory.yaml")], None, "invalid hosts: received '[]'"),
+    ("import-terraform missing file", ["inventory", "import-terraform", str(BAD / "nothing.json"), "--key",
+                                       str(BAD / "inventory.yaml")], None, "invalid OUTPUT.json"),
+    ("import-terraform missing key", ["inventory", "import-terraform", str(BAD / "tf_ok.json"), "--key",
+                                      str(BAD / "no_key")], None, "invalid --key: received"),
+    ("import-terraform into an inventory without --merge",
+     ["inventory", "import-terraform", str(BAD / "tf_ok.json"), "--key", str(BAD / "inventory.yaml")],
+     "inventory.yaml", "accepted: a path with no inventory yet, or --merge"),
+    ("import-terraform key is a directory", ["inventory", "import-terraform", str(BAD / "tf_ok.json"), "--key",
+                                             str(BAD / "a_directory")], None, "invalid --key"),
+    ("import-terraform --prepare unknown", ["inventory", "import-terraform", str(BAD / "tf_ok.json"), "--key",
+                                            str(BAD / "inventory.yaml"), "--prepare", "conda"], None, "'--prepare'"),
     ("down --profile unknown", ["down", "--all", "--profile", "nosuch-profile-0"], None,
      "invalid --profile: received 'nosuch-profile-0'"),
     ("run rented unknown host", ["run", "--provider", "rented", "--host", "nosuchbox"], "inventory.yaml",
@@ -209,9 +232,45 @@ def _digest(home: Path) -> dict[str, str]:
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     home: Path, argv: list[str], inventory: str | None, expected: str
 ) -> None:
+    _one_line_exit_2(home, argv, expected, ORCHESTRATE_INVENTORY=str(BAD / inventory) if inventory
+                     else str(home / "no-inventory.yaml"))
+
+
+AZURE_SIZE = ["run", "--provider", "azure", "--instance-type", "Standard_NC4as_T4_v3"]
+GUID = "00000000-0000-0000-0000-000000000000"
+AZURE_CASES = [
+    ("no subscription", {}, AZURE_SIZE, "invalid AZURE_SUBSCRIPTION_ID: received None"),
+    ("subscription not a GUID", {"AZURE_SUBSCRIPTION_ID": "prod"}, AZURE_SIZE,
+     "invalid AZURE_SUBSCRIPTION_ID: received 'prod'"),
+    ("unknown cloud", {"AZURE_SUBSCRIPTION_ID": GUID, "ORCHESTRATE_AZURE_CLOUD": "Mars"}, AZURE_SIZE,
+     "invalid ORCHESTRATE_AZURE_CLOUD: received 'Mars'; accepted: AzureCloud, AzureUSGovernment"),
+    ("plain HTTP off this computer", {"AZURE_SUBSCRIPTION_ID": GUID, "ORCHESTRATE_AZURE_CLOUD": "http://10.0.0.1"},
+     AZURE_SIZE, "invalid ORCHESTRATE_AZURE_CLOUD: received 'http://10.0.0.1'"),
+    ("an AMI on azure", {"AZURE_SUBSCRIPTION_ID": GUID}, [*AZURE_SIZE, "--image", "ami-12345678"],
+     "invalid --image: received 'ami-12345678'; accepted: azure: publisher:offer:sku:version"),
+    ("an Azure image on aws", {}, ["run", "--provider", "aws", "--instance-type", "g4dn.xlarge", "--image",
+                                   "a:b:c:d"], "invalid --image: received 'a:b:c:d'; accepted: aws: an AMI id"),
+    ("--profile on azure", {"AZURE_SUBSCRIPTION_ID": GUID}, [*AZURE_SIZE, "--profile", "research"],
+     "invalid --profile: received 'research'; accepted: nothing: the azure provider"),
+    ("unknown size", {"AZURE_SUBSCRIPTION_ID": GUID}, ["run", "--provider", "azure", "--instance-type", "NC6"],
+     "invalid --instance-type: received 'NC6'; accepted: an available azure type"),
+]
+
+
+@pytest.mark.parametrize(("env", "argv", "expected"), [case[1:] for case in AZURE_CASES],
+                         ids=[case[0] for case in AZURE_CASES])
+def test_azure_settings_and_flags_are_refused_at_plan_time(
+    home: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], argv: list[str], expected: str
+) -> None:
+    for name in ("AZURE_SUBSCRIPTION_ID", "ORCHESTRATE_AZURE_CLOUD"):
+        monkeypatch.delenv(name, raising=False)
+    _one_line_exit_2(home, argv, expected, **env)
+
+
+def _one_line_exit_2(home: Path, argv: list[str], expected: str, **extra_env: str) -> None:
+    """One error line holding ``expected``, exit 2, no traceback, and the home exactly as it was."""
     before = _digest(home)
-    env = {"ORCHESTRATE_HOME": str(home), "COLUMNS": "200"}
-    env["ORCHESTRATE_INVENTORY"] = str(BAD / inventory) if inventory else str(home / "no-inventory.yaml")
+    env = {"ORCHESTRATE_HOME": str(home), "COLUMNS": "200", **extra_env}
     result = CliRunner().invoke(cli, argv, env=env, catch_exceptions=True)
     output = result.output  # stdout and stderr, as a terminal shows them
     assert result.exit_code == 2, output
@@ -223,6 +282,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert len(errors[0]) < 600  # one line a person reads, not a file echoed back
     assert _digest(home) == before
     assert not (home / "no-inventory.yaml").exists()
+    assert not (home / "azure.yaml").exists()
 
 
 def test_the_corpus_covers_every_verb_and_sixty_cases() -> None:

@@ -169,7 +169,8 @@ def test_dry_run_prints_the_plan_and_creates_nothing(home: Path) -> None:
     ("args", "expected"),
     [
         (["run", "--bogus"], "--bogus"),
-        (["run", "--provider", "azur"], "invalid provider: received 'azur'; accepted: one of aws, local, rented"),
+        (["run", "--provider", "azur"],
+         "invalid provider: received 'azur'; accepted: one of aws, azure, local, rented"),
         (["run", "--set", "epochs=-x"], "invalid params.epochs: received '-x'; accepted: an integer"),
         (["run", "--set", "epoch=3"], "invalid params: received 'epoch'"),
         (["run", "--backend", "theano"], "'theano' is not one of"),

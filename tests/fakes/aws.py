@@ -11,26 +11,22 @@ cloud-init would have installed, authorising the run's client key.
 from __future__ import annotations
 
 import base64
-import getpass
 import os
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from orchestrator.clouds import aws
-from orchestrator.machine import Capability, LaunchRequest, Machine
-from orchestrator.providers.aws import network
-from orchestrator.providers.aws.instance import AwsProvider, SSHEndpoint
+from orchestrator.machine import LaunchRequest, Machine
+from tests.fakes.loopback import CIDR as CIDR
+from tests.fakes.loopback import LoopbackCloud, on_box
 
 REGION = "us-east-1"
 IMAGE = "ami-12c6146b"  # one of moto's stock images
-CIDR = "203.0.113.7/32"
 
 
 @pytest.fixture
@@ -119,69 +115,36 @@ class HookedClients:
         return client
 
 
-def user_data_of(ec2: Any, instance_id: str) -> dict[str, Any]:
-    """The cloud-config the instance was launched with, as moto keeps it."""
+def user_data_text(ec2: Any, instance_id: str) -> str:
+    """The user-data the instance was launched with, as moto keeps it."""
     value = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
-    text = base64.b64decode(value).decode()
+    return base64.b64decode(value).decode()
+
+
+def user_data_of(ec2: Any, instance_id: str) -> dict[str, Any]:
+    """The cloud-config the instance was launched with, as a document."""
+    text = user_data_text(ec2, instance_id)
     assert text.startswith("#cloud-config\n"), text[:80]
     document: dict[str, Any] = yaml.safe_load(text)
     return document
 
 
-def write_host_key(ec2: Any, instance_id: str, path: Path) -> Path:
-    """Writes the host key cloud-init would install on the instance (private 0600, ``.pub`` beside it)."""
-    keys = user_data_of(ec2, instance_id)["ssh_keys"]
-    path.touch(mode=0o600)
-    path.write_text(keys["ed25519_private"])
-    path.with_name(path.name + ".pub").write_text(keys["ed25519_public"] + "\n")
-    return path
-
-
-class LoopbackAws:
+class LoopbackAws(LoopbackCloud):
     """An AwsProvider whose launches are each served by a loopback sshd presenting the run's host key.
 
     Fills in what the contract suite's requests leave out (an image and the allowed CIDR).
     """
 
-    def __init__(self, provider: AwsProvider, directory: Path, start: Callable[..., Any]) -> None:
-        self.provider = provider
-        self.name = provider.name
-        self.capabilities: frozenset[Capability] = provider.capabilities
-        self.directory = directory
-        self.start = start  # start_server-like: (directory, client_key, host_key_path, port=…, authorized_key=…)
-        self.servers: list[Any] = []
+    def completed(self, request: LaunchRequest) -> LaunchRequest:
+        return replace(super().completed(request), image=request.image or IMAGE)
 
-    def launch(self, request: LaunchRequest) -> list[Machine]:
-        from tests.integration.conftest import free_port
-
-        port = free_port()
-        self.provider.ssh_endpoint = SSHEndpoint("127.0.0.1", port, getpass.getuser())
-        request = replace(request, image=request.image or IMAGE, allowed_cidr=request.allowed_cidr or CIDR)
-        machines = self.provider.launch(request)
-        ec2 = aws.client("ec2", region=machines[0].placement.region)
-        run_dir = self.directory / f"{request.run_id}-{port}"
-        run_dir.mkdir(parents=True)
-        host_key = write_host_key(ec2, machines[0].id, run_dir / "host_key")
-        key = network.key_dir(self.provider.home, request.run_id) / network.KEY_FILE
-        self.servers.append(self.start(run_dir / "sshd", key, host_key, port=port, authorized_key=key))
-        return machines
-
-    def terminate(self, run_id: str, machines: Sequence[Machine] = ()) -> None:
-        self.provider.terminate(run_id, machines)
-
-    def list_machines(self, *, run_id: str | None = None) -> list[Machine]:
-        return self.provider.list_machines(run_id=run_id)
-
-    def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
+    def cloud_config(self, machine: Machine) -> str | None:
+        ec2 = aws.client("ec2", region=machine.placement.region)
+        return user_data_text(ec2, machine.id)
 
 
 class LoopbackBox(LoopbackAws):
     """The loopback sshd plays a Deep Learning AMI: its Python is this venv's, its home a test directory."""
 
-    def launch(self, request: Any) -> list[Machine]:
-        machines = super().launch(request)
-        box = self.directory / "box"
-        return [replace(m, environment=replace(m.environment, python=sys.executable, workdir=str(box)),
-                        run_dir=str(box / "runs" / m.run_id)) for m in machines]
+    def launch(self, request: LaunchRequest) -> list[Machine]:
+        return on_box(super().launch(request), self.directory / "box")

@@ -15,72 +15,37 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
-import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from orchestrator.clouds import aws
-from orchestrator.providers.aws import network
 from orchestrator.providers.aws.instance import RUN_TAG
-from tests.fakes.aws import REGION, write_host_key
-from tests.integration.conftest import SSHServer, start_server
-
-POLL_S = 0.2
+from tests.fakes.aws import REGION, user_data_text
+from tests.fakes.loopback import Watcher
 
 
-class InstanceServer:
+class InstanceServer(Watcher):
     """Serves the newest live Orchestrate instance of ``region`` on ``127.0.0.1:port`` until :meth:`stop`."""
 
     def __init__(self, home: Path, port: int, directory: Path, *, region: str = REGION) -> None:
-        self.home = home
-        self.port = port
-        self.directory = directory
+        super().__init__(home, port, directory, name="aws-loopback")
         self.region = region
-        self.served: dict[str, SSHServer] = {}  # instance id → its sshd (one at a time holds the port)
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="aws-loopback", daemon=True)
 
     def start(self) -> InstanceServer:
         """Starts watching in a thread (with a client made now, from this moment's environment)."""
         self._ec2 = aws.client("ec2", region=self.region)
-        self._thread.start()
+        super().start()
         return self
 
-    def stop(self) -> None:
-        """Stops watching and every sshd it started."""
-        self._stop.set()
-        self._thread.join(timeout=10)
-        for server in self.served.values():
-            server.stop()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(POLL_S):
-            try:
-                self._tick(self._ec2)
-            except Exception as error:  # noqa: BLE001 - a watcher thread reports, it does not die
-                self.errors.append(f"{type(error).__name__}: {error}")
-
-    def _tick(self, ec2: Any) -> None:
-        pages = ec2.describe_instances(Filters=[{"Name": "tag-key", "Values": [RUN_TAG]},
-                                                {"Name": "instance-state-name", "Values": ["pending", "running"]}])
-        live = [i for r in pages["Reservations"] for i in r["Instances"]]
-        live_ids = {i["InstanceId"] for i in live}
-        for instance_id in [i for i in self.served if i not in live_ids]:
-            self.served.pop(instance_id).stop()  # that machine is gone: so is its sshd, and the port is free
-        if self.served or not live:
-            return
-        instance = max(live, key=lambda i: (i["LaunchTime"], i["InstanceId"]))
-        run_id = next(t["Value"] for t in instance["Tags"] if t["Key"] == RUN_TAG)
-        key = network.key_dir(self.home, run_id) / network.KEY_FILE
-        if not key.with_name(key.name + ".pub").exists():
-            return  # not yet written (or another home's run): look again at the next poll
-        where = self.directory / instance["InstanceId"]
-        where.mkdir(parents=True, exist_ok=True)
-        host_key = write_host_key(ec2, instance["InstanceId"], where / "host_key")
-        self.served[instance["InstanceId"]] = start_server(
-            where / f"sshd-{time.monotonic_ns()}", key, host_key, port=self.port, authorized_key=key)
+    def live(self) -> list[tuple[str, str, Callable[[], str | None]]]:
+        pages = self._ec2.describe_instances(Filters=[
+            {"Name": "tag-key", "Values": [RUN_TAG]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+        instances = sorted((i for r in pages["Reservations"] for i in r["Instances"]),
+                           key=lambda i: (i["LaunchTime"], i["InstanceId"]))
+        return [(i["InstanceId"], next(t["Value"] for t in i["Tags"] if t["Key"] == RUN_TAG),
+                 partial(user_data_text, self._ec2, i["InstanceId"])) for i in instances]
 
 
 def main() -> None:
@@ -94,13 +59,7 @@ def main() -> None:
     server = InstanceServer(args.home.expanduser(), args.port, args.directory, region=args.region).start()
     print(f"serving Orchestrate instances of {os.environ.get('AWS_ENDPOINT_URL', 'AWS')} ({args.region}) "
           f"on 127.0.0.1:{args.port}; Ctrl-C stops", flush=True)
-    try:
-        while True:
-            time.sleep(1)
-            while server.errors:
-                print(server.errors.pop(0), flush=True)
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -281,3 +281,12 @@ def _fingerprint(key_line: str) -> str:
     """Computed here independently of orchestrator.remote.ssh, so the two cross-check each other."""
     blob = base64.b64decode(key_line.split()[1])
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+@pytest.fixture
+def payload(fake_payload: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in payload that measures 50 images/s at once (ORCHESTRATE_PAYLOAD_DIR points at it)."""
+    from tests.conftest import FAKE_MAIN_HEADER
+
+    package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 50.0)])\n')
+    monkeypatch.setenv("ORCHESTRATE_PAYLOAD_DIR", str(package))

@@ -12,16 +12,14 @@ import pytest
 
 from orchestrator.clouds import aws
 from orchestrator.lifecycle import RunContext, execute_plan
-from orchestrator.machine import Machine
 from orchestrator.plan import make_plan
 from orchestrator.providers.aws import network
 from orchestrator.providers.aws.instance import AwsProvider
-from orchestrator.remote.session import Session
 from orchestrator.spec import RunSpec
 from orchestrator.store import Store
-from tests.conftest import FAKE_MAIN_HEADER
 from tests.fakes import aws as aws_fakes
 from tests.fakes.aws import IMAGE, REGION, LoopbackBox
+from tests.fakes.loopback import break_step
 from tests.fakes.reporter import QuietReporter
 from tests.integration.conftest import start_server
 
@@ -29,12 +27,6 @@ moto_aws = aws_fakes.moto_aws  # the fixture
 pytestmark = pytest.mark.slow
 
 
-
-
-@pytest.fixture
-def payload(fake_payload: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    package = fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", "images_per_sec", 50.0)])\n')
-    monkeypatch.setenv("ORCHESTRATE_PAYLOAD_DIR", str(package))
 
 
 @pytest.fixture
@@ -86,19 +78,7 @@ def test_a_smoke_run_on_aws_completes_and_leaves_nothing(tmp_path: Path, loopbac
 def test_a_failure_at_any_step_leaves_nothing_running(
     tmp_path: Path, loopback: LoopbackBox, payload: None, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
-    def broken(*args: object, **kwargs: object) -> Any:
-        raise RuntimeError(f"injected failure in {step}")
-
-    if step == "provision":  # the instance exists, then the launch fails (e.g. waiting for it breaks)
-        def launch_then_fail(request: Any) -> list[Machine]:
-            LoopbackBox.launch(loopback, request)
-            raise RuntimeError("injected failure in provision")
-
-        monkeypatch.setattr(loopback, "launch", launch_then_fail)
-    else:
-        method = {"connect": "open_run_dir", "prepare": "prepare", "push": "push", "execute": "start",
-                  "collect": "collect"}[step]
-        monkeypatch.setattr(Session, method, broken)
+    break_step(monkeypatch, loopback, step)
     with pytest.raises(RuntimeError, match=f"injected failure in {step}"):
         _run(tmp_path, loopback)  # a bug-like exception propagates, after teardown and recording
     [run] = Store(tmp_path / "home").list_runs()

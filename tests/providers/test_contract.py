@@ -1,5 +1,5 @@
 """The one provider contract suite, run against every provider: local, rented (real sshd), aws (moto + a loopback
-sshd with the run's host key), and the fake."""
+sshd with the run's host key), azure (the ARM fake + a loopback sshd with the run's host key), and the fake."""
 
 from __future__ import annotations
 
@@ -14,13 +14,19 @@ import pytest
 from orchestrator.inventory.model import Inventory
 from orchestrator.machine import Placement
 from orchestrator.providers.aws.instance import AwsProvider
+from orchestrator.providers.azure.vm import AzureProvider
 from orchestrator.providers.local import LocalProvider
 from orchestrator.providers.rented import RentedProvider
 from orchestrator.store import Store, StoreLeases
+from tests.fakes import azure as azure_fakes
+from tests.fakes.arm import ArmFake
 from tests.fakes.aws import LoopbackAws
+from tests.fakes.azure import LoopbackAzure, provider_for
 from tests.fakes.provider import FakeProvider
 from tests.integration.conftest import start_server
 from tests.providers.contract import ProviderContract
+
+arm = azure_fakes.arm  # the fixture
 
 
 class TestLocalProvider(ProviderContract):
@@ -98,3 +104,19 @@ class TestAwsProvider(ProviderContract):
     def placement(self) -> Placement:
         return Placement(provider="aws", instance_type="g5.xlarge", region="us-east-1", price_per_hour=1.006,
                          billing_rule="aws_linux")
+
+
+class TestAzure(ProviderContract):
+    count = 2
+
+    @pytest.fixture
+    def provider(self, tmp_path: Path, arm: ArmFake, sshd_binary: Path) -> Iterator[LoopbackAzure]:
+        azure: AzureProvider = provider_for(arm, tmp_path / "home")
+        loopback = LoopbackAzure(azure, arm, tmp_path / "loopback", partial(start_server, sshd_binary=sshd_binary))
+        yield loopback
+        loopback.stop()
+
+    @pytest.fixture
+    def placement(self) -> Placement:
+        return Placement(provider="azure", instance_type="Standard_NC4as_T4_v3", region="eastus", price_per_hour=0.526,
+                         billing_rule="per_minute_full")

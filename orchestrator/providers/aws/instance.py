@@ -19,7 +19,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +36,7 @@ from orchestrator.machine import (
     Placement,
 )
 from orchestrator.providers.aws import network
+from orchestrator.providers.keys import SSHEndpoint as SSHEndpoint
 
 STATE_MAP = {
     "pending": MachineState.PENDING,
@@ -64,28 +65,6 @@ SPOT_PRODUCT = "Linux/UNIX"  # the spot price of the Linux images the payload ru
 _ZONE_CAPACITY_CODES = frozenset({"InsufficientFreeAddressesInSubnet"})
 
 ClientFactory = Callable[[str | None, bool], Any]  # (region, retries) → an EC2 client
-
-
-@dataclass(frozen=True)
-class SSHEndpoint:
-    """Where every machine's SSH is reached instead of its public address (tests: a loopback sshd)."""
-
-    host: str
-    port: int
-    user: str | None = None  # the login user there; None keeps the image's
-
-    @classmethod
-    def parse(cls, text: str) -> SSHEndpoint:
-        """Reads ``[user@]host:port``.
-
-        Raises:
-            SpecError: it is not of that form.
-        """
-        user, _, address = text.strip().rpartition("@")
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SpecError(ENDPOINT_ENV, text, "[user@]host:port, e.g. 127.0.0.1:2222")
-        return cls(host=host, port=int(port), user=user or None)
 
 
 def _environment(image: str) -> Environment:
@@ -153,7 +132,7 @@ class AwsProvider:
         self.clock = clock
         self.sleep = sleep
         endpoint = ssh_endpoint if ssh_endpoint is not None else os.environ.get(ENDPOINT_ENV)
-        self.ssh_endpoint = SSHEndpoint.parse(endpoint) if endpoint else None
+        self.ssh_endpoint = SSHEndpoint.parse(endpoint, field=ENDPOINT_ENV) if endpoint else None
         self._client_factory = client_factory or self._make_client
         self._clients: dict[tuple[str | None, bool], Any] = {}
         self._launched_regions: set[str] = set()
@@ -238,7 +217,7 @@ class AwsProvider:
             "ImageId": request.image, "InstanceType": placement.instance_type,
             "MinCount": request.count, "MaxCount": request.count,  # all or nothing
             "KeyName": key_name, "SecurityGroupIds": [group_id],
-            "UserData": network.user_data(host_key, request.user_data),
+            "UserData": network.user_data(host_key, request.user_data, user=LOGIN_USER, workdir="orchestrate"),
             "TagSpecifications": [{"ResourceType": kind, "Tags": network.tag_list(instance_tags)}
                                   for kind in ("instance", "volume")],
         }

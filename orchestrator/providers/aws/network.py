@@ -13,22 +13,22 @@ Every call takes an EC2 client (:mod:`orchestrator.clouds.aws` makes them) and r
 from __future__ import annotations
 
 import ipaddress
-import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from orchestrator.clouds.aws import translate, translating
-from orchestrator.errors import ProviderError, SpecError
+from orchestrator.errors import ProviderError
+from orchestrator.providers.cloudinit import user_data as user_data
+from orchestrator.providers.keys import KEY_FILE as KEY_FILE
+from orchestrator.providers.keys import ClientKey as ClientKey
+from orchestrator.providers.keys import HostKey as HostKey
+from orchestrator.providers.keys import checked_cidr as checked_cidr
+from orchestrator.providers.keys import client_key as client_key
+from orchestrator.providers.keys import host_key as host_key
+from orchestrator.providers.keys import key_dir as key_dir
+from orchestrator.providers.keys import remove_client_key as remove_client_key
 
-KEY_FILE = "id_ed25519"  # the run's private client key, in keys/<run-id>/
 SSH_PORT = 22
-TEMPLATE = "user-data.yaml"  # in images/cloud-init/: what every machine's cloud-config starts from
 DELETE_ATTEMPTS = 8  # tries to delete a security group still held by terminating instances' interfaces
 DELETE_FIRST_DELAY_S = 2.0  # doubles after each DependencyViolation (2 + 4 + … ≈ 4 min in all, capped per wait)
 DELETE_MAX_DELAY_S = 30.0
@@ -37,92 +37,6 @@ DELETE_MAX_DELAY_S = 30.0
 def resource_name(run_id: str) -> str:
     """The name of the run's key pair and security group."""
     return f"orchestrate-{run_id}"
-
-
-def key_dir(home: Path, run_id: str) -> Path:
-    """Where the run's private client key lives."""
-    return home / "keys" / run_id
-
-
-@dataclass(frozen=True)
-class ClientKey:
-    """The run's SSH login key: a private key file and its public line."""
-
-    path: Path
-    public: str  # "ssh-ed25519 AAAA…"
-
-
-@dataclass(frozen=True)
-class HostKey:
-    """The run's SSH host key. ``private`` goes into user-data only; ``public`` is pinned on every machine."""
-
-    public: str  # "ssh-ed25519 AAAA…"
-    private: str = field(repr=False)  # OpenSSH PEM; never written to disk or logged
-
-
-def client_key(home: Path, run_id: str) -> ClientKey:
-    """Returns the run's client key, making it (0600, in a 0700 directory) if it does not exist yet."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    directory = key_dir(home, run_id)
-    path = directory / KEY_FILE
-    if path.exists():
-        loaded = serialization.load_ssh_private_key(path.read_bytes(), password=None)
-        line = loaded.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        return ClientKey(path, line.decode())
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    directory.chmod(0o700)
-    private = ed25519.Ed25519PrivateKey.generate()
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    )
-    public = private.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
-    partial = path.with_name(KEY_FILE + ".partial")
-    partial.touch(mode=0o600)  # 0600 before a byte of the key is in it
-    partial.chmod(0o600)
-    partial.write_bytes(pem)
-    partial.replace(path)
-    path.with_name(KEY_FILE + ".pub").write_text(public + "\n")
-    return ClientKey(path, public)
-
-
-def remove_client_key(home: Path, run_id: str) -> None:
-    """Removes the run's key directory (idempotent)."""
-    shutil.rmtree(key_dir(home, run_id), ignore_errors=True)
-
-
-def host_key() -> HostKey:
-    """Makes a fresh ed25519 host key in memory."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    private = ed25519.Ed25519PrivateKey.generate()
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    ).decode()
-    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return HostKey(public=public.decode(), private=pem)
-
-
-def checked_cidr(cidr: str | None) -> str:
-    """Returns the CIDR port 22 may be reached from, normalised.
-
-    Raises:
-        SpecError: none was given, it is not a network, or it opens port 22 to the whole Internet.
-    """
-    accepted = "the address (or small network) you connect from, e.g. 203.0.113.7/32"
-    if not cidr:
-        raise SpecError("allowed_cidr", cidr, accepted, hint="an AWS machine's SSH port is never opened to everyone")
-    try:
-        network = ipaddress.ip_network(cidr.strip(), strict=False)
-    except ValueError:
-        raise SpecError("allowed_cidr", cidr, accepted) from None
-    if network.prefixlen == 0:
-        raise SpecError("allowed_cidr", cidr, accepted, hint="an AWS machine's SSH port is never opened to everyone")
-    return str(network)
 
 
 def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
@@ -268,46 +182,3 @@ def delete_security_group(
                 delay = min(delay * 2, DELETE_MAX_DELAY_S)
             except botocore.exceptions.BotoCoreError as error:
                 raise translate(error, what=what) from None
-
-
-def user_data(host: HostKey, given: str | None) -> str:
-    """Returns the instance's user-data: cloud-init installs the run's host key, then whatever ``given`` asks.
-
-    A ``#cloud-config`` document is merged (its own ``ssh_keys`` are replaced); any other user-data (a shell
-    script, a multipart document) is sent beside ours as a MIME multipart document, which cloud-init reads.
-    """
-    ours: dict[str, Any] = {**_template(),
-                            "ssh_keys": {"ed25519_private": host.private, "ed25519_public": host.public}}
-    if given is None or given.lstrip().startswith("#cloud-config"):
-        document: dict[str, Any] = {}
-        if given is not None:
-            loaded = yaml.safe_load(given)
-            if loaded is not None and not isinstance(loaded, dict):
-                raise SpecError("user_data", given[:80], "a #cloud-config mapping, a script or a MIME document")
-            document = dict(loaded or {})
-        document.update(ours)
-        return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False)
-    multipart = MIMEMultipart()
-    multipart.attach(MIMEText("#cloud-config\n" + yaml.safe_dump(ours, sort_keys=False), "cloud-config"))
-    subtype = "x-shellscript" if given.startswith("#!") else "x-include-url" if given.startswith("#include") \
-        else "plain"
-    multipart.attach(MIMEText(given, subtype))
-    return multipart.as_string()
-
-
-def cloud_init_dir() -> Path:
-    """The directory of the cloud-init template: ``images/cloud-init`` in a source checkout, shipped inside the
-    package (``orchestrator/cloud_init``) when installed from a wheel."""
-    package = Path(__file__).resolve().parents[2]
-    for candidate in (package / "cloud_init", package.parent / "images" / "cloud-init"):
-        if (candidate / TEMPLATE).is_file():
-            return candidate
-    raise FileNotFoundError(f"{TEMPLATE} is in neither {package / 'cloud_init'} nor images/cloud-init")
-
-
-def _template() -> dict[str, Any]:
-    """The settings of ``images/cloud-init/user-data.yaml`` every machine boots with (its ``ssh_keys`` left empty)."""
-    loaded = yaml.safe_load((cloud_init_dir() / TEMPLATE).read_text())
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{TEMPLATE}: not a cloud-config mapping")
-    return loaded

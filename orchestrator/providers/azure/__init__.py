@@ -1,0 +1,1 @@
+"""The Azure provider: NC-series (and successor) VMs, one resource group per run."""
