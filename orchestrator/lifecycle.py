@@ -286,7 +286,7 @@ class _Run:
         self.providers_used.add(placement.provider)
         request = LaunchRequest(
             run_id=self.run_id, placement=placement, count=self.plan.count, attempt=attempt,
-            tags={"orchestrate-run": self.run_id}, wait_s=spec.machine.wait_s, image=self.plan.image,
+            tags={"orchestrate-run": self.run_id}, wait_s=spec.machine.wait_s, image=placement.image or self.plan.image,
             allowed_cidr=self.ctx.allowed_cidr, on_try=lambda where, outcome, detail: self.event(
                 "zone", outcome, f"attempt {attempt}: {where}: {detail}"),
         )

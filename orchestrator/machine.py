@@ -54,6 +54,7 @@ class Placement:
     billing_rule: str = "per_second"  # a key of orchestrator.cost.BILLING_RULES
     hosts: tuple[str, ...] = ()  # rented: the inventory boxes this placement may lease, in order of preference
     price_fixed: bool = False  # the user set the price: every machine is priced at it, not at its own
+    image: str | None = None  # clouds: the image to boot (--image, the catalog row's, or the provider's default)
 
     def describe(self) -> str:
         """One line for the plan and the events: type, where, market and price."""

@@ -10,8 +10,10 @@ its own), status (available or retired), retired_on (the retirement date, requir
 announced date may stand on an available row), as_of (the date the row's figures were recorded), source
 (where the price and the spec come from) and terms (rented and owned rows only: the figures their hourly price is
 computed from, ``per_month_usd=350; utilisation=0.5`` or ``purchase_usd=2000; lifetime_years=3; watts=350;
-kwh_usd=0.15``; the loader checks that on_demand_per_hour agrees with them). A file without the terms column
-(written before it existed) still loads.
+kwh_usd=0.15``; the loader checks that on_demand_per_hour agrees with them), and image (cloud rows: the machine
+image to boot for that row — an AMI is regional, so a baked image is named per region; empty: the provider's
+default, e.g. the Deep Learning AMI). A file without the terms or image column (written before they existed) still
+loads.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -91,6 +94,7 @@ class Offer(BaseModel):
     as_of: _Date  # when the row's figures were recorded
     source: _Text  # where the price and the spec come from
     terms: str = ""  # rented/owned rows: "name=value; …" figures the hourly price comes from (see TERMS)
+    image: str = ""  # cloud rows: the image to boot there (a prepared one: docs/images.md); empty: the provider's
 
     @field_validator("billing_rule")
     @classmethod
@@ -111,6 +115,14 @@ class Offer(BaseModel):
         if self.billing_minimum_s != minimum:
             raise _invalid("billing_minimum_s", f"{minimum:g}, the minimum of billing rule {self.billing_rule}")
         _check_terms(self.provider, self.terms, self.on_demand_per_hour)
+        if self.image:
+            from orchestrator.catalog.placement import IMAGE_FORMATS
+
+            formats = IMAGE_FORMATS.get(self.provider)
+            if formats is None:
+                raise _invalid("image", "empty on a rented or owned row (an image is for cloud rows)")
+            if not re.fullmatch(formats[0], self.image):
+                raise _invalid("image", f"empty, or {formats[1]}")
         return self
 
     @property
@@ -150,7 +162,7 @@ class Offer(BaseModel):
 
 
 COLUMNS: tuple[str, ...] = tuple(Offer.model_fields)
-OPTIONAL_COLUMNS = ("terms",)
+OPTIONAL_COLUMNS = ("terms", "image")
 # The terms each kind of row needs, and the hourly price they give (orchestrator.cost).
 TERMS: dict[str, tuple[str, ...]] = {
     "rented": ("per_month_usd", "utilisation"),

@@ -91,23 +91,24 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
         pattern, accepted = IMAGE_FORMATS[spec.provider]
         if not re.fullmatch(pattern, machine.image):
             raise SpecError("--image", machine.image, f"{spec.provider}: {accepted}")
-    old = sorted({p.instance_type for p in resolved.placements
-                  if p.instance_type.split(".")[0] in AWS_DLAMI_UNSUPPORTED}) if spec.provider == "aws" else []
-    if machine.image is not None:
-        warnings = resolved.warnings
-        if old:
-            warnings += (f"{', '.join(old)}: the current Deep Learning AMIs do not support P2 (K80) or P3 (V100); "
-                         f"{machine.image} must carry an NVIDIA driver and CUDA for that GPU",)
-        return replace(resolved, image=machine.image, warnings=warnings)
-    if spec.provider == "azure":
-        return replace(resolved, image=AZURE_UBUNTU_HPC)
-    if spec.provider != "aws":
-        raise SpecError("--image", None, f"the machine image to boot on {spec.provider}, e.g. --image "
-                        "ami-0123456789abcdef0 (a Deep Learning AMI with NVIDIA drivers and Keras)")
-    if old:
-        raise SpecError("--image", None, f"an AMI id for {', '.join(old)}: the current Deep Learning AMIs do not "
-                        "support P2 (K80) or P3 (V100) instances; give an image with an older NVIDIA driver")
-    return replace(resolved, image=AWS_DLAMI)
+    default = machine.image or {"aws": AWS_DLAMI, "azure": AZURE_UBUNTU_HPC}.get(spec.provider)
+    placements = tuple(replace(p, image=machine.image or p.image or default) for p in resolved.placements)
+    if any(p.image is None for p in placements):
+        raise SpecError("--image", None, f"the machine image to boot on {spec.provider}")
+    resolved = replace(resolved, placements=placements, image=placements[0].image)
+    old_gpu = sorted({p.instance_type for p in placements if spec.provider == "aws"
+                      and p.instance_type.split(".")[0] in AWS_DLAMI_UNSUPPORTED})
+    on_dlami = sorted({p.instance_type for p in placements if p.instance_type in old_gpu and p.image == AWS_DLAMI})
+    if on_dlami:
+        raise SpecError("--image", None, f"an AMI id for {', '.join(on_dlami)}: the current Deep Learning AMIs do "
+                        "not support P2 (K80) or P3 (V100) instances; give an image with an older NVIDIA driver "
+                        "(--image, or the catalog row's image column)")
+    warnings = resolved.warnings
+    if old_gpu:
+        images = ", ".join(sorted({str(p.image) for p in placements if p.instance_type in old_gpu}))
+        warnings += (f"{', '.join(old_gpu)}: the current Deep Learning AMIs do not support P2 (K80) or P3 (V100); "
+                     f"{images} must carry an NVIDIA driver and CUDA for that GPU",)
+    return replace(resolved, warnings=warnings)
 
 
 def _local(machine: MachineSpec) -> Resolved:
@@ -209,6 +210,7 @@ def catalog_placements(provider: str, machine: MachineSpec, offers: Sequence[Off
     retired_on: dict[tuple[str, str | None], date | None] = {
         (o.instance_type, o.region): o.retired_on for o in matching if o.retired}
     choices = tuple(f"{i}. {p.describe()}" + _retired_marker(retired_on.get((p.instance_type, p.region)))
+                    + (f", image {p.image} (catalog)" if p.image and not machine.image else "")
                     for i, p in enumerate(ranked, 1))
     return Resolved(tuple(ranked), count, choices, warnings=warnings)
 
@@ -289,4 +291,5 @@ def _placement(offer: Offer, *, spot: bool, max_price: float | None = None) -> P
     return Placement(
         provider=offer.provider, instance_type=offer.instance_type, region=offer.region, spot=spot,
         max_price=max_price if spot else None, price_per_hour=price, billing_rule=offer.billing_rule,
+        image=offer.image or None,
     )

@@ -28,9 +28,13 @@ locals {
   tags       = merge(var.tags, { "orchestrate-fleet" = var.name_prefix })
   names      = [for i in range(var.instance_count) : "${var.name_prefix}-${i}"]
 
-  # The same cloud-config every machine Orchestrate launches boots with: the image's host keys deleted, none
-  # generated, only the pinned one installed.
-  cloud_config = yamldecode(file("${path.module}/../../images/cloud-init/user-data.yaml"))
+  # The same cloud-config every machine Orchestrate launches boots with (its ${user} and ${payload_dir} filled in
+  # as orchestrator.providers.cloudinit.user_data fills them): the image's host keys deleted, none generated, only
+  # the pinned one installed; the payload's directory made; the GPU driver checked.
+  cloud_config = yamldecode(templatefile("${path.module}/../../images/cloud-init/user-data.yaml", {
+    user        = local.login_user
+    payload_dir = "/home/${local.login_user}/orchestrate"
+  }))
 }
 
 resource "azurerm_resource_group" "fleet" {

@@ -49,6 +49,7 @@ class FakeProvider:
     list_prices: bool = True
     machines: dict[str, Machine] = field(default_factory=dict)
     launches: list[Placement] = field(default_factory=list)
+    images: list[str | None] = field(default_factory=list)  # the image each launch was asked to boot
     terminated: list[str] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -68,6 +69,7 @@ class FakeProvider:
 
     def launch(self, request: LaunchRequest) -> list[Machine]:
         self.launches.append(request.placement)
+        self.images.append(request.image)
         fault = self.launch_faults.get(request.placement.instance_type)
         if fault is not None:
             if fault.create_first:

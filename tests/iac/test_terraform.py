@@ -422,3 +422,20 @@ def test_checkov_finds_nothing_wrong_with_the_module(
 @needs_checkov
 def test_checkov_fails_ssh_open_to_the_internet(checkov: Callable[[Path], list[dict[str, Any]]]) -> None:
     assert any(line.startswith("CKV_AWS_24 aws_security_group.open_ssh") for line in _failed(checkov(OPEN_SSH_AWS)))
+
+
+TEMPLATE = REPO / "images" / "cloud-init" / "user-data.yaml"
+
+
+@pytest.mark.parametrize("cloud", sorted(MODULES))
+def test_each_module_fills_the_cloud_init_template_s_variables_as_the_providers_do(cloud: str) -> None:
+    """The modules read images/cloud-init/user-data.yaml through templatefile() with every variable it uses, so no
+    `${…}` reaches a box (file() would leave them literal)."""
+    main = (MODULES[cloud] / "main.tf").read_text()
+    assert "file(\"${path.module}/../../images/cloud-init/user-data.yaml\")" not in main
+    call = re.search(r"templatefile\(\"\$\{path\.module\}/\.\./\.\./images/cloud-init/user-data\.yaml\",\s*\{(.*?)\}\)",
+                     main, re.DOTALL)
+    assert call is not None, "the template is not read through templatefile()"
+    given = set(re.findall(r"^\s*(\w+)\s*=", call.group(1), re.MULTILINE))
+    used = set(re.findall(r"\$\{(\w+)\}", TEMPLATE.read_text()))
+    assert used and used <= given, f"{sorted(used - given)} are left unfilled"

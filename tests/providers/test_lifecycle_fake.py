@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,13 @@ def test_a_failed_attempt_found_by_a_listing_without_prices_is_billed_at_the_att
     assert outcome.state == "succeeded", outcome.error
     first = store.machines(outcome.run_id)[0].machine_id
     assert sum(r["amount_usd"] for r in store.costs(outcome.run_id) if r["machine_id"] == first) == pytest.approx(0.06)
+
+
+def test_each_attempt_boots_its_own_placement_s_image(tmp_path: Path, fake: FakeProvider, payload: None) -> None:
+    fake.launch_faults["gpu.big"] = LaunchFault(CapacityError("InsufficientInstanceCapacity"))
+    outcome, _ = _run(tmp_path, fake, replace(FIRST, image="img-lab-1"), replace(SECOND, image="img-lab-2"))
+    assert outcome.state == "succeeded", outcome.error
+    assert fake.images == ["img-lab-1", "img-lab-2"]  # an AMI is regional: the next region's row names its own
 
 
 def test_a_capacity_error_that_created_nothing_is_an_attempt_without_a_bill(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.catalog.offers import Offer, load_offers, write_offers
-from orchestrator.catalog.placement import catalog_placements
+from orchestrator.catalog.placement import AWS_DLAMI, AZURE_UBUNTU_HPC, catalog_placements
 from orchestrator.cost import billing_rule
 from orchestrator.errors import SpecError
 from orchestrator.plan import make_plan
@@ -110,3 +110,52 @@ def test_p2_with_an_image_warns_of_the_ami_and_of_what_its_catalog_row_says(tmp_
 def test_p3_without_an_image_is_still_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"invalid --image: received None; accepted: an AMI id for p3.2xlarge"):
         make_plan(RunSpec(provider="aws", machine={"instance_type": "p3.2xlarge"}), home=tmp_path / "home")
+
+
+def _catalog_with_images(home: Path, images: dict[tuple[str, str], str]) -> None:
+    """The shipped catalog with an image named on some rows ((type, region) → image), as the user's catalog."""
+    offers = load_offers()
+    extra = [o.model_copy(update={"region": region}) for o in offers for (kind, region) in images
+             if o.instance_type == kind and o.region != region and not any(
+                 x.instance_type == kind and x.region == region for x in offers)]
+    rows = [o.model_copy(update={"image": images.get((o.instance_type, o.region), "")}) for o in [*offers, *extra]]
+    write_offers(rows, home / "offers.csv")
+
+
+def test_the_catalog_s_image_column_is_the_image_of_its_row_region_by_region(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _catalog_with_images(home, {("g4dn.xlarge", "us-east-1"): "ami-0aaaaaaaaaaaaaaa1",
+                                ("g4dn.xlarge", "us-west-2"): "ami-0bbbbbbbbbbbbbbb2"})
+    plan = make_plan(RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge"}), home=home)
+    assert {(p.region, p.image) for p in plan.placements} == {("us-east-1", "ami-0aaaaaaaaaaaaaaa1"),
+                                                              ("us-west-2", "ami-0bbbbbbbbbbbbbbb2")}
+    assert all("(catalog)" in line for line in plan.choices)
+    # --image overrides every row's.
+    given = make_plan(RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE}), home=home)
+    assert {p.image for p in given.placements} == {IMAGE}
+
+
+def test_a_p3_row_naming_its_image_plans_without_image_with_the_driver_warning(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _catalog_with_images(home, {("p3.2xlarge", "us-east-1"): "ami-0ccccccccccccccc3"})
+    plan = make_plan(RunSpec(provider="aws", machine={"instance_type": "p3.2xlarge"}), home=home)
+    assert [p.image for p in plan.placements] == ["ami-0ccccccccccccccc3"]
+    assert any("ami-0ccccccccccccccc3 must carry an NVIDIA driver" in w for w in plan.warnings)
+
+
+def test_rows_without_an_image_boot_each_cloud_s_default(tmp_path: Path) -> None:
+    aws = make_plan(RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge"}), home=tmp_path)
+    azure = make_plan(RunSpec(provider="azure", machine={"instance_type": "Standard_NC4as_T4_v3"}), home=tmp_path)
+    assert {p.image for p in aws.placements} == {AWS_DLAMI} and aws.image == AWS_DLAMI
+    assert {p.image for p in azure.placements} == {AZURE_UBUNTU_HPC}
+
+
+@pytest.mark.parametrize(("provider", "image", "accepted"), [
+    ("aws", "microsoft-dsvm:ubuntu-hpc:2204:latest", "an AMI id"),
+    ("azure", "ami-0123456789abcdef0", "publisher:offer:sku:version"),
+    ("rented", "ami-0123456789abcdef0", "empty on a rented or owned row"),
+])
+def test_a_catalog_row_with_an_image_its_cloud_cannot_boot_is_refused(provider: str, image: str, accepted: str) -> None:
+    row = next(o for o in load_offers() if o.provider == provider)
+    with pytest.raises(ValueError, match=accepted):
+        Offer.model_validate({**row.model_dump(), "image": image})
