@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator import __version__
+from orchestrator.cli.campaigns import sweep
 from orchestrator.cli.console import err, json_text, out
 from orchestrator.cli.logs import logs
 from orchestrator.cli.machines import breakeven, catalog, inventory
@@ -531,7 +532,7 @@ def down(run_ids: tuple[str, ...], everything: bool, profile: str | None) -> Non
         sys.exit(1)
 
 
-for command in (inventory, catalog, breakeven, logs, ssh):
+for command in (inventory, catalog, breakeven, logs, ssh, sweep):
     cli.add_command(command)
 
 

@@ -130,6 +130,23 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
                                              str(BAD / "a_directory")], None, "invalid --key"),
     ("import-terraform --prepare unknown", ["inventory", "import-terraform", str(BAD / "tf_ok.json"), "--key",
                                             str(BAD / "inventory.yaml"), "--prepare", "conda"], None, "'--prepare'"),
+    ("sweep missing file", ["sweep", str(BAD / "nothing.yaml"), "--dry-run"], None, "invalid FILE"),
+    ("sweep not a mapping", ["sweep", str(BAD / "run_not_mapping.yaml"), "--dry-run"], None, "invalid FILE"),
+    ("sweep no machines", ["sweep", str(BAD / "sweep_no_machines.yaml"), "--dry-run"], None,
+     "invalid sweep sweep_no_machines.yaml: machines"),
+    ("sweep machine without provider", ["sweep", str(BAD / "sweep_no_provider.yaml"), "--dry-run"], None,
+     "each machine names its provider"),
+    ("sweep empty values", ["sweep", str(BAD / "sweep_empty_values.yaml"), "--dry-run"], None,
+     "at least one value for batch_size"),
+    ("sweep exclude unknown key", ["sweep", str(BAD / "sweep_bad_exclude.yaml"), "--dry-run"], None,
+     "invalid exclude[0]: received 'precision'"),
+    ("sweep unknown field", ["sweep", str(BAD / "sweep_unknown_field.yaml"), "--dry-run"], None, "budget"),
+    ("sweep unknown suite", ["sweep", str(BAD / "sweep_unknown_suite.yaml"), "--dry-run"], None,
+     "invalid suite: received 'nosuch'"),
+    ("sweep cell with an unknown type", ["sweep", str(BAD / "sweep_unknown_type.yaml"), "--dry-run"], None,
+     "invalid --instance-type: received 'p9.huge'"),
+    ("sweep --parallel 0", ["sweep", str(BAD / "sweep_no_machines.yaml"), "--parallel", "0"], None, "'--parallel'"),
+    ("sweep --budget -1", ["sweep", str(BAD / "sweep_no_machines.yaml"), "--budget", "-1"], None, "'--budget'"),
     ("down --profile unknown", ["down", "--all", "--profile", "nosuch-profile-0"], None,
      "invalid --profile: received 'nosuch-profile-0'"),
     ("run rented unknown host", ["run", "--provider", "rented", "--host", "nosuchbox"], "inventory.yaml",
@@ -287,7 +304,7 @@ def _one_line_exit_2(home: Path, argv: list[str], expected: str, **extra_env: st
 
 def test_the_corpus_covers_every_verb_and_sixty_cases() -> None:
     verbs = {case[1][0] for case in CASES}
-    assert verbs >= {"run", "status", "report", "down", "logs", "ssh", "inventory", "catalog", "breakeven"}
+    assert verbs >= {"run", "status", "report", "down", "logs", "ssh", "inventory", "catalog", "breakeven", "sweep"}
     assert len(CASES) >= 60
     assert os.path.isdir(BAD / "a_directory")
 
