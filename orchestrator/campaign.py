@@ -17,7 +17,8 @@ A sweep file::
     parallel: 2
     budget_usd: 20
 
-Pure: expanding and planning read the suites, the catalog and the inventory, and nothing else.
+Pure: expanding and planning read the suites, the catalog and the inventory, and nothing else; :func:`check_cell_params`
+then has the payload check each distinct cell's params (a short subprocess each), as a run does before launching.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class PlannedCell:
     cost_usd: float
     choice: str  # the plan's first placement, with its price
     within_budget: bool = True
+    params: dict[str, Any] = field(default_factory=dict)  # the suite's params as resolved for the cell
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ def plan_matrix(sweep: SweepSpec, *, home: Path, budget_usd: float | None = None
         fits = budget is None or total + plan.estimated_cost_usd <= budget + 1e-9
         total += plan.estimated_cost_usd if fits else 0.0
         planned.append(PlannedCell(cell, plan.estimated_duration_s, plan.estimated_cost_usd,
-                                   plan.placements[0].describe(), fits))
+                                   plan.placements[0].describe(), fits, dict(plan.params)))
         for text in plan.warnings:
             said.setdefault(text, []).append(cell.id)
     warnings = [f"cell{'s' if len(ids) > 1 else ''} {', '.join(ids)}: {text}" for text, ids in said.items()]
@@ -242,3 +244,25 @@ def _wall_time(cells: list[PlannedCell], lanes: int) -> float:
         heapq.heappush(free, finish)
         end = max(end, finish)
     return end
+
+
+def check_cell_params(matrix: Matrix) -> None:
+    """Has the payload check the params of each distinct (suite, params) of the cells, as a run would before
+    launching (one short subprocess each).
+
+    Raises:
+        SpecError: the payload refuses a cell's params; the line names the cell.
+    """
+    from orchestrator.remote.payload import check_params
+
+    seen: set[str] = set()
+    for planned in matrix.cells:
+        key = json.dumps([planned.cell.values["suite"], planned.params], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_params(str(planned.cell.values["suite"]), planned.params)
+        except SpecError as error:
+            raise SpecError(error.field, error.received, error.accepted, message=f"cell {planned.cell.id} "
+                            f"({planned.cell.where}, {_values_text(planned.cell.values)}): {error}") from None

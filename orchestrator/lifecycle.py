@@ -172,6 +172,7 @@ class _Run:
         self.sessions: list[Session] = []
         self.providers_used: set[str] = set()
         self.touched: set[str] = set()  # machines where the run made its directory
+        self.leftovers: list[Machine] = []  # machines a failed launch left (no session): torn down and billed
         self.attempt_costs: list[dict[str, Any]] = []  # machines of failed launch attempts
         self.execute_start: datetime | None = None
         self.execute_end: datetime | None = None
@@ -306,6 +307,11 @@ class _Run:
                 note["detail"] += f": {error}"
                 self.sweep(provider, row, attempt, placement)
                 raise
+            except Exception:
+                # Failed after the machines may exist (e.g. they never reached running): record what the provider
+                # lists for the run, so that the teardown terminates them and the price step bills them.
+                self.record_leftovers(provider, row, placement)
+                raise
             machines = self.with_environment(machines)
             self.store.record_machines(row, machines)
             note["detail"] += ": " + ", ".join(m.id for m in machines)
@@ -320,14 +326,29 @@ class _Run:
         run_dir = f"{environment.workdir.rstrip('/')}/runs/{self.run_id}"
         return [replace(m, environment=environment, run_dir=run_dir) for m in machines]
 
+    def listed(self, provider: Provider, placement: Placement) -> list[Machine]:
+        """What the provider lists for the run, priced at the attempt's price where the listing knows none (a cloud's
+        listing by tag knows the type, not the price)."""
+        return [m if m.placement.price_per_hour or m.placement.price_fixed
+                else replace(m, placement=replace(m.placement, price_per_hour=placement.price_per_hour))
+                for m in provider.list_machines(run_id=self.run_id)]
+
+    def record_leftovers(self, provider: Provider, row: int, placement: Placement) -> None:
+        """Records the machines a launch that failed left (best effort: the teardown sweeps by tag regardless)."""
+        try:
+            found = self.listed(provider, placement)
+            if found:
+                self.store.record_machines(row, found)
+        except Exception:  # noqa: BLE001 - the launch's own error is the one to raise
+            return
+        self.leftovers += found
+
     def sweep(self, provider: Provider, row: int, attempt: int, placement: Placement) -> None:
         """Finds what a failed attempt left (by tag), terminates and bills it (at the attempt's price where the
         listing knows none); a failed sweep stops failover."""
         found: list[Machine] = []
         try:
-            found = [m if m.placement.price_per_hour or m.placement.price_fixed
-                     else replace(m, placement=replace(m.placement, price_per_hour=placement.price_per_hour))
-                     for m in provider.list_machines(run_id=self.run_id)]
+            found = self.listed(provider, placement)
             if found:
                 self.store.record_machines(row, found)
             provider.terminate(self.run_id, found)
@@ -436,7 +457,7 @@ class _Run:
     # the end ---------------------------------------------------------------------------------------
 
     def teardown(self) -> None:
-        if not self.sessions and not self.providers_used:
+        if not self.sessions and not self.providers_used and not self.leftovers:
             return
         with self.step("teardown") as note:
             if self.plan.spec.keep:
@@ -447,7 +468,8 @@ class _Run:
                 note["detail"] = "--keep: left " + ", ".join(f"{m.id}:{m.run_dir}" for m in self.machines)
                 return
             result = tear_down(
-                self.store, self.run_id, self.machines, touched=self.touched, providers=self.ctx.provider,
+                self.store, self.run_id, [*self.machines, *self.leftovers], touched=self.touched,
+                providers=self.ctx.provider,
                 provider_names=self.providers_used, connect=self.ctx.connect, home=self.ctx.home,
                 transports={s.machine.id: s.transport for s in self.sessions if s.transport is not None},
             )
@@ -459,12 +481,12 @@ class _Run:
                                     hint=f"run `orchestrate down {self.run_id}` to retry the teardown")
 
     def price(self) -> list[dict[str, Any]]:
-        if not self.sessions and not self.attempt_costs:
+        if not self.sessions and not self.attempt_costs and not self.leftovers:
             return []
         with self.step("price") as note:
             rows = self.attempt_costs + price_machines(
-                self.machines, gone_at=self.teardown_result.gone_at, execute_start=self.execute_start,
-                execute_end=self.execute_end, until=now(),
+                [*self.machines, *self.leftovers], gone_at=self.teardown_result.gone_at,
+                execute_start=self.execute_start, execute_end=self.execute_end, until=now(),
             )
             total = sum(float(row["amount_usd"]) for row in rows)
             per_hour = sum(m.placement.price_per_hour for m in self.machines)

@@ -41,11 +41,12 @@ def sweep(file: Path, dry_run: bool, parallel: int | None, budget_usd: float | N
       orchestrate sweep benchmarks/sweeps/dev-box.yaml --dry-run
       orchestrate sweep sweep.yaml --dry-run --budget 5 --parallel 4
     """
-    from orchestrator.campaign import load_sweep, plan_matrix
+    from orchestrator.campaign import check_cell_params, load_sweep, plan_matrix
     from orchestrator.store import default_home
 
     sweep_spec = load_sweep(file)
     matrix = plan_matrix(sweep_spec, home=default_home(), budget_usd=budget_usd, parallel=parallel)
+    check_cell_params(matrix)
     _print_matrix(sweep_spec.name, matrix)
     if not dry_run:
         err.print("[red]error:[/] running a campaign is not available yet: `orchestrate sweep FILE --dry-run` "

@@ -145,6 +145,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "invalid suite: received 'nosuch'"),
     ("sweep cell with an unknown type", ["sweep", str(BAD / "sweep_unknown_type.yaml"), "--dry-run"], None,
      "invalid --instance-type: received 'p9.huge'"),
+    ("sweep params the payload refuses", ["sweep", str(BAD / "sweep_payload_refuses.yaml"), "--dry-run"], None,
+     "epochs=-2): invalid"),
     ("sweep --parallel 0", ["sweep", str(BAD / "sweep_no_machines.yaml"), "--parallel", "0"], None, "'--parallel'"),
     ("sweep --budget -1", ["sweep", str(BAD / "sweep_no_machines.yaml"), "--budget", "-1"], None, "'--budget'"),
     ("down --profile unknown", ["down", "--all", "--profile", "nosuch-profile-0"], None,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import AuthError, CapacityError, QuotaError, SpotRefused
+from orchestrator.errors import AuthError, CapacityError, ProviderError, QuotaError, SpotRefused
 from orchestrator.lifecycle import RunContext, execute_plan
 from orchestrator.machine import Placement
 from orchestrator.plan import Plan
@@ -109,6 +109,20 @@ def test_each_attempt_boots_its_own_placement_s_image(tmp_path: Path, fake: Fake
     outcome, _ = _run(tmp_path, fake, replace(FIRST, image="img-lab-1"), replace(SECOND, image="img-lab-2"))
     assert outcome.state == "succeeded", outcome.error
     assert fake.images == ["img-lab-1", "img-lab-2"]  # an AMI is regional: the next region's row names its own
+
+
+def test_a_launch_failing_after_its_machine_exists_is_torn_down_and_billed(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    fake.list_prices = False  # as a cloud's listing by tag
+    fake.launch_faults["gpu.big"] = LaunchFault(ProviderError("instances ended while starting"), create_first=True)
+    outcome, store = _run(tmp_path, fake, FIRST, SECOND)
+    assert outcome.state == "failed" and "instances ended while starting" in (outcome.error or "")
+    assert [p.instance_type for p in fake.launches] == ["gpu.big"]  # not a capacity error: no failover
+    assert fake.machines == {}  # the teardown terminated it
+    [row] = store.machines(outcome.run_id)
+    assert row.state == "terminated"
+    assert sum(r["amount_usd"] for r in store.costs(outcome.run_id)) == pytest.approx(0.06)  # 60 s at $3.6/h
 
 
 def test_a_capacity_error_that_created_nothing_is_an_attempt_without_a_bill(
