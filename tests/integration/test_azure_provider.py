@@ -252,6 +252,10 @@ def test_list_machines_finds_the_vms_by_the_group_s_tag(provider: AzureProvider,
     assert {(m.run_id, m.id) for m in listed} == {(m.run_id, m.id) for m in [*first, *second]}
     assert {m.placement.instance_type for m in listed} == {"Standard_NC4as_T4_v3"}
     assert {m.access.host_key for m in listed if m.run_id == "r-list-b"} == {second[0].access.host_key}
+    # Listed machines are reachable like launched ones: the same public and private addresses.
+    assert {(m.id, m.access.host, m.private_address) for m in listed} == {
+        (m.id, m.access.host, m.private_address) for m in [*first, *second]}
+    assert all(m.access.host for m in listed)
 
 
 def test_a_tagged_group_holding_no_vm_is_listed_as_one_machine_so_down_all_deletes_it(

@@ -316,11 +316,19 @@ class AzureProvider:
             tags = dict(group.tags or {})
             with azure.translating(what=self._what(group.location)):
                 vms = list(self.clients.compute.virtual_machines.list(group.name))
+                # Their addresses, by the names launch gives them (so `down --all` can reach an orphan's payload).
+                public = {ip.name: ip.ip_address for ip in self.clients.network.public_ip_addresses.list(group.name)
+                          } if vms else {}
+                private = {nic.name: nic.ip_configurations[0].private_ip_address for nic in
+                           self.clients.network.network_interfaces.list(group.name) if nic.ip_configurations
+                           } if vms else {}
             for vm in vms:
                 size = vm.hardware_profile.vm_size if vm.hardware_profile else ""
                 placement = Placement(provider=self.name, instance_type=size or "", spot=vm.priority == "Spot",
                                       billing_rule="per_minute_full")
                 machines.append(self._machine(vm.name, group.name, vm.location, placement, None, None, vm.tags or {},
+                                              public=public.get(f"{vm.name}-ip"),
+                                              private=private.get(f"{vm.name}-nic"),
                                               state=_state(vm.provisioning_state)))
             if not vms:
                 placement = Placement(provider=self.name, instance_type="resource group",
