@@ -622,33 +622,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def sdk_clients(fake: ArmFake) -> tuple[ResourceManagementClient, NetworkManagementClient, ComputeManagementClient]:
-    """The real resource, network and compute clients, pointed at ``fake`` with a static token over plain HTTP.
+    """The real resource, network and compute clients, pointed at ``fake`` as Orchestrate points them at a loopback
+    Resource Manager (:func:`orchestrator.clouds.azure.clients`: a fixed token over plain HTTP, the SDK's retries on).
 
-    Polling waits 0.05 s between polls unless the fake sends Retry-After; the SDK's retries stay on.
+    Polling waits 0.05 s between polls unless the fake sends Retry-After.
     """
-    from azure.core.credentials import AccessToken
-    from azure.core.pipeline import PipelineRequest
-    from azure.mgmt.compute import ComputeManagementClient
-    from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
-    from azure.mgmt.network import NetworkManagementClient
-    from azure.mgmt.resource.resources import ResourceManagementClient
+    from orchestrator.clouds.azure import AzureSettings, clients
 
-    class StaticCredential:
-        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-            return AccessToken("fake-token", int(time.time()) + 3600)
-
-    class PlainHttpBearerPolicy(ARMChallengeAuthenticationPolicy):
-        # FACTS: bearer tokens are refused over http:// unless enforce_https is off for the request.
-        def on_request(self, request: PipelineRequest[Any]) -> None:
-            request.context.options["enforce_https"] = False
-            super().on_request(request)
-
-    credential = StaticCredential()
-    options: dict[str, Any] = {"base_url": fake.url, "polling_interval": 0.05}
-
-    def policy() -> PlainHttpBearerPolicy:
-        return PlainHttpBearerPolicy(credential, "https://management.azure.com/.default")
-
-    return (ResourceManagementClient(credential, fake.subscription, authentication_policy=policy(), **options),
-            NetworkManagementClient(credential, fake.subscription, authentication_policy=policy(), **options),
-            ComputeManagementClient(credential, fake.subscription, authentication_policy=policy(), **options))
+    made = clients(AzureSettings(fake.subscription, fake.url, ""), polling_interval=0.05)
+    return made.resource, made.network, made.compute
