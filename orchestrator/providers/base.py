@@ -74,3 +74,27 @@ class LeaseBook(Protocol):
     def held(self) -> dict[str, str]:
         """Returns the held leases: box → run id."""
         ...
+
+
+@dataclass(frozen=True)
+class SpotQuote:
+    """A spot price a cloud quoted for a machine at launch."""
+
+    text: str  # as the cloud wrote it
+    price: float  # USD per hour
+    at: str  # ISO time the price was set (or read)
+    source: str  # who quoted it: "DescribeSpotPriceHistory", "Azure Retail Prices API"
+
+
+def at_spot_price(machine: Machine, quote: SpotQuote | None) -> Machine:
+    """The machine priced at the quote (unless the user fixed its price), the quote recorded in ``extra``; without a
+    quote it keeps the catalog's price and ``extra["spot_price_source"]`` says ``catalog`` (a launch never fails for
+    its price)."""
+    from dataclasses import replace
+
+    if quote is None:
+        return replace(machine, extra={**machine.extra, "spot_price_source": "catalog"})
+    placement = machine.placement if machine.placement.price_fixed else replace(
+        machine.placement, price_per_hour=quote.price)
+    return replace(machine, placement=placement, extra={
+        **machine.extra, "spot_price": quote.text, "spot_price_at": quote.at, "spot_price_source": quote.source})

@@ -36,6 +36,7 @@ from orchestrator.machine import (
     Placement,
 )
 from orchestrator.providers.aws import network
+from orchestrator.providers.base import SpotQuote, at_spot_price
 from orchestrator.providers.keys import SSHEndpoint as SSHEndpoint
 
 STATE_MAP = {
@@ -241,19 +242,9 @@ class AwsProvider:
         catalog's price and ``extra["spot_price_source"]`` says ``catalog``: a launch never fails for its price.
         """
         first = machines[0].placement  # one RunInstances: one type, one zone
-        quote = self._spot_quote(region, first.instance_type, first.zone or "")
-        priced = []
-        for machine in machines:
-            if quote is None:
-                priced.append(replace(machine, extra={**machine.extra, "spot_price_source": "catalog"}))
-                continue
-            text, price, at = quote
-            placement = (machine.placement if machine.placement.price_fixed
-                         else replace(machine.placement, price_per_hour=price))
-            extra = {**machine.extra, "spot_price": text, "spot_price_at": at.isoformat(),
-                     "spot_price_source": "DescribeSpotPriceHistory"}
-            priced.append(replace(machine, placement=placement, extra=extra))
-        return priced
+        found = self._spot_quote(region, first.instance_type, first.zone or "")
+        quote = SpotQuote(found[0], found[1], found[2].isoformat(), "DescribeSpotPriceHistory") if found else None
+        return [at_spot_price(machine, quote) for machine in machines]
 
     def _spot_quote(self, region: str, instance_type: str, zone: str) -> tuple[str, float, datetime] | None:
         """The newest Linux spot price EC2 quotes for the type in the zone now: (as EC2 wrote it, USD per hour,

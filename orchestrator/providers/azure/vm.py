@@ -34,6 +34,7 @@ from orchestrator.catalog.placement import AZURE_UBUNTU_HPC
 from orchestrator.clouds import azure
 from orchestrator.errors import AuthError, CapacityError, ProviderError, QuotaError, SpecError
 from orchestrator.machine import Access, Capability, Environment, LaunchRequest, Machine, MachineState, Placement
+from orchestrator.providers.base import SpotQuote, at_spot_price
 from orchestrator.providers.cloudinit import user_data
 from orchestrator.providers.keys import (
     KEY_FILE,
@@ -59,7 +60,7 @@ GROUP_GONE_TIMEOUT_S = 600.0  # waiting for a group of the same name that is sti
 ENDPOINT_ENV = "ORCHESTRATE_AZURE_SSH_ENDPOINT"
 SSH_PORT = 22
 
-SpotQuote = Callable[[str, str], float | None]  # (size, region) → USD per hour now, or None
+SpotPricer = Callable[[str, str], float | None]  # (size, region) → USD per hour now, or None
 
 
 def group_name(run_id: str) -> str:
@@ -128,7 +129,7 @@ class AzureProvider:
         *,
         ssh_endpoint: str | None = None,
         clients: azure.Clients | None = None,
-        spot_quote: SpotQuote | None = None,
+        spot_quote: SpotPricer | None = None,
         polling_interval: float = POLL_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -291,14 +292,8 @@ class AzureProvider:
         if quote is None and not self.settings.loopback:
             quote = retail_spot_price
         price = quote(machine.placement.instance_type, machine.placement.region or "") if quote else None
-        if price is None or price <= 0:
-            return replace(machine, extra={**machine.extra, "spot_price_source": "catalog"})
-        placement = machine.placement if machine.placement.price_fixed else replace(
-            machine.placement, price_per_hour=price)
-        at = datetime.now(UTC).isoformat(timespec="seconds")
-        return replace(machine, placement=placement, extra={
-            **machine.extra, "spot_price": f"{price:g}", "spot_price_at": at,
-            "spot_price_source": "Azure Retail Prices API"})
+        return at_spot_price(machine, SpotQuote(f"{price:g}", price, datetime.now(UTC).isoformat(timespec="seconds"),
+                                                "Azure Retail Prices API") if price and price > 0 else None)
 
     # -- list and terminate --------------------------------------------------------------------------------------
 
