@@ -36,7 +36,23 @@ END = "<!-- bench:remote:end -->"
 ORCHESTRATE = str(Path(sys.executable).with_name("orchestrate"))
 
 
-def _servers(root: Path, count: int) -> list[SSHServer]:
+def fixed_payload(root: Path, seconds: float) -> Path:
+    """A stand-in payload package that sleeps ``seconds`` and writes a valid results document (for
+    ``ORCHESTRATE_PAYLOAD_DIR``): what the orchestrator adds, without Keras's CPU use."""
+    fixed = root / "fixed_payload" / "keras_bench"
+    fixed.mkdir(parents=True)
+    (fixed / "__init__.py").write_text("")
+    (fixed / "__main__.py").write_text(FAKE_MAIN_HEADER + textwrap.dedent(f"""
+        time.sleep({seconds})
+        write([sample("train_throughput", "images_per_sec", 1.0)])
+    """))
+    (fixed / "results.schema.json").write_bytes((REPO / "benchmarks/keras_bench/results.schema.json").read_bytes())
+    (fixed.parent / "suites").mkdir()
+    (fixed.parent / "suites" / "smoke.yaml").write_bytes((REPO / "benchmarks/suites/smoke.yaml").read_bytes())
+    return fixed
+
+
+def servers(root: Path, count: int) -> list[SSHServer]:
     client_key = root / "client_key"
     write_key_pair(client_key)
     servers = []
@@ -47,7 +63,7 @@ def _servers(root: Path, count: int) -> list[SSHServer]:
     return servers
 
 
-def _inventory(root: Path, servers: list[SSHServer]) -> Path:
+def inventory(root: Path, servers: list[SSHServer]) -> Path:
     hosts = [
         {"name": f"box{i}", "host": s.host, "port": s.port, "user": s.user, "key_path": str(s.client_key_path),
          "host_key": s.host_key, "python": sys.executable, "workdir": str(root / f"box{i}")}
@@ -85,21 +101,11 @@ def main() -> None:
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        servers = _servers(root, 4)
+        boxes = servers(root, 4)
         try:
-            fixed = root / "fixed_payload" / "keras_bench"
-            fixed.mkdir(parents=True)
-            (fixed / "__init__.py").write_text("")
-            (fixed / "__main__.py").write_text(FAKE_MAIN_HEADER + textwrap.dedent("""
-                time.sleep(5)
-                write([sample("train_throughput", "images_per_sec", 1.0)])
-            """))
-            (fixed / "results.schema.json").write_bytes(
-                (REPO / "benchmarks/keras_bench/results.schema.json").read_bytes())
-            (fixed.parent / "suites").mkdir()
-            (fixed.parent / "suites" / "smoke.yaml").write_bytes((REPO / "benchmarks/suites/smoke.yaml").read_bytes())
+            fixed = fixed_payload(root, 5.0)
             home = root / "home"
-            env = {**os.environ, "ORCHESTRATE_HOME": str(home), "ORCHESTRATE_INVENTORY": str(_inventory(root, servers))}
+            env = {**os.environ, "ORCHESTRATE_HOME": str(home), "ORCHESTRATE_INVENTORY": str(inventory(root, boxes))}
             first_push = _run(env, 1) and _started_after_reachable(home)  # also warms the payload cache
             smoke = {n: [_run(env, n) for _ in range(args.repeats)] for n in (1, 4)}
             cached = []
@@ -109,7 +115,7 @@ def main() -> None:
             fixed_env = {**env, "ORCHESTRATE_PAYLOAD_DIR": str(fixed)}
             fixed_runs = {n: [_run(fixed_env, n) for _ in range(args.repeats)] for n in (1, 4)}
         finally:
-            for server in servers:
+            for server in boxes:
                 server.stop()
 
     def ratio(runs: dict[int, list[float]]) -> str:

@@ -49,8 +49,12 @@ def plan(spec: RunSpec, *, home: Path | None = None) -> Plan:
     return the_plan
 
 
-def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None) -> RunOutcome:
+def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None, run_id: str | None = None) -> RunOutcome:
     """Plans and executes one run end to end; teardown runs on every path.
+
+    Args:
+        run_id: the run's id, when the caller chose it (a campaign records it before the run starts); by default a
+            new one.
 
     Returns:
         The run's outcome (succeeded, failed or interrupted).
@@ -65,7 +69,8 @@ def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None) -> RunOu
     cidr = allowed_cidr(spec.machine.allow_cidr) if cloud else None
     with Store(home) as store:
         return execute_plan(the_plan, RunContext(store=store, home=home, reporter=reporter, allowed_cidr=cidr,
-                                                 provider_options=_provider_options(spec.machine.profile)))
+                                                 provider_options=_provider_options(spec.machine.profile)),
+                            run_id=run_id)
 
 
 def _provider_options(profile: str | None) -> dict[str, dict[str, Any]]:
@@ -343,20 +348,21 @@ def _run_prices(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
     """Returns what each machine of the runs was billed, one row per run and machine (machines with costs only).
 
     Columns: ``run_id``, ``machine_id`` (a host's name in the samples), ``amount_usd`` and ``billed_seconds``,
-    each summed over the machine's cost lines, and ``machine_type`` (the instance type, the inventory box, or
-    "local"); :func:`orchestrator.report.frame.priced` turns them into each summary row's USD per hour and cost.
+    each summed over the machine's cost lines, ``machine_type`` (the instance type, the inventory box, or
+    "local") and ``rate_per_hour`` (the machine's price per hour, for a machine billed nothing);
+    :func:`orchestrator.report.frame.priced` turns them into each summary row's USD per hour and cost.
     """
     import pandas as pd
 
-    columns = ["run_id", "machine_id", "amount_usd", "billed_seconds", "machine_type"]
+    columns = ["run_id", "machine_id", "amount_usd", "billed_seconds", "machine_type", "rate_per_hour"]
     if not run_ids:
         return pd.DataFrame(columns=columns)
     marks = ",".join("?" * len(run_ids))
     rows = store.query(
         f"SELECT c.run_id, c.machine_id, SUM(c.amount_usd), SUM(c.billed_seconds), "
         f"(SELECT json_extract(m.record_json, '$.placement.instance_type') FROM machines m "
-        f" WHERE m.run_id = c.run_id AND m.machine_id = c.machine_id ORDER BY m.attempt DESC LIMIT 1) "
-        f"FROM costs c WHERE c.run_id IN ({marks}) GROUP BY c.run_id, c.machine_id",
+        f" WHERE m.run_id = c.run_id AND m.machine_id = c.machine_id ORDER BY m.attempt DESC LIMIT 1), "
+        f"MAX(c.price_per_hour) FROM costs c WHERE c.run_id IN ({marks}) GROUP BY c.run_id, c.machine_id",
         list(run_ids),
     )
     return pd.DataFrame([tuple(row) for row in rows], columns=columns)

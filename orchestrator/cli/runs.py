@@ -7,6 +7,7 @@ commands that need them.
 from __future__ import annotations
 
 import io
+import re
 import sys
 import time
 from functools import partial
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator import __version__
-from orchestrator.cli.campaigns import sweep
+from orchestrator.cli.campaigns import campaign, sweep
 from orchestrator.cli.console import err, json_text, out
 from orchestrator.cli.logs import logs
 from orchestrator.cli.machines import breakeven, catalog, inventory
@@ -171,6 +172,9 @@ class _RunReporter:
 @click.option("--keep", is_flag=True, default=None, help="Leave the machine up (`orchestrate down` later).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and create nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not echo the payload's log.")
+@click.option("--run-id", hidden=True, help="The run's id, chosen by the campaign that starts it.")
+@click.option("--watch-parent", type=click.IntRange(min=1), hidden=True,
+              help="A campaign's pid: when it is gone, the run interrupts itself (and tears down).")
 def run(
     file: Path | None,
     provider: str | None,
@@ -197,6 +201,8 @@ def run(
     keep: bool | None,
     dry_run: bool,
     quiet: bool,
+    run_id: str | None,
+    watch_parent: int | None,
 ) -> None:
     """Run a benchmark suite on a machine, record it, price it, and tear the machine down.
 
@@ -242,7 +248,11 @@ def run(
     if dry_run:
         _print_plan(api.plan(spec))
         return
-    outcome = api.run(spec, reporter=_RunReporter(quiet))
+    if run_id is not None and not _RUN_ID.fullmatch(run_id):
+        raise SpecError("--run-id", run_id, "r-YYYYMMDD-HHMMSS-xxxx (4 hex digits)")
+    if watch_parent is not None:
+        _watch_parent(watch_parent)
+    outcome = api.run(spec, reporter=_RunReporter(quiet), run_id=run_id)
     style = STATE_STYLE.get(outcome.state, "")
     out.print(
         f"\nrun [bold]{outcome.run_id}[/] [{style}]{outcome.state}[/] in {outcome.duration_s:.1f} s, "
@@ -259,6 +269,28 @@ def run(
     if spec.suite == "deploy":
         _print_tradeoffs(outcome.run_id)
     out.print(f"[dim]report: orchestrate report {outcome.run_id}[/]")
+
+
+_RUN_ID = re.compile(r"r-\d{8}-\d{6}-[0-9a-f]{4}")
+
+
+def _watch_parent(pid: int) -> None:
+    """Interrupts this run (SIGTERM: it tears down and records) once process ``pid`` is no longer its parent: the
+    campaign that started it died. Checked twice a second by a daemon thread."""
+    import os
+    import signal
+    import threading
+
+    from orchestrator.errors import SpecError
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    if os.getppid() != pid:
+        raise SpecError("--watch-parent", pid, "the pid of this process's parent")
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 def _check_output(path: Path) -> None:
@@ -532,7 +564,7 @@ def down(run_ids: tuple[str, ...], everything: bool, profile: str | None) -> Non
         sys.exit(1)
 
 
-for command in (inventory, catalog, breakeven, logs, ssh, sweep):
+for command in (inventory, catalog, breakeven, logs, ssh, sweep, campaign):
     cli.add_command(command)
 
 

@@ -482,7 +482,8 @@ def priced(summary: pd.DataFrame, machines: pd.DataFrame) -> pd.DataFrame:
     """Returns the summary with each row's ``price_per_hour`` (USD per hour), its ``cost_usd`` and its
     ``machine_type`` (the instance type or inventory box; a total row: its hosts' types, each once).
 
-    A host's row of a multi-host run: its own machine's price (billed amount over billed hours) and cost. A total
+    A host's row of a multi-host run: its own machine's price (billed amount over billed hours; a machine billed
+    nothing, its ``rate_per_hour`` when given) and cost. A total
     row: the sum of its hosts' machines' prices (blank when one is unknown), and the run's whole cost. A run on
     one host: its machine's price (the run's, when no machine is named after the host, as in old stores), and
     the run's whole cost. The run's whole cost counts every machine it paid for, a failed launch attempt's too.
@@ -490,7 +491,7 @@ def priced(summary: pd.DataFrame, machines: pd.DataFrame) -> pd.DataFrame:
     Args:
         summary: a :func:`summary_frame`.
         machines: one row per run and machine: ``run_id``, ``machine_id``, ``amount_usd`` and ``billed_seconds``
-            (summed over the machine's cost lines), and optionally ``machine_type``.
+            (summed over the machine's cost lines), and optionally ``machine_type`` and ``rate_per_hour``.
     """
     import numpy as np
     import pandas as pd
@@ -503,7 +504,10 @@ def priced(summary: pd.DataFrame, machines: pd.DataFrame) -> pd.DataFrame:
         return (amount.astype("float64") / hours.where(hours > 0)).astype("float64")
 
     own = machines.set_index(["run_id", "machine_id"])
-    own = own.assign(price=per_hour(own["amount_usd"], own["billed_seconds"]))
+    price_of = per_hour(own["amount_usd"], own["billed_seconds"])
+    if "rate_per_hour" in own.columns:  # billed nothing (under a whole-minute rule's first minute): its rate
+        price_of = price_of.fillna(own["rate_per_hour"].astype("float64"))
+    own = own.assign(price=price_of)
     whole = machines.groupby("run_id")[["amount_usd", "billed_seconds"]].sum()
     run_price = summary["run_id"].map(per_hour(whole["amount_usd"], whole["billed_seconds"])).to_numpy(
         dtype="float64")

@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -560,6 +560,11 @@ class Store:
         return {r["host"]: r["run_id"] for r in self._db.execute("SELECT host, run_id FROM leases").fetchall()}
 
     # reading for reports ---------------------------------------------------------------------------
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE … COMMIT, rolled back on any error) for the store's other books
+        (:mod:`orchestrator.store.campaigns`)."""
+        return self._transaction()
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Runs a read-only query (for the report's frame builder)."""

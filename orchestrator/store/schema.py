@@ -9,7 +9,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _DOCUMENTS_AND_LEASES = """
 CREATE TABLE IF NOT EXISTS documents (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -67,6 +67,46 @@ CREATE TABLE IF NOT EXISTS logs (
     PRIMARY KEY (run_id, machine_id)
 );
 """
+# Version 7: campaigns (`orchestrate sweep`): a campaign and its cells, each cell's current run (assigned before the
+# run's process starts) and every run any attempt of the cell made (what the campaign has spent).
+_V7 = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    file TEXT NOT NULL,
+    sweep_json TEXT NOT NULL,
+    state TEXT NOT NULL,
+    budget_usd REAL,
+    parallel INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    orchestrator_pid INTEGER,
+    orchestrator_host TEXT
+);
+CREATE TABLE IF NOT EXISTS campaign_cells (
+    campaign_id TEXT NOT NULL REFERENCES campaigns(id),
+    cell_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    where_text TEXT NOT NULL,
+    values_json TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    estimated_s REAL NOT NULL,
+    estimated_usd REAL NOT NULL,
+    state TEXT NOT NULL,
+    run_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT,
+    finished_at TEXT,
+    error TEXT,
+    PRIMARY KEY (campaign_id, cell_id)
+);
+CREATE TABLE IF NOT EXISTS campaign_runs (
+    run_id TEXT PRIMARY KEY,
+    campaign_id TEXT NOT NULL REFERENCES campaigns(id),
+    cell_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS campaigns_by_name ON campaigns(name);
+"""
 # What each schema version adds to the one before; a store is brought up to date when opened.
 _MIGRATIONS = {
     2: "ALTER TABLE runs ADD COLUMN utilisation_json TEXT;",
@@ -74,6 +114,7 @@ _MIGRATIONS = {
     4: "ALTER TABLE runs ADD COLUMN orchestrator_pid INTEGER; ALTER TABLE runs ADD COLUMN orchestrator_host TEXT;",
     5: _V5,
     6: _V6,
+    7: _V7,
 }
 
 _SCHEMA = """

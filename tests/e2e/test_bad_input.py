@@ -149,6 +149,22 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "epochs=-2): invalid"),
     ("sweep --parallel 0", ["sweep", str(BAD / "sweep_no_machines.yaml"), "--parallel", "0"], None, "'--parallel'"),
     ("sweep --budget -1", ["sweep", str(BAD / "sweep_no_machines.yaml"), "--budget", "-1"], None, "'--budget'"),
+    ("sweep --resume, nothing to resume", ["sweep", str(BAD / "sweep_ok.yaml"), "--resume"], None,
+     "invalid --resume: received 'ok'; accepted: the name of a campaign that did not complete"),
+    ("sweep --retry-failed without --resume", ["sweep", str(BAD / "sweep_ok.yaml"), "--retry-failed"], None,
+     "--retry-failed goes with --resume"),
+    ("sweep --dry-run --resume", ["sweep", str(BAD / "sweep_ok.yaml"), "--dry-run", "--resume"], None,
+     "leave out --resume"),
+    ("sweep --parallel 65", ["sweep", str(BAD / "sweep_ok.yaml"), "--parallel", "65"], None, "'--parallel'"),
+    ("sweep two suites in one entry", ["sweep", str(BAD / "sweep_two_suites.yaml")], None,
+     "invalid sweep sweep_two_suites.yaml: suites"),
+    ("campaign status unknown", ["campaign", "status", "nosuch"], None,
+     "invalid CAMPAIGN: received 'nosuch'; accepted: a campaign id or name"),
+    ("campaign report unknown", ["campaign", "report", "nosuch"], None, "invalid CAMPAIGN: received 'nosuch'"),
+    ("campaign report html without -o", ["campaign", "report", "x", "--format", "html"], None, "-o campaign.html"),
+    ("campaign report unknown format", ["campaign", "report", "x", "--format", "pdf"], None, "'--format'"),
+    ("campaign report -o in a missing directory", ["campaign", "report", "x", "-o", "/nonexistent/dir/c.md"], None,
+     "invalid -o"),
     ("down --profile unknown", ["down", "--all", "--profile", "nosuch-profile-0"], None,
      "invalid --profile: received 'nosuch-profile-0'"),
     ("run rented unknown host", ["run", "--provider", "rented", "--host", "nosuchbox"], "inventory.yaml",
@@ -306,7 +322,8 @@ def _one_line_exit_2(home: Path, argv: list[str], expected: str, **extra_env: st
 
 def test_the_corpus_covers_every_verb_and_sixty_cases() -> None:
     verbs = {case[1][0] for case in CASES}
-    assert verbs >= {"run", "status", "report", "down", "logs", "ssh", "inventory", "catalog", "breakeven", "sweep"}
+    assert verbs >= {"run", "status", "report", "down", "logs", "ssh", "inventory", "catalog", "breakeven", "sweep",
+                     "campaign"}
     assert len(CASES) >= 60
     assert os.path.isdir(BAD / "a_directory")
 

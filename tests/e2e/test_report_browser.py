@@ -48,6 +48,17 @@ def _chromium(page: Path, profile: Path, *mode: str) -> subprocess.CompletedProc
     )
 
 
+def screenshot(page: Path, tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """Saves a screenshot of the page as test-artifacts/NAME (for a person to look at) and returns Chromium's run."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    path.unlink(missing_ok=True)
+    shot = _chromium(page, tmp_path / "profile-shot", f"--screenshot={path}", "--window-size=1280,2000",
+                     "--hide-scrollbars")
+    assert shot.returncode == 0 and path.stat().st_size > 10_000, shot.stderr[-2000:]
+    return shot
+
+
 def _console(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if ":CONSOLE" in line]
 
@@ -142,12 +153,7 @@ def test_the_html_report_draws_every_chart_in_chromium_without_console_errors(
     assert not _console(dumped.stderr), "\n".join(_console(dumped.stderr))
     assert _layout_problems(page, tmp_path / "profile-layout") == []
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    screenshot = ARTIFACTS / "report-html.png"
-    screenshot.unlink(missing_ok=True)
-    shot = _chromium(page, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1280,2000",
-                     "--hide-scrollbars")
-    assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
+    shot = screenshot(page, tmp_path, "report-html.png")
     assert not _console(shot.stderr), "\n".join(_console(shot.stderr))
 
 

@@ -108,8 +108,13 @@ def test_sweep_dry_run_prints_the_matrix_totals_and_warnings_and_writes_nothing(
     assert not (tmp_path / "home").exists()
 
 
-def test_sweep_without_dry_run_says_running_is_not_available_yet(tmp_path: Path) -> None:
-    result = _cli(tmp_path, {"name": "t", "suites": ["smoke"], "machines": [{"provider": "local"}]})
-    assert result.exit_code == 2
-    assert "running a campaign is not available yet" in result.output
-    assert not (tmp_path / "home").exists()
+def test_a_suite_entry_fixes_params_for_its_own_cells_only() -> None:
+    sweep = _sweep(suites=[{"accuracy": {"max_epochs": 7}}, "smoke"], params={"target_accuracy": [0.9, 0.95]})
+    cells, _ = expand(sweep)
+    accuracy = [c for c in cells if c.values["suite"] == "accuracy"]
+    assert [c.spec.params for c in accuracy] == [{"max_epochs": 7, "target_accuracy": 0.9},
+                                                 {"max_epochs": 7, "target_accuracy": 0.95}]
+    assert all("max_epochs" not in c.values for c in accuracy)  # fixed, not swept: not in the cell's values
+    assert [c.spec.params for c in cells if c.values["suite"] == "smoke"] == [{}]
+    with pytest.raises(ValueError, match="one suite with its fixed params"):
+        _sweep(suites=[{"accuracy": {}, "smoke": {}}])

@@ -258,3 +258,14 @@ def test_each_row_names_its_machine_type_and_a_total_names_its_hosts_types(tmp_p
     assert rows["all 2"]["machine_type"] == "g4dn.xlarge, g5.xlarge"  # not the failed attempt's p3.2xlarge
     assert pd.isna(_rows(summary, "r-old")["localhost"]["machine_type"])
     assert "machine" in render_text(summary, fmt="md")
+
+
+def test_a_machine_billed_nothing_is_priced_at_its_rate(tmp_path: Path) -> None:
+    # Azure bills whole minutes: a 50 s run costs $0, yet its machine's images per dollar are at its hourly rate.
+    line = {**_cost("vm-1", 0.526, billed_seconds=0.0), "seconds": 50.0, "rule": "per_minute_full"}
+    with Store(tmp_path) as store:
+        _record(store, "r-short", {"vm-1": _document(100.0, 0.9)}, [line])
+    _, summary = api.report_frames_derived(home=tmp_path)
+    [row] = [row for _, row in summary.iterrows()]
+    assert row["cost_usd"] == 0.0 and row["price_per_hour"] == pytest.approx(0.526)
+    assert row["train_images_per_usd"] == pytest.approx(100.0 * 3600 / 0.526)

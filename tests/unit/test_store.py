@@ -215,7 +215,7 @@ def test_a_version_5_store_gains_the_logs_table_and_keeps_its_runs(tmp_path: Pat
         db.execute("INSERT INTO runs (id, state, provider, suite, spec_json, created_at, error, log_tail) VALUES "
                    "('r-old', 'failed', 'local', 'smoke', '{}', '2026-01-01T00:00:00+00:00', 'boom', 'last words\n')")
     store = Store(tmp_path)
-    assert store.query("PRAGMA user_version")[0][0] == store_module.SCHEMA_VERSION == 6
+    assert store.query("PRAGMA user_version")[0][0] == store_module.SCHEMA_VERSION == 7
     old = store.get_run("r-old")
     assert (old.state, old.error, old.log_tail) == ("failed", "boom", "last words\n")
     assert store.logs("r-old") == []
@@ -225,5 +225,6 @@ def test_a_version_5_store_gains_the_logs_table_and_keeps_its_runs(tmp_path: Pat
     assert text == api.LogText("", "last words\n")
     store.record_logs("r-old", [LogRow("localhost", "whole log\n", 0)])
     assert store.logs("r-old") == [LogRow("localhost", "whole log\n", 0)]
+    assert store.query("SELECT COUNT(*) FROM campaigns")[0][0] == 0  # version 7: campaigns
     store.close()
     assert Store(tmp_path).logs("r-old") == [LogRow("localhost", "whole log\n", 0)]  # reopening migrates nothing

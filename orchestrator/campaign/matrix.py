@@ -47,7 +47,8 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    suites: list[str] = Field(min_length=1)
+    # Each a suite's name (or path), or {suite: {param: value, …}}: params fixed for that suite's cells.
+    suites: list[str | dict[str, dict[str, ParamValue]]] = Field(min_length=1)
     machines: list[dict[str, Any]] = Field(min_length=1)
     params: dict[str, list[ParamValue]] = Field(default_factory=dict)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
@@ -63,6 +64,24 @@ class SweepSpec(BaseModel):
             if "provider" not in machine:
                 raise ValueError("each machine names its provider, e.g. {provider: aws, instance_type: g4dn.xlarge}")
         return machines
+
+    @field_validator("suites")
+    @classmethod
+    def _one_suite_each(cls, suites: list[str | dict[str, dict[str, ParamValue]]]) -> list[
+            str | dict[str, dict[str, ParamValue]]]:
+        for entry in suites:
+            if isinstance(entry, dict) and len(entry) != 1:
+                raise ValueError("each entry a suite name, or one suite with its fixed params: {accuracy: {max_epochs: "
+                                 "20}}")
+        return suites
+
+    def suite_params(self) -> dict[str, dict[str, ParamValue]]:
+        """Each suite named, in order, with the params fixed for its cells."""
+        fixed: dict[str, dict[str, ParamValue]] = {}
+        for entry in self.suites:
+            name, params = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+            fixed.setdefault(name, {}).update(params)
+        return fixed
 
     @field_validator("params")
     @classmethod
@@ -130,11 +149,14 @@ def load_sweep(path: Path) -> SweepSpec:
         raise spec_error(error, prefix=f"sweep {path.name}: ") from None
 
 
-def _machine_fields(entry: dict[str, Any]) -> dict[str, Any]:
-    """A machine entry as the run's machine fields (``host: a`` is ``hosts: [a]``)."""
+def _machine_fields(entry: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """A machine entry as the run's machine fields (``host: a`` is ``hosts: [a]``); a rented cell waits for its box
+    (``wait_s``, default the cells' timeout) when another run holds it, rather than failing."""
     fields = {k: v for k, v in entry.items() if k != "provider"}
     if "host" in fields:
         fields["hosts"] = [fields.pop("host")]
+    if entry["provider"] == "rented":
+        fields.setdefault("wait_s", timeout_s)
     return fields
 
 
@@ -162,7 +184,8 @@ def expand(sweep: SweepSpec) -> tuple[list[Cell], int]:
     Raises:
         SpecError: a suite is unknown, an exclude rule names a key no cell has, or a cell's spec is invalid.
     """
-    suites = {name: load_suite(name) for name in dict.fromkeys(sweep.suites)}
+    fixed = sweep.suite_params()
+    suites = {name: load_suite(name) for name in fixed}
     known = {"provider", "suite", *_MACHINE_KEYS, *sweep.params}
     for index, rule in enumerate(sweep.exclude):
         unknown = sorted(set(rule) - known)
@@ -175,13 +198,15 @@ def expand(sweep: SweepSpec) -> tuple[list[Cell], int]:
         for suite_name, suite in suites.items():
             dims = [name for name in sweep.params if name in suite.params]
             for combo in itertools.product(*(sweep.params[name] for name in dims)):
-                params = dict(zip(dims, combo, strict=True))
-                values = {"suite": suite_name, **params}
+                swept = dict(zip(dims, combo, strict=True))
+                values = {"suite": suite_name, **swept}
+                params = {**fixed[suite_name], **swept}
                 if any(_matches(rule, entry, values) for rule in sweep.exclude):
                     excluded += 1
                     continue
                 data = {"provider": entry["provider"], "suite": suite_name, "params": params,
-                        "machine": _machine_fields(entry), "backend": sweep.backend, "timeout_s": sweep.timeout_s}
+                        "machine": _machine_fields(entry, sweep.timeout_s), "backend": sweep.backend,
+                        "timeout_s": sweep.timeout_s}
                 cell_id = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
                 try:
                     spec = RunSpec.model_validate({**data, "name": f"{sweep.name}/{cell_id}"})

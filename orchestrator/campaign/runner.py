@@ -1,0 +1,548 @@
+"""Running a campaign: each cell one run in a process of its own (``orchestrate run -f CELL.yaml``), ``parallel`` at
+once, under the budget, recorded cell by cell so that ``--resume`` continues it.
+
+Why processes: a run arms SIGINT/SIGTERM for its teardown (only a main thread can), keeps its own provider clients
+and SSH sessions, and must tear down even when the campaign's orchestrator is killed — each cell's run watches its
+parent and interrupts itself (tearing down) when the campaign's process is gone.
+
+The loop, every ``poll_s``: reap cells whose process ended (state from the store's run row); stop every running cell
+when what is spent, billed so far included, reaches the budget; start the next cells that fit: a free lane, their
+rented box not held by another cell of the campaign (cells on one box queue on it), and the budget: what finished
+runs cost, plus each running cell's estimate (or its billed cost so far, when more), plus the cell's estimate, is at
+most the budget. A cell that does not fit waits for running cells to finish (they may cost less than estimated);
+when nothing runs and it still does not fit, it is left out (``skipped``) and the campaign goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Protocol
+
+import yaml
+
+from orchestrator.cost import billing_rule
+from orchestrator.errors import OrchestrateError, SpecError
+from orchestrator.store import FINAL_STATES, RunRow, Store, now
+from orchestrator.store.campaigns import CampaignBook, CellRow, NewCell
+
+# Seconds a cell's machines are billed after its run is told to stop (payload stopped, results collected, machine
+# released or terminated), by provider: the budget guard stops running cells this much (and one poll) before the
+# budget would be reached.
+TEARDOWN_ESTIMATE_S = {"local": 2.0, "rented": 5.0}
+CLOUD_TEARDOWN_ESTIMATE_S = 60.0
+RECOVER_WAIT_S = 900.0  # --resume: how long to wait for a cell's run that is still tearing down
+
+
+def new_campaign_id() -> str:
+    """A sortable, unique campaign id such as ``c-20261130-151002-3fa9``."""
+    return f"c-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _run_id() -> str:
+    from orchestrator.lifecycle import new_run_id
+
+    return new_run_id()
+
+
+@dataclass
+class CellView:
+    """One cell as the progress display shows it."""
+
+    cell_id: str
+    where: str
+    values: str  # the swept values, as text
+    state: str
+    run_id: str | None = None
+    machine: str | None = None  # the machine the latest run got (instance id, box, localhost)
+    attempts: int = 0  # runs the cell has started (a resumed cell runs again)
+    elapsed_s: float | None = None
+    cost_usd: float | None = None  # every attempt's: billed so far (running) or priced (finished)
+    estimated_usd: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class Progress:
+    """The campaign as it stands, for the display."""
+
+    campaign_id: str
+    name: str
+    cells: list[CellView]
+    spent_usd: float  # finished runs' cost plus running cells' billed cost so far
+    budget_usd: float | None
+    parallel: int
+
+
+class CampaignReporter(Protocol):
+    """How the runner tells the user what happens; the CLI renders it."""
+
+    def update(self, progress: Progress) -> None:
+        """The whole campaign, every poll."""
+        ...
+
+    def cell(self, view: CellView, progress: Progress) -> None:
+        """One cell started, ended, or was left out."""
+        ...
+
+    def note(self, text: str) -> None:
+        """Something the user should read (a signal received, a run cleaned up on resume)."""
+        ...
+
+
+@dataclass
+class CampaignOutcome:
+    """How a campaign (or this session of it) ended."""
+
+    campaign_id: str
+    name: str
+    state: str  # completed or interrupted
+    counts: dict[str, int]  # cells by state
+    spent_usd: float
+    stopped_by: str | None = None  # SIGINT, SIGTERM, or "budget"
+
+
+@dataclass
+class _Child:
+    cell: CellRow
+    run_id: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started: float  # clock
+    provider: str
+
+
+def spawn_cell(spec_path: Path, run_id: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """Starts one cell's run: ``orchestrate run -f CELL.yaml`` in a session of its own (a Ctrl-C at the terminal
+    reaches only the campaign, which passes it on), watching this process so that it tears down if we die."""
+    command = [sys.executable, "-m", "orchestrator", "run", "-f", str(spec_path), "--quiet", "--run-id", run_id,
+               "--watch-parent", str(os.getpid())]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def run_cost_usd(store: Store, run_id: str, *, ahead_s: float = 0.0) -> float:
+    """What a run has cost: as priced once it has finished; while it runs, each machine's billed time so far (its
+    billing rule's minimum and rounding applied), ``ahead_s`` seconds from now."""
+    rows = store.query("SELECT state FROM runs WHERE id=?", (run_id,))
+    if not rows:
+        return 0.0
+    if rows[0]["state"] in FINAL_STATES:
+        return sum(float(line["amount_usd"]) for line in store.costs(run_id))
+    at = now()
+    total = 0.0
+    for row in store.machines(run_id):
+        if row.machine is None:
+            continue
+        end = datetime.fromisoformat(row.terminated_at) if row.terminated_at else at
+        used = (end - row.machine.launched_at).total_seconds() + (0.0 if row.terminated_at else ahead_s)
+        placement = row.machine.placement
+        total += billing_rule(placement.billing_rule).billed_seconds(used) / 3600.0 * placement.price_per_hour
+    return total
+
+
+def _machine_text(store: Store, run_id: str) -> str | None:
+    ids = [row.machine_id for row in store.machines(run_id) if row.machine_id]
+    return ", ".join(dict.fromkeys(ids)) or None
+
+
+def _last_error(log_path: Path) -> str | None:
+    """The cell process's own error line (``error: …``), from the end of its log."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [line.removeprefix("error: ").strip() for line in lines if line.startswith("error: ")]
+    return errors[-1] if errors else (lines[-1].strip() if lines else None)
+
+
+def _values_text(values: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+class CampaignRunner:
+    """Runs the campaign's cells that are still to run; use :meth:`run`.
+
+    Args:
+        home: the Orchestrate home (cell files and logs go to ``home/campaigns/<id>/``).
+        store: the open store.
+        campaign_id: the campaign, recorded with its cells.
+        name: its name.
+        to_run: the cells to run, in order.
+        parallel: cells at once.
+        budget_usd: the most the campaign may spend (None: no limit).
+        reporter: the display.
+        spawn: starts a cell's process (injectable for tests).
+        clock, sleep, poll_s: the loop's time (injectable).
+    """
+
+    def __init__(self, *, home: Path, store: Store, campaign_id: str, name: str, to_run: list[CellRow],
+                 parallel: int, budget_usd: float | None, reporter: CampaignReporter,
+                 spawn: Callable[[Path, str, Path], subprocess.Popen[bytes]] = spawn_cell,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 poll_s: float = 0.5) -> None:
+        self.home, self.store, self.book = home, store, CampaignBook(store)
+        self.campaign_id, self.name = campaign_id, name
+        self.pending = list(to_run)
+        self.parallel, self.budget = parallel, budget_usd
+        self.reporter, self.spawn = reporter, spawn
+        self.clock, self.sleep, self.poll_s = clock, sleep, poll_s
+        self.running: dict[str, _Child] = {}
+        self.stopped_by: str | None = None
+        self.signals = 0
+        self.directory = home / "campaigns" / campaign_id
+        self._final_cost: dict[str, float] = {}
+
+    # the loop --------------------------------------------------------------------------------------
+
+    def run(self) -> CampaignOutcome:
+        """Runs every cell to run, then records how the campaign ended."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._signals():
+                while self.pending or self.running:
+                    self._reap()
+                    if self.stopped_by is None:
+                        self._guard_budget()
+                    if self.stopped_by is None:
+                        self._start_more()
+                        if not self.running and self.pending:
+                            self._leave_out_rest()
+                    if self.stopped_by is not None and not self.running:
+                        break
+                    self.reporter.update(self.progress())
+                    if self.pending or self.running:
+                        self.sleep(self.poll_s)
+        except _LeaveNow:
+            self.reporter.note(f"leaving {len(self.running)} cell(s) to finish their teardown on their own; "
+                               f"`orchestrate sweep FILE --resume` waits for them")
+        finally:
+            self._stop_children_left()
+        if self.stopped_by == "budget":
+            for cell in self.pending:
+                self.book.end_cell(self.campaign_id, cell.cell_id, "skipped",
+                                   f"left out: the budget (${self.budget:g}) stopped the campaign")
+            self.pending.clear()
+        state = "interrupted" if self.stopped_by is not None else "completed"
+        self.book.finish(self.campaign_id, state)
+        progress = self.progress()
+        self.reporter.update(progress)
+        counts: dict[str, int] = {}
+        for view in progress.cells:
+            counts[view.state] = counts.get(view.state, 0) + 1
+        return CampaignOutcome(self.campaign_id, self.name, state, counts, progress.spent_usd, self.stopped_by)
+
+    def _start_more(self) -> None:
+        busy = {host for child in self.running.values() for host in (child.cell.spec["machine"].get("hosts") or [])}
+        for cell in list(self.pending):
+            if len(self.running) >= self.parallel:
+                return
+            hosts = cell.spec["machine"].get("hosts") or []
+            if busy.intersection(hosts):
+                continue  # queued on its box, held by another cell of the campaign
+            if self.budget is not None and self.committed_usd() + cell.estimated_usd > self.budget + 1e-9:
+                continue  # waits for running cells to finish; left out if it still does not fit
+            self._start(cell)
+            self.pending.remove(cell)
+            busy.update(hosts)
+
+    def _start(self, cell: CellRow) -> None:
+        run_id = _run_id()
+        spec_path = self.directory / f"{cell.cell_id}.yaml"
+        spec_path.write_text(yaml.safe_dump(cell.spec, sort_keys=False))
+        log_path = self.directory / f"{cell.cell_id}-{cell.attempts + 1}.log"
+        self.book.start_cell(self.campaign_id, cell.cell_id, run_id)  # recorded before the process exists
+        process = self.spawn(spec_path, run_id, log_path)
+        self.running[cell.cell_id] = _Child(cell, run_id, process, log_path, self.clock(),
+                                            str(cell.spec.get("provider", "")))
+        self.reporter.cell(self._view(self._cell(cell.cell_id)), self.progress())
+
+    def _reap(self) -> None:
+        for cell_id, child in list(self.running.items()):
+            if child.process.poll() is None:
+                continue
+            del self.running[cell_id]
+            state, error = self.settle(child.run_id, child.log_path, child.process.returncode)
+            self.book.end_cell(self.campaign_id, cell_id, state, error)
+            self.reporter.cell(self._view(self._cell(cell_id)), self.progress())
+
+    def settle(self, run_id: str, log_path: Path | None, returncode: int | None) -> tuple[str, str | None]:
+        """A cell's state from its run, once its process is gone; a run left unfinished is torn down first."""
+        rows = self.store.query("SELECT state, error FROM runs WHERE id=?", (run_id,))
+        if not rows:  # the process ended before it recorded the run (bad input, a crash at start)
+            why = _last_error(log_path) if log_path is not None else None
+            return "failed", why or f"the cell's process exited with {returncode} before its run started"
+        state, error = rows[0]["state"], rows[0]["error"]
+        if state not in FINAL_STATES:
+            return self._clean_up(run_id)
+        return state, error
+
+    def _clean_up(self, run_id: str) -> tuple[str, str | None]:
+        """Tears down what a cell's run left when its process died without finishing it (`orchestrate down`)."""
+        from orchestrator import api
+
+        results = api.down([run_id], home=self.home)
+        failed = {m: why for result in results for m, why in result.failed.items()}
+        if failed:
+            text = "; ".join(f"{m}: {why}" for m, why in failed.items())
+            self.reporter.note(f"cell run {run_id}: not cleaned up: {text} (retry: orchestrate down {run_id})")
+            return "failed", f"its run's machines could not be cleaned up: {text}"
+        gone = sum(len(result.gone) for result in results)
+        self.reporter.note(f"cell run {run_id} was left unfinished: {gone} machine(s) torn down")
+        return "interrupted", "its run was left unfinished (its process died); torn down"
+
+    def _leave_out_rest(self) -> None:
+        """Nothing runs and no pending cell fits the budget: each is left out, with the figures that say why."""
+        spent = self.committed_usd()
+        for cell in self.pending:
+            why = (f"left out by the budget: its estimate ${cell.estimated_usd:.4f} on top of ${spent:.4f} spent "
+                   f"exceeds ${self.budget:g}")
+            self.book.end_cell(self.campaign_id, cell.cell_id, "skipped", why)
+            self.reporter.cell(self._view(self._cell(cell.cell_id)), self.progress())
+        self.pending.clear()
+
+    # money -----------------------------------------------------------------------------------------
+
+    def _cost(self, run_id: str, ahead_s: float = 0.0) -> float:
+        if run_id in self._final_cost:
+            return self._final_cost[run_id]
+        cost = run_cost_usd(self.store, run_id, ahead_s=ahead_s)
+        rows = self.store.query("SELECT state FROM runs WHERE id=?", (run_id,))
+        if rows and rows[0]["state"] in FINAL_STATES:
+            self._final_cost[run_id] = cost
+        return cost
+
+    def spent_usd(self) -> float:
+        """Every run of the campaign: as priced once finished, billed so far while running."""
+        return sum(self._cost(run_id) for run_id in self.book.run_ids(self.campaign_id))
+
+    def committed_usd(self, *, with_teardown: bool = False) -> float:
+        """What the campaign has spent, each running cell counted at its estimate or at its billed cost so far when
+        more (``with_teardown``: billed as if its teardown, :data:`TEARDOWN_ESTIMATE_S`, had happened too)."""
+        running = {child.run_id: child for child in self.running.values()}
+        total = 0.0
+        for run_id in self.book.run_ids(self.campaign_id):
+            child = running.get(run_id)
+            if child is None or run_id in self._final_cost:
+                total += self._cost(run_id)
+                continue
+            ahead_s = TEARDOWN_ESTIMATE_S.get(child.provider, CLOUD_TEARDOWN_ESTIMATE_S) + self.poll_s \
+                if with_teardown else 0.0
+            total += max(self._cost(run_id, ahead_s), child.cell.estimated_usd)
+        return total
+
+    def _guard_budget(self) -> None:
+        """Stops every running cell once a cell has overrun its estimate so far that the campaign's cost, its
+        teardown counted, would pass the budget (the cells started within it: estimates alone never stop them)."""
+        if self.budget is None or not self.running:
+            return
+        if self.committed_usd(with_teardown=True) <= self.budget + 1e-9:
+            return
+        self.stopped_by = "budget"
+        self.reporter.note(f"stopping {len(self.running)} running cell(s): the campaign's cost with their teardown "
+                           f"would pass the ${self.budget:g} budget")
+        for child in self.running.values():
+            _signal(child.process, signal.SIGTERM)
+
+    # signals ---------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM: no new cell starts, the running ones are interrupted (each tears down) and awaited; a
+        second signal leaves them to finish their teardown on their own."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            self.signals += 1
+            if self.signals > 1:
+                raise _LeaveNow()
+            self.stopped_by = self.stopped_by or name
+            self.reporter.note(f"{name}: no new cell starts; {len(self.running)} running cell(s) tear down "
+                               f"(again to leave them to it)")
+            for child in self.running.values():
+                _signal(child.process, signal.SIGINT)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _stop_children_left(self) -> None:
+        """Only on an unexpected error: each running cell is interrupted (its own process tears down)."""
+        if self.signals > 1:
+            return
+        for child in self.running.values():
+            _signal(child.process, signal.SIGTERM)
+
+    # views -----------------------------------------------------------------------------------------
+
+    def _cell(self, cell_id: str) -> CellRow:
+        return next(c for c in self.book.cells(self.campaign_id) if c.cell_id == cell_id)
+
+    def _view(self, cell: CellRow, runs: list[str] | None = None) -> CellView:
+        view = CellView(cell.cell_id, cell.where, _values_text(cell.values), cell.state, cell.run_id,
+                        attempts=cell.attempts, estimated_usd=cell.estimated_usd, error=cell.error)
+        child = self.running.get(cell.cell_id)
+        if cell.run_id is not None:
+            view.machine = _machine_text(self.store, cell.run_id)
+            runs = runs if runs is not None else self.book.runs_by_cell(self.campaign_id).get(cell.cell_id, [])
+            view.cost_usd = sum(self._cost(run_id) for run_id in runs)  # every attempt's
+            if child is not None:
+                view.elapsed_s = self.clock() - child.started
+            else:
+                rows = self.store.query("SELECT duration_s FROM runs WHERE id=?", (cell.run_id,))
+                view.elapsed_s = rows[0]["duration_s"] if rows else None
+        return view
+
+    def progress(self) -> Progress:
+        """The campaign's cells as they stand, for the display."""
+        runs = self.book.runs_by_cell(self.campaign_id)
+        views = [self._view(cell, runs.get(cell.cell_id, [])) for cell in self.book.cells(self.campaign_id)]
+        return Progress(self.campaign_id, self.name, views, self.spent_usd(), self.budget, self.parallel)
+
+
+class _LeaveNow(BaseException):
+    """A second signal: stop waiting for the running cells."""
+
+
+def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
+    with suppress(ProcessLookupError):
+        process.send_signal(signum)
+
+
+# starting and resuming -------------------------------------------------------------------------------
+
+
+@dataclass
+class CampaignStart:
+    """What ``orchestrate sweep`` starts from: the campaign as recorded and the cells this session runs."""
+
+    campaign_id: str
+    name: str
+    to_run: list[CellRow]
+    budget_usd: float | None
+    parallel: int
+    resumed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _new_cells(matrix: object) -> list[NewCell]:
+    from orchestrator.campaign.matrix import Matrix
+
+    assert isinstance(matrix, Matrix)
+    return [NewCell(p.cell.id, position, p.cell.where, p.cell.values, p.cell.spec.model_dump(mode="json"),
+                    p.duration_s, p.cost_usd) for position, p in enumerate(matrix.cells)]
+
+
+def begin(store: Store, *, sweep_file: Path, sweep: object, matrix: object, resume: bool,
+          retry_failed: bool) -> CampaignStart:
+    """Records a new campaign, or takes over the unfinished one of the sweep's name (``resume``), and says which
+    cells to run: every cell of a new one; on resume, those that did not finish (and failed ones with
+    ``retry_failed``), once each cell left running by the dead orchestrator is settled (see :func:`recover`).
+
+    Raises:
+        SpecError: ``resume`` with no unfinished campaign of that name, or with its orchestrator still running.
+    """
+    from orchestrator.campaign.matrix import Matrix, SweepSpec
+
+    assert isinstance(sweep, SweepSpec) and isinstance(matrix, Matrix)
+    book = CampaignBook(store)
+    cells = _new_cells(matrix)
+    sweep_json = sweep.model_dump(mode="json")
+    previous = book.unfinished(sweep.name, with_failed=resume and retry_failed)
+    notes: list[str] = []
+    if not resume:
+        if previous is not None and previous.abandoned:
+            notes.append(f"campaign {previous.name} ({previous.id}) did not finish: `orchestrate sweep "
+                         f"{sweep_file} --resume` continues it; this starts a new one")
+        campaign_id = new_campaign_id()
+        book.create(campaign_id, name=sweep.name, file=str(sweep_file.resolve()), sweep=sweep_json,
+                    budget_usd=matrix.budget_usd, parallel=matrix.parallel, cells=cells)
+        return CampaignStart(campaign_id, sweep.name, book.cells(campaign_id), matrix.budget_usd, matrix.parallel,
+                             notes=notes)
+    if previous is None:
+        raise SpecError("--resume", sweep.name, "the name of a campaign that did not complete" + (
+            " or has failed cells" if retry_failed else "") + " (none of that name is: run it without --resume)")
+    if previous.state == "running" and not previous.abandoned:
+        raise SpecError("--resume", previous.id, "a campaign whose orchestrator is gone (this one is still "
+                        "running: stop it with Ctrl-C where it runs)")
+    book.reopen(previous.id, sweep=sweep_json, budget_usd=matrix.budget_usd, parallel=matrix.parallel, cells=cells)
+    wanted = {c.cell_id for c in cells}
+    again = ("pending", "running", "interrupted", "skipped", *(("failed",) if retry_failed else ()))
+    to_run = [c for c in book.cells(previous.id) if c.cell_id in wanted and c.state in again]
+    return CampaignStart(previous.id, sweep.name, to_run, matrix.budget_usd, matrix.parallel, resumed=True,
+                         notes=notes)
+
+
+def recover(runner: CampaignRunner, *, clock: Callable[[], float] = time.monotonic,
+            sleep: Callable[[float], None] = time.sleep) -> None:
+    """Settles the cells a dead orchestrator left running, before they are run again: a run still going on (its own
+    process is tearing it down) is waited for; a run left unfinished is torn down (`orchestrate down`); a finished
+    run gives the cell its state (a succeeded or failed cell is then not run again)."""
+    for cell in [c for c in runner.pending if c.state == "running" and c.run_id]:
+        assert cell.run_id is not None
+        deadline = clock() + RECOVER_WAIT_S
+        said = False
+        while (row := _run_row(runner.store, cell.run_id)) is not None and row.state not in FINAL_STATES \
+                and not row.abandoned:
+            if not said:
+                runner.reporter.note(f"cell {cell.cell_id}: its run {cell.run_id} is still tearing down; waiting")
+                said = True
+            if clock() > deadline:
+                raise OrchestrateError(f"cell {cell.cell_id}: its run {cell.run_id} did not finish in "
+                                       f"{RECOVER_WAIT_S:.0f} s", hint=f"orchestrate down {cell.run_id}")
+            sleep(0.5)
+        # No run recorded: its process died before anything was launched.
+        state, error = ("pending", None) if row is None else runner.settle(cell.run_id, None, None)
+        runner.book.end_cell(runner.campaign_id, cell.cell_id, state, error)
+        if state in ("succeeded", "failed"):
+            runner.pending = [c for c in runner.pending if c.cell_id != cell.cell_id]
+    fresh = {c.cell_id: c for c in runner.book.cells(runner.campaign_id)}
+    runner.pending = [fresh[c.cell_id] for c in runner.pending]
+
+
+def _run_row(store: Store, run_id: str) -> RunRow | None:
+    rows = store.query("SELECT id FROM runs WHERE id=?", (run_id,))
+    return store.get_run(run_id) if rows else None
+
+
+def run_campaign(sweep_file: Path, *, home: Path, reporter: CampaignReporter, budget_usd: float | None = None,
+                 parallel: int | None = None, resume: bool = False, retry_failed: bool = False,
+                 spawn: Callable[[Path, str, Path], subprocess.Popen[bytes]] = spawn_cell,
+                 poll_s: float = 0.5) -> CampaignOutcome:
+    """Plans a sweep file (every cell checked before anything starts), records the campaign (or takes over the
+    unfinished one of its name with ``resume``) and runs its cells.
+
+    Raises:
+        SpecError: the sweep file, a cell, ``--resume`` or ``--budget`` is invalid; nothing was recorded.
+    """
+    from orchestrator.campaign.matrix import check_cell_params, load_sweep, plan_matrix
+
+    sweep = load_sweep(sweep_file)
+    matrix = plan_matrix(sweep, home=home, budget_usd=budget_usd, parallel=parallel)
+    check_cell_params(matrix)
+    with Store(home) as store:
+        start = begin(store, sweep_file=sweep_file, sweep=sweep, matrix=matrix, resume=resume,
+                      retry_failed=retry_failed)
+        for text in [*start.notes, *matrix.warnings]:
+            reporter.note(text)
+        runner = CampaignRunner(home=home, store=store, campaign_id=start.campaign_id, name=start.name,
+                                to_run=start.to_run, parallel=start.parallel, budget_usd=start.budget_usd,
+                                reporter=reporter, spawn=spawn, poll_s=poll_s)
+        if start.resumed:
+            recover(runner)
+        return runner.run()
+

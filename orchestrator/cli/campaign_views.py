@@ -1,0 +1,118 @@
+"""How a campaign shows while it runs: a live rich table of its cells on a terminal, one line per cell event when the
+output is a file or a pipe (CI logs stay readable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.campaign.runner import CampaignOutcome, CellView, Progress
+from orchestrator.cli.console import err, out
+
+CELL_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan", "skipped": "dim",
+              "pending": ""}
+
+
+def _money(value: float | None) -> str:
+    return "" if value is None else f"${value:.4f}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    minutes, seconds = divmod(value, 60)
+    return f"{int(minutes)}m{seconds:04.1f}s" if minutes else f"{seconds:.1f}s"
+
+
+def budget_text(progress: Progress) -> str:
+    """``spent $X of $B ($L left)`` or ``spent $X`` without a budget."""
+    if progress.budget_usd is None:
+        return f"spent ${progress.spent_usd:.4f} (no budget)"
+    left = max(progress.budget_usd - progress.spent_usd, 0.0)
+    return f"spent ${progress.spent_usd:.4f} of ${progress.budget_usd:g} (${left:.4f} left)"
+
+
+def cells_table(progress: Progress, title: str | None = None) -> Table:
+    """The cells as a table: state, machine, elapsed, cost so far; the caption has the budget left."""
+    counts: dict[str, int] = {}
+    for view in progress.cells:
+        counts[view.state] = counts.get(view.state, 0) + 1
+    caption = f"{budget_text(progress)} · " + ", ".join(f"{n} {state}" for state, n in counts.items())
+    table = Table(title=title or f"campaign {escape(progress.name)} ({progress.campaign_id}), --parallel "
+                  f"{progress.parallel}", caption=escape(caption))
+    for column in ("#", "cell", "where", "values", "state", "machine", "elapsed", "cost", "est. $"):
+        table.add_column(column, justify="right" if column in ("#", "elapsed", "cost", "est. $") else "left")
+    for index, view in enumerate(progress.cells, 1):
+        style = CELL_STYLE.get(view.state, "")
+        state = f"[{style}]{view.state}[/]" if style else view.state
+        table.add_row(str(index), view.cell_id, escape(view.where), escape(view.values), state,
+                      escape(view.machine or ""), _seconds(view.elapsed_s), _money(view.cost_usd),
+                      _money(view.estimated_usd))
+    return table
+
+
+def cell_line(view: CellView, progress: Progress) -> str:
+    """One line for a cell event, e.g. ``[3/12] cell 1a2b… local (suite=accuracy, …): succeeded in 9.1 s, $0.0003``."""
+    done = sum(1 for v in progress.cells if v.state in ("succeeded", "failed", "skipped"))
+    head = f"[{done}/{len(progress.cells)}] cell {view.cell_id} {view.where} ({view.values}): {view.state}"
+    if view.state == "running":
+        return f"{head} as {view.run_id}"
+    if view.state == "skipped":
+        return f"{head}: {view.error}"
+    tail = f" in {_seconds(view.elapsed_s)}" if view.elapsed_s is not None else ""
+    tail += f", {_money(view.cost_usd)}" if view.cost_usd is not None else ""
+    tail += f"; {budget_text(progress)}"
+    return head + tail + (f": {view.error}" if view.error and view.state != "succeeded" else "")
+
+
+class CampaignDisplay:
+    """The CLI's :class:`~orchestrator.campaign.runner.CampaignReporter`.
+
+    Args:
+        live: redraw a table in place (a terminal); else print one line per cell event.
+    """
+
+    def __init__(self, live: bool) -> None:
+        self.live: Any = None
+        self.wanted = live
+
+    def update(self, progress: Progress) -> None:  # noqa: D102
+        if not self.wanted:
+            return
+        if self.live is None:
+            from rich.live import Live
+
+            self.live = Live(cells_table(progress), console=out, refresh_per_second=4, transient=False,
+                             vertical_overflow="visible")
+            self.live.start()
+        self.live.update(cells_table(progress))
+
+    def cell(self, view: CellView, progress: Progress) -> None:  # noqa: D102
+        if self.wanted:
+            self.update(progress)
+        else:
+            out.print(escape(cell_line(view, progress)))
+
+    def note(self, text: str) -> None:  # noqa: D102
+        console = self.live.console if self.live is not None else err
+        console.print(f"[yellow]note[/] {escape(text)}")
+
+    def close(self) -> None:
+        """Stops redrawing (the last table stays on the screen)."""
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def print_outcome(outcome: CampaignOutcome) -> None:
+    """The campaign's end: cells by state, what it spent, and where its report is."""
+    counts = ", ".join(f"{n} {state}" for state, n in outcome.counts.items())
+    style = "green" if outcome.state == "completed" else "yellow"
+    stopped = f" (stopped by {outcome.stopped_by})" if outcome.stopped_by else ""
+    out.print(f"\ncampaign [bold]{escape(outcome.name)}[/] ({outcome.campaign_id}) [{style}]{outcome.state}[/]"
+              f"{stopped}: {counts}; spent ${outcome.spent_usd:.4f}")
+    if outcome.state == "interrupted":
+        out.print("[dim]continue it: orchestrate sweep FILE --resume[/]")
+    out.print(f"[dim]report: orchestrate campaign report {escape(outcome.name)} (--format html -o campaign.html)[/]")
