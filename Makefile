@@ -58,6 +58,7 @@ bench: $(STAMP_TEST)
 	$(BIN)/python benchmarks/bench_aws.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_azure.py --output docs/performance.md
 	$(BIN)/python benchmarks/bench_prepare.py --output docs/performance.md
+	$(BIN)/python benchmarks/bench_campaign.py --output docs/performance.md
 
 clean:
 	rm -rf $(VENV) .venv-checkov .cache build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -46,6 +46,19 @@ def _sweep(root: Path, name: str, cells_per_box: int) -> Path:
     return path
 
 
+def _heat_squares_drawn(root: Path, env: dict[str, str]) -> int:
+    """Writes the dev-box campaign's HTML report and counts the heat-map squares Chromium's DOM holds."""
+    import shutil
+
+    page = root / "dev-box.html"
+    subprocess.run([ORCHESTRATE, "campaign", "report", "dev-box", "--format", "html", "-o", str(page)], check=True,
+                   capture_output=True, env=env, timeout=300)
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or "chromium"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={root}/chrome",
+                          "--dump-dom", page.as_uri()], check=True, capture_output=True, text=True, timeout=120).stdout
+    return len(re.findall(r'<rect class="heat"', dom))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
@@ -75,6 +88,7 @@ def main() -> None:
         dev_box_s = time.perf_counter() - started
         last = dev_box.stdout.strip().splitlines()[-2]
         cells = re.search(r"(\d+) succeeded", last)
+        squares = _heat_squares_drawn(root, dev_home)
 
     ratio = sorted(campaign)[len(campaign) // 2] / sorted(baseline)[len(baseline) // 2]
     section = "\n".join([
@@ -95,6 +109,9 @@ def main() -> None:
         f"| campaign / one-per-box | **{ratio:.2f}x** (target <= 1.3x) |",
         f"| `orchestrate sweep benchmarks/sweeps/dev-box.yaml` (real Keras: {cells.group(1) if cells else '?'} "
         f"cells, accuracy and throughput, on this computer) | {dev_box_s:.1f} |",
+        "",
+        f"Its HTML report (`orchestrate campaign report dev-box --format html -o …`), opened in headless Chromium: "
+        f"{squares} heat-map squares drawn (learning rate × dropout).",
         "",
         "Each cell is a process of its own (`orchestrate run -f CELL.yaml`), so four at once pay four Python "
         "start-ups and four sets of SSH connections on these 2 cores; the campaign's own loop polls the store twice a "
