@@ -164,7 +164,7 @@ def report_frames(
         else:
             ids = [row.id for row in store.list_runs(last=last)]
         samples, summary = frames(store, ids, curves_only=view == "summary")
-        return samples, priced(summary, _run_prices(store, ids))
+        return samples, _with_interruptions(priced(summary, _run_prices(store, ids)), store, ids)
 
 
 def _configured_providers(home: Path, store: Store) -> list[str]:
@@ -342,6 +342,24 @@ def inventory_check(names: list[str] | None = None, *, home: Path | None = None)
 
 if TYPE_CHECKING:
     from orchestrator.catalog.breakeven import BreakevenReport, Measured
+
+
+def _with_interruptions(summary: pd.DataFrame, store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Adds, when a run lost machines to spot evictions, ``interruptions`` (machines evicted and replaced) and
+    ``interruption_cost_usd`` (what those machines cost) to each of its rows (0 for the other runs)."""
+    if not run_ids or summary.empty or "run_id" not in summary.columns:
+        return summary
+    marks = ",".join("?" * len(run_ids))
+    rows = store.query(
+        f"SELECT m.run_id, COUNT(DISTINCT m.machine_id), COALESCE(SUM(c.amount_usd), 0) FROM machines m "
+        f"LEFT JOIN costs c ON c.run_id = m.run_id AND c.machine_id = m.machine_id "
+        f"WHERE m.state = 'evicted' AND m.run_id IN ({marks}) GROUP BY m.run_id", list(run_ids))
+    if not rows:
+        return summary
+    count = {row[0]: int(row[1]) for row in rows}
+    cost = {row[0]: float(row[2]) for row in rows}
+    return summary.assign(interruptions=summary["run_id"].map(count).fillna(0).astype(int),
+                          interruption_cost_usd=summary["run_id"].map(cost).fillna(0.0))
 
 
 def _run_prices(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from orchestrator.errors import (
     QuotaError,
     RunInterrupted,
 )
+from orchestrator.eviction import CheckpointKeeper, EvictionWatch, recovers, replace_evicted
 from orchestrator.fanout import GroupResult, fan_out
 from orchestrator.machine import LaunchRequest, Machine, Placement
 from orchestrator.plan import Plan
@@ -132,6 +133,8 @@ class RunContext:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     poll_interval_s: float = 0.5
+    checkpoint_poll_s: float = 5.0  # one-machine spot runs: the least time between looks at the payload's backups
+    eviction_poll_s: float = 15.0  # one-machine spot runs: how often the provider is asked if the machine is there
     provider_factory: Callable[[str], Provider] | None = None  # default: the registry, leases from the store
     connect: Connector = transport_to
     allowed_cidr: str | None = None  # clouds: who may reach port 22 (resolved before the run: orchestrator.access)
@@ -178,6 +181,9 @@ class _Run:
         self.execute_end: datetime | None = None
         self.teardown_result = TeardownResult()
         self.cancel = threading.Event()
+        self.evicted: list[str] = []  # machines the run lost to spot evictions (replaced)
+        self.keeper = CheckpointKeeper(ctx.home / "checkpoints" / run_id, plan.spec.checkpoint_every_epochs,
+                                       ctx.clock, ctx.checkpoint_poll_s)
 
     @property
     def machines(self) -> list[Machine]:
@@ -236,18 +242,21 @@ class _Run:
 
     # provision -------------------------------------------------------------------------------------
 
-    def provision(self) -> None:
+    def provision(self, first_attempt: int = 1) -> None:
+        """Launches the plan's placements in order until one succeeds (numbering the attempts from
+        ``first_attempt``: a replacement for an evicted machine goes on from the run's earlier attempts)."""
         with self.step("provision") as note:
             from orchestrator.errors import SpotRefused
 
             failures: list[str] = []
             attempts = self.plan.attempts
             spot_refused = ""  # why every remaining spot placement is skipped, once one was refused as a whole
-            for attempt, placement in enumerate(attempts, 1):
+            for position, placement in enumerate(attempts, 1):
+                attempt = position + first_attempt - 1
                 if placement.spot and spot_refused:
                     failures.append(f"{placement.describe()}: skipped ({spot_refused})")
                     continue
-                on_demand_left = any(not p.spot for p in attempts[attempt:])
+                on_demand_left = any(not p.spot for p in attempts[position:])
                 try:
                     machines = self.launch(attempt, placement)
                 except QuotaError as error:
@@ -409,7 +418,24 @@ class _Run:
         pgid = session.start(env)
         assert session.process is not None
         prefix = f"[{session.name}] " if len(self.sessions) > 1 else ""
-        exit_code = follow(
+        keep = recovers(self)  # a spot machine that may vanish: its backups are copied back as training goes
+
+        def wait(seconds: float) -> None:
+            if keep:
+                self.keeper.tick(session)
+            self.ctx.sleep(seconds)
+
+        watch = EvictionWatch(self, session, self.ctx.eviction_poll_s) if keep else nullcontext()
+        with watch:
+            exit_code = self.follow(session, prefix, wait)
+        if exit_code != 0:
+            raise PayloadFailed(f"the payload exited with code {exit_code}")
+        return f"process group {pgid} exited with code 0"
+
+    def follow(self, session: Session, prefix: str, wait: Callable[[float], None]) -> int:
+        """Tails the machine's payload until it exits (echoing its log); returns its exit code."""
+        assert session.process is not None
+        return follow(
             session.process,
             timeout_s=self.plan.spec.timeout_s,
             on_output=lambda text: self.ctx.reporter.output(
@@ -417,21 +443,27 @@ class _Run:
             ),
             poll_interval_s=self.ctx.poll_interval_s,
             clock=self.ctx.clock,
-            sleep=self.ctx.sleep,
+            sleep=wait,
             cancelled=self.cancel.is_set,
         )
-        if exit_code != 0:
-            raise PayloadFailed(f"the payload exited with code {exit_code}")
-        return f"process group {pgid} exited with code 0"
 
     def run_payload(self) -> None:
         self.store.set_state(self.run_id, "running")
         self.execute_start = now()
-        index = {id(session): i for i, session in enumerate(self.sessions)}
         try:
-            self.on_every_machine("execute", lambda s: self.execute(s, index[id(s)]))
+            while True:
+                try:
+                    self.on_every_machine("execute", lambda s: self.execute(
+                        s, next(i for i, session in enumerate(self.sessions) if session is s)))
+                    return
+                except (RunInterrupted, KeyboardInterrupt):
+                    raise
+                except Exception:
+                    if not replace_evicted(self):  # a spot machine gone: replaced, its training resumed
+                        raise
         finally:
             self.execute_end = now()
+            self.keeper.forget()
 
     def collect(self) -> None:
         """Fetches results documents and logs, and keeps the logs: after success, failure or interrupt alike."""

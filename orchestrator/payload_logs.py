@@ -137,16 +137,18 @@ def _live_logs(
             for machine_id, (process, lines) in list(readers.items()):
                 try:
                     result = process.poll()
-                    data = chunk = result.log
-                    while len(chunk) >= MAX_LOG_CHUNK:  # a full chunk: there may be more
+                    chunk = result.log
+                    # Given out chunk by chunk, so a log of any size passes through in bounded memory.
+                    while True:
+                        if whole := lines.feed(chunk):
+                            yield text(machine_id, whole)
+                        if len(chunk) < MAX_LOG_CHUNK:  # less than a full chunk: that was all there was
+                            break
                         chunk = process.poll().log
-                        data += chunk
                 except OrchestrateError as error:  # e.g. the run directory is gone: the run tore it down
                     del readers[machine_id]  # the run collected its log first: the rest is in the store
                     yield from kept(machine_id, process.log_offset - lines.pending, str(error))
                     continue
-                if whole := lines.feed(data):
-                    yield text(machine_id, whole)
                 # "vanished": not started yet (the run goes on), or dead without an exit code.
                 gone = result.status == "exited" or (result.status == "vanished" and run.abandoned)
                 if gone or last_look:

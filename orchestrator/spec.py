@@ -124,6 +124,9 @@ class RunSpec(_Strict):
     keep: bool = False  # leave the machine up after the run
     multi_node: bool = False  # one training across the machines (TF_CONFIG per worker), not one run on each
     multi_node_port: int = Field(default=23456, ge=1024, le=65000)  # worker i listens on port + i
+    # A one-machine spot run copies the payload's backups back after this many newly completed epochs, so that a
+    # replacement for an evicted machine resumes there.
+    checkpoint_every_epochs: int = Field(default=1, ge=1, le=10_000)
     name: str | None = None  # a label for reports
 
     @field_validator("name")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from orchestrator.cost import billing_rule, price_machine
 from orchestrator.errors import OrchestrateError
@@ -23,7 +24,8 @@ from orchestrator.providers.base import Provider
 from orchestrator.remote.connect import Connector
 from orchestrator.remote.session import clean_up
 from orchestrator.remote.transport import Transport
-from orchestrator.store import FINAL_STATES, Store, now
+from orchestrator.store import FINAL_STATES, RunRow, Store, now
+from orchestrator.store.registry import LogRow
 
 CLEANUP_CONNECT_S = 60.0
 
@@ -154,6 +156,41 @@ def _execute_marks(store: Store, run_id: str) -> tuple[datetime | None, datetime
     return None, None
 
 
+@dataclass
+class _Salvage:
+    """What `down` kept of an abandoned run's machines before tearing them down."""
+
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # by machine id: documents of this run
+    logs: list[LogRow] = field(default_factory=list)
+    transports: dict[str, Transport] = field(default_factory=dict)  # reused by the teardown
+
+
+def _salvaged(run_id: str, machines: Sequence[Machine], *, connect: Connector, home: Path) -> _Salvage:
+    """Stops each machine's payload and fetches its log and results document (only one of this run), best effort:
+    a machine that cannot be reached keeps nothing, and is torn down all the same."""
+    from orchestrator.remote.detached import DetachedProcess
+    from orchestrator.remote.session import RESULTS_FILE
+    from orchestrator.results import parse_results
+
+    kept = _Salvage()
+    for machine in machines:
+        try:
+            transport = connect(machine.access, home, CLEANUP_CONNECT_S)
+            kept.transports[machine.id] = transport
+            process = DetachedProcess(transport, machine.run_dir)
+            process.kill()
+            collected = process.log_and_file(RESULTS_FILE)
+            text, skipped = collected.kept_log()
+            kept.logs.append(LogRow(machine.id, text, skipped))
+            if collected.file is not None:
+                document = parse_results(collected.file)
+                if document.get("run_id") == run_id:
+                    kept.results[machine.id] = document
+        except Exception:  # noqa: BLE001 - keeping results is best effort; the teardown must go on
+            continue
+    return kept
+
+
 def down_run(
     store: Store, run_id: str, *, providers: Callable[[str], Provider], connect: Connector, home: Path,
     extra: Sequence[Machine] = (),
@@ -171,13 +208,19 @@ def down_run(
     known_ids = {m.id for m in known}
     orphans = [m for m in extra if m.id not in known_ids]
     touched = {row.machine_id for row in rows if row.touched and row.machine_id} | {m.id for m in orphans}
-    result = tear_down(store, run_id, [*known, *orphans], touched=touched, providers=providers,
-                       provider_names={row.provider for row in rows}, connect=connect, home=home)
-    outcome = DownResult(run_id, [m.id for m in result.gone], result.failed)
     try:
-        run = store.get_run(run_id)
+        run: RunRow | None = store.get_run(run_id)
     except OrchestrateError:
-        return outcome  # an orphan of a run the store never recorded: nothing to price
+        run = None  # an orphan of a run the store never recorded: nothing to keep or price
+    salvage = _Salvage()
+    if run is not None and run.state not in FINAL_STATES:  # its orchestrator died: keep what the payload wrote
+        salvage = _salvaged(run_id, [m for m in known if m.id in touched], connect=connect, home=home)
+    result = tear_down(store, run_id, [*known, *orphans], touched=touched, providers=providers,
+                       provider_names={row.provider for row in rows}, connect=connect, home=home,
+                       transports=salvage.transports)
+    outcome = DownResult(run_id, [m.id for m in result.gone], result.failed)
+    if run is None:
+        return outcome
     start, end = _execute_marks(store, run_id)
     until = now()
     costs = price_machines(known, gone_at=result.gone_at, execute_start=start, execute_end=end or until,
@@ -186,12 +229,23 @@ def down_run(
         store.record_costs(run_id, costs)
         outcome.state = run.state
     else:
+        # Machines its dead orchestrator had already torn down (it died recording) are priced too.
+        gone = [row for row in store.machines(run_id) if row.machine is not None and row.state == "terminated"
+                and row.terminated_at and row.machine.id not in known_ids]
+        costs += price_machines([row.machine for row in gone if row.machine is not None],
+                                gone_at={row.machine.id: datetime.fromisoformat(str(row.terminated_at))
+                                         for row in gone if row.machine is not None},
+                                execute_start=start, execute_end=end or until, until=until)
         error = "abandoned: its orchestrator process is gone; torn down by `orchestrate down`"
+        if salvage.results:
+            error += f"; the results the payload had written on {len(salvage.results)} machine(s) were kept"
         if result.failed:
             error += "; cleanup_failed: " + ", ".join(result.failed)
         created = datetime.fromisoformat(run.created_at)
+        if salvage.logs:
+            store.record_logs(run_id, salvage.logs)
         store.finish_run(run_id, state="interrupted", duration_s=(until - created).total_seconds(), error=error,
-                         log_tail=run.log_tail, results=None, costs=costs)
+                         log_tail=run.log_tail, results=salvage.results or None, costs=costs)
         outcome.state = "interrupted"
     outcome.cost_usd = sum(float(r["amount_usd"]) for r in store.costs(run_id))
     return outcome

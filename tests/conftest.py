@@ -68,9 +68,9 @@ if "--check" in args:
     sys.exit(0)
 suite = json.load(open(args[args.index("--suite") + 1]))
 out = args[args.index("--out") + 1]
-def write(samples, errors=()):
+def document(samples, errors=()):
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    doc = {"schema_version": 1, "run_id": suite["run_id"], "suite": suite["suite"],
+    return {"schema_version": 1, "run_id": suite["run_id"], "suite": suite["suite"],
            "host": {"hostname": "fake", "cpu": "fake", "cpu_count": 1, "gpus": []},
            "software": {"python": "3", "keras": "3", "backend": "tensorflow", "backend_version": "2",
                         "cuda": None, "numpy": "2"},
@@ -78,7 +78,8 @@ def write(samples, errors=()):
            "timings": {"started_at": now, "finished_at": now, "import_s": 0.0, "data_s": 0.0,
                        "compute_s": 0.1, "total_s": 0.2},
            "errors": list(errors)}
-    json.dump(doc, open(out + ".tmp", "w")); os.replace(out + ".tmp", out)
+def write(samples, errors=()):
+    json.dump(document(samples, errors), open(out + ".tmp", "w")); os.replace(out + ".tmp", out)
 def sample(benchmark, metric, value, unit="images/s"):
     return {"benchmark": benchmark, "metric": metric, "value": value, "unit": unit,
             "metadata": {"model": "small_cnn", "batch_size": 32, "precision": "float32"}}

@@ -329,7 +329,8 @@ def _abandoned_hint(run_id: str) -> str:
 
 def _state_text(run: Any) -> str:
     """A run's state for the terminal; a run whose orchestrator died says so beside the state it was left in."""
-    text = f"[{STATE_STYLE.get(run.state, '')}]{run.state}[/]"
+    style = STATE_STYLE.get(run.state)  # provisioning has none: no empty "[]" tag (rich refuses it)
+    text = f"[{style}]{run.state}[/]" if style else run.state
     return f"{text} [red]abandoned[/]" if run.abandoned else text
 
 

@@ -8,6 +8,7 @@ The detached-run protocol, in the run directory on the machine:
 
 from __future__ import annotations
 
+import codecs
 import secrets
 import shlex
 import time
@@ -25,6 +26,11 @@ STARTED_MARK = ".started"  # a directory: mkdir is atomic, so only the first sta
 MAX_LOG_CHUNK = 1 << 20
 # The collect step keeps at most the last this-many bytes of each machine's log.
 MAX_KEPT_LOG = 1 << 20
+# The live echo is a tail, not an archive: when the log is more than this far ahead of what was shown (a payload
+# writing faster than a terminal can print), the echo skips to the log's last chunk and says how much it left out.
+MAX_ECHO_LAG = 4 * MAX_LOG_CHUNK
+# `orchestrate logs` gives out a line longer than this in pieces, so an endless line cannot fill its memory.
+MAX_LINE = MAX_LOG_CHUNK
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,20 @@ class PollResult:
     status: str  # "running", "exited" or "vanished" (dead without an exit code)
     exit_code: int | None
     log: bytes
+    log_size: int = 0  # the log's size in bytes as this look found it (at least the offset read up to)
 
 
 class LineBuffer:
-    """Cuts log bytes read piece by piece into whole lines; an unfinished last line waits for its end."""
+    """Cuts log bytes read piece by piece into whole lines; an unfinished last line waits for its end.
 
-    def __init__(self) -> None:
+    Args:
+        max_line: bytes an unfinished line may hold; past it the line's start is given out as a line of its own
+            (cut at a character's start), so a payload that never ends its line cannot fill the reader's memory.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
         self._pending = b""
+        self.max_line = max_line
 
     @property
     def pending(self) -> int:
@@ -71,6 +84,14 @@ class LineBuffer:
         """Adds bytes and returns the whole lines they complete ("" when none)."""
         data = self._pending + data
         cut = data.rfind(b"\n") + 1
+        if len(data) - cut > self.max_line:
+            cut = len(data) - self.max_line
+            for _ in range(3):  # not inside a UTF-8 character: move past its continuation bytes
+                if data[cut] & 0xC0 != 0x80:
+                    break
+                cut += 1
+            self._pending = data[cut:]
+            return data[:cut].decode(errors="replace") + "\n"
         self._pending = data[cut:]
         return data[:cut].decode(errors="replace")
 
@@ -119,7 +140,7 @@ class DetachedProcess:
             raise RemoteError(f"starting the payload gave no process id: {out[:80]!r}") from error
 
     def poll(self) -> PollResult:
-        """Reads the status and the log bytes written since the last poll (one command per poll)."""
+        """Reads the status, the log's size and the log bytes written since the last poll (one command per poll)."""
         offset = self.log_offset
         command = (
             f"cd {shlex.quote(self.run_dir)} || exit 3; "
@@ -130,19 +151,23 @@ class DetachedProcess:
             # It may have ended between the two tests: look for the exit code once more.
             f"elif [ -f {EXIT_FILE} ]; then echo exited $(cat {EXIT_FILE}); "
             f"else echo vanished; fi; "
+            f"wc -c < {LOG_FILE} 2>/dev/null || echo 0; "
             f"tail -c +{offset + 1} {LOG_FILE} 2>/dev/null | head -c {MAX_LOG_CHUNK}"
         )
         result = self.transport.run(command, timeout=60.0)
         if result.exit_code == 3:
             raise RemoteError(f"the run directory {self.run_dir} is gone from the machine")
-        head, _, log = result.stdout.partition(b"\n")
+        head, _, rest = result.stdout.partition(b"\n")
+        size_text, _, log = rest.partition(b"\n")
         words = head.decode(errors="replace").split()
         status = words[0] if words else "vanished"
         exit_code = int(words[1]) if status == "exited" and len(words) > 1 and words[1].lstrip("-").isdigit() else None
         if status == "exited" and exit_code is None:
             status = "vanished"
         self.log_offset += len(log)
-        return PollResult(status=status, exit_code=exit_code, log=log)
+        # The log may have grown between measuring and reading it: what was read counts too.
+        size = int(size_text.strip()) if size_text.strip().isdigit() else 0
+        return PollResult(status=status, exit_code=exit_code, log=log, log_size=max(size, self.log_offset))
 
     def kill(self, *, grace_s: float = 5.0, then: str = "") -> None:
         """Stops the payload's whole process group: SIGTERM, then SIGKILL after ``grace_s``.
@@ -191,6 +216,7 @@ class DetachedProcess:
         return Collected(log=log, log_skipped=max(0, size - len(log)),
                          file=content if status == b"present" else None)
 
+
 def follow(
     process: DetachedProcess,
     *,
@@ -200,8 +226,13 @@ def follow(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     cancelled: Callable[[], bool] = lambda: False,
+    max_lag: int = MAX_ECHO_LAG,
 ) -> int:
     """Tails a detached payload until it exits, and returns its exit code.
+
+    The tail keeps up with any payload: when the log runs more than ``max_lag`` bytes ahead of what was shown, it
+    skips to the log's last chunk and tells ``on_output`` how much it left out (the collect step keeps the log's
+    end regardless). Undecodable bytes are shown as U+FFFD; a character split between two reads is not.
 
     Args:
         process: a started payload.
@@ -211,20 +242,35 @@ def follow(
         clock: monotonic seconds (injected in tests).
         sleep: how to wait between polls (injected in tests).
         cancelled: returns True when the run is being stopped (an interrupt seen by another thread).
+        max_lag: bytes the log may run ahead of the echo before the echo skips.
 
     Raises:
         PayloadFailed: the payload ran past ``timeout_s``, vanished without an exit code, or was cancelled.
     """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def show(result: PollResult) -> None:
+        if text := decoder.decode(result.log):
+            on_output(text)
+        behind = result.log_size - process.log_offset
+        if behind > max_lag:
+            skipped = behind - MAX_LOG_CHUNK
+            process.log_offset += skipped
+            decoder.reset()
+            on_output(f"[orchestrate: {skipped} bytes of the payload's log not shown here: it is written faster than "
+                      f"it can be shown; `orchestrate logs` shows the last {MAX_KEPT_LOG // 1024} KiB after the run]\n")
+
     deadline = clock() + timeout_s
     while True:
         result = process.poll()
-        if result.log:
-            on_output(result.log.decode(errors="replace"))
+        show(result)
         if result.status == "exited" and result.exit_code is not None:
             # The exit code is written after the payload ends, so the log read in the same poll is complete
             # unless it was larger than one chunk: drain it.
             while (rest := process.poll()).log:
-                on_output(rest.log.decode(errors="replace"))
+                show(rest)
+            if text := decoder.decode(b"", final=True):
+                on_output(text)
             return result.exit_code
         if result.status == "vanished":
             raise PayloadFailed("the payload died without writing an exit code (killed from outside?)")

@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import OrchestrateError, SpecError
+from orchestrator.remote.transport import without_credentials
 
 PAYLOAD_PACKAGE = "keras_bench"
 SUITE_FILE = "suite.json"
@@ -28,6 +30,8 @@ MANIFEST_FILE = "MANIFEST.json"
 RESULTS_SCHEMA_FILE = "results.schema.json"
 # Members of the source tree that never travel.
 _SKIP_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache"}
+# The start of a PEM or OpenSSH private key: a file holding one is never packed (it would reach every machine).
+_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 
 
 def payload_source_dir() -> Path:
@@ -98,11 +102,20 @@ def build_bundle() -> Bundle:
 
     Returns:
         The archive bytes, with a manifest of every member's sha256.
+
+    Raises:
+        OrchestrateError: a file of the payload directory holds a private key (it would be sent to every machine).
     """
     source = payload_source_dir()
     members: dict[str, bytes] = {}
     for path in _payload_files(source):
-        members[f"{PAYLOAD_PACKAGE}/{path.relative_to(source).as_posix()}"] = path.read_bytes()
+        data = path.read_bytes()
+        if _PRIVATE_KEY.search(data):
+            raise OrchestrateError(
+                f"the payload directory holds a private key, which would be sent to every machine: {path}",
+                hint=f"move it out of {source}; every file there goes into the payload bundle",
+            )
+        members[f"{PAYLOAD_PACKAGE}/{path.relative_to(source).as_posix()}"] = data
     manifest = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())}
     manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
     buffer = io.BytesIO()
@@ -138,7 +151,8 @@ def check_params(suite: str, params: dict[str, Any], *, timeout_s: float = 60.0)
     with tempfile.TemporaryDirectory(prefix="orchestrate-check-") as tmp:
         path = Path(tmp) / SUITE_FILE
         path.write_text(json.dumps(suite_document(suite, "r-check", params)))
-        env = {**os.environ, "PYTHONPATH": str(payload_source_dir().parent)}
+        # The payload's code runs here: it gets no more of this computer's credentials than it would on a machine.
+        env = {**without_credentials(os.environ), "PYTHONPATH": str(payload_source_dir().parent)}
         try:
             result = subprocess.run(
                 [sys.executable, "-m", PAYLOAD_PACKAGE, "--suite", str(path), "--check"],

@@ -81,7 +81,7 @@ class Session:
         cache = f"{shlex.quote(self.machine.environment.workdir)}/payload/{bundle.content_hash[:16]}"
         out = check(transport, f"mkdir -p {cache} && cd {cache} && pwd && [ -f .complete ] && echo cached || true",
                     what=f"looking for the payload on {self.machine.id}")
-        lines = out.decode().split()
+        lines = out.decode().splitlines()
         self.payload_dir = lines[0]
         transport.put_bytes(suite_bytes, f"{self.run_dir}/{SUITE_FILE}")
         if lines[1:] == ["cached"]:

@@ -181,17 +181,19 @@ class SSHTransport:
         self._with_reconnect(lambda client: self._upload(client, data, remote_path, progress))
 
     def close(self) -> None:
-        """Closes the connection (and the bastion's); the next call reconnects."""
+        """Closes the connection (and the bastion's); the next call reconnects. An operation waiting to reconnect in
+        another thread stops at its next attempt (raising RemoteError) instead of retrying for ``command_retry_s``."""
+        self._closes += 1  # first, outside the lock: a thread reconnecting holds it, and sees this between attempts
         with self._lock:
             connection, self._connection = self._connection, None
-            self._closes += 1
         if connection is not None:
             connection.close()
 
     # Connecting ------------------------------------------------------------------------------------------------
 
-    def _live_connection(self, deadline: float | None) -> _Connection:
-        """Returns the live connection, connecting first (until ``deadline``, else ``connect_timeout_s``)."""
+    def _live_connection(self, deadline: float | None, closes: int | None = None) -> _Connection:
+        """Returns the live connection, connecting first (until ``deadline``, else ``connect_timeout_s``); with
+        ``closes``, reconnecting stops once :meth:`close` has been called since (the count is no longer that)."""
         with self._lock:
             if self._connection is not None and self._connection.is_active():
                 return self._connection
@@ -200,17 +202,20 @@ class SSHTransport:
                 deadline, why = self._clock() + self.connect_timeout_s, f"within {self.connect_timeout_s:g} s"
             else:
                 why = f"again within {self.command_retry_s:g} s after the connection dropped"
-            self._connection = self._connect_until(deadline, why)
+            self._connection = self._connect_until(deadline, why, closes)
             return self._connection
 
-    def _connect_until(self, deadline: float, why: str) -> _Connection:
-        """Connects, retrying transient failures with capped exponential backoff until ``deadline``."""
+    def _connect_until(self, deadline: float, why: str, closes: int | None = None) -> _Connection:
+        """Connects, retrying transient failures with capped exponential backoff until ``deadline`` (or until
+        :meth:`close` is called, when ``closes`` is given)."""
         for hop in self._hops:  # refuse before opening a socket when a hop has nothing pinned or no usable key
             hop.expected_pin()
             hop.private_key()
         delay = _FIRST_DELAY_S
         attempts = 0
         while True:
+            if closes is not None and self._closes != closes:
+                raise RemoteError(f"the SSH connection to {self.target.address} was closed while reconnecting")
             attempts += 1
             remaining = deadline - self._clock()
             try:
@@ -263,7 +268,7 @@ class SSHTransport:
         retry_deadline: float | None = None
         closes = self._closes
         while True:
-            connection = self._live_connection(retry_deadline)
+            connection = self._live_connection(retry_deadline, closes if retry_deadline is not None else None)
             try:
                 return operation(connection.client)
             except _ConnectionLost as lost:

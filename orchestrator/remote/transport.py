@@ -4,18 +4,36 @@ A :class:`Transport` runs one shell command string on the machine. The local dev
 :class:`LocalTransport` (``/bin/sh`` in a subprocess); SSH machines use :class:`orchestrator.remote.ssh.SSHTransport`
 with the very same contract, so everything above (the detached payload, prepare, clean-up) is written once.
 Every command is built with ``shlex.quote``.
+
+A command on the local box runs in this process's environment less what logs in elsewhere
+(:func:`without_credentials`): a payload on a cloud machine never holds the orchestrator's cloud credentials or its
+SSH agent, and the same payload on the dev box does not either.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from orchestrator.errors import RemoteError
+
+# What logs in to a cloud or to other machines: the variables the AWS, Azure and Google SDKs and CLIs read
+# credentials (and the accounts they name) from, Terraform's Azure provider, managed identities, the SSH agent.
+CREDENTIAL_PREFIXES = ("AWS_", "AZURE_", "ARM_", "GOOGLE_", "CLOUDSDK_")
+CREDENTIAL_NAMES = frozenset({
+    "SSH_AUTH_SOCK", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT",
+})
+
+
+def without_credentials(environ: Mapping[str, str]) -> dict[str, str]:
+    """Returns ``environ`` less the cloud credentials and the SSH agent (:data:`CREDENTIAL_PREFIXES`,
+    :data:`CREDENTIAL_NAMES`): the environment the payload and every other command on this computer run with."""
+    return {name: value for name, value in environ.items()
+            if name not in CREDENTIAL_NAMES and not name.startswith(CREDENTIAL_PREFIXES)}
 
 
 @dataclass(frozen=True)
@@ -46,13 +64,15 @@ class Transport(Protocol):
 
 
 class LocalTransport:
-    """The local dev box as a machine: commands run in ``/bin/sh`` subprocesses."""
+    """The local dev box as a machine: commands run in ``/bin/sh`` subprocesses, without the cloud credentials and
+    the SSH agent of this process's environment (:func:`without_credentials`)."""
 
     def run(self, command: str, *, timeout: float = 60.0) -> CommandResult:
         """Runs ``command`` with ``/bin/sh -c``; a timeout raises RemoteError."""
         try:
             completed = subprocess.run(
-                ["/bin/sh", "-c", command], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
+                ["/bin/sh", "-c", command], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                env=without_credentials(os.environ),
             )
         except subprocess.TimeoutExpired as error:
             raise RemoteError(f"command timed out after {timeout:g} s: {command[:120]}") from error

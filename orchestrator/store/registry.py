@@ -13,12 +13,12 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.errors import StoreError, UnknownRun
 from orchestrator.inputs import run_id_text
@@ -27,6 +27,12 @@ from orchestrator.providers.base import LeaseHolder, LeaseState
 from orchestrator.store.schema import SCHEMA_VERSION, upgrade
 
 FINAL_STATES = ("succeeded", "failed", "interrupted")
+_T = TypeVar("_T")
+# How long one statement waits on SQLite's busy handler for another process's lock.
+BUSY_TIMEOUT_S = 10.0
+# How long a write (or the store's opening) keeps trying for the write lock in all, across busy timeouts: twenty
+# runs recording large results at once queue for tens of seconds, and a run's record must not be lost to that.
+LOCK_WAIT_S = 300.0
 
 
 def process_alive(pid: int, *, started_by: datetime | None = None) -> bool:
@@ -42,7 +48,8 @@ def process_alive(pid: int, *, started_by: datetime | None = None) -> bool:
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
         started = process.create_time()
-    except psutil.NoSuchProcess:
+    except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
+        # psutil lets FileNotFoundError through when the process is reaped between two reads of /proc/PID.
         return False
     except psutil.AccessDenied:
         return True  # exists, owned by another user
@@ -59,6 +66,14 @@ def _orchestrator_gone(pid: int | None, host: str | None, created_at: str) -> bo
     except ValueError:
         created = None
     return not process_alive(int(pid), started_by=created)
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY or SQLITE_LOCKED, any variant)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def now() -> datetime:
@@ -146,54 +161,107 @@ def _lease_state(row: sqlite3.Row) -> LeaseState | None:
 class Store:
     """The SQLite run registry.
 
+    Several processes share one store: readers never take the write lock (opening an up-to-date store only reads
+    its version), and each write waits its turn for the lock for up to ``lock_wait_s`` in all.
+
     Args:
         home: the Orchestrate home directory; the database is ``home / "state.db"``.
+        lock_wait_s: how long a write keeps trying for the write lock before it fails.
+        clock: monotonic seconds (injected in tests).
+        sleep: how to wait between tries (injected in tests).
     """
 
-    def __init__(self, home: Path) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        lock_wait_s: float = LOCK_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.home = home
         self.path = home / "state.db"
+        self.lock_wait_s = lock_wait_s
+        self._clock = clock
+        self._sleep = sleep
+        busy_s = min(BUSY_TIMEOUT_S, lock_wait_s)
         try:
             home.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            self._db = sqlite3.connect(self.path, timeout=busy_s, isolation_level=None)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._enable_wal()
             self._create_or_migrate()
         except sqlite3.Error as error:
             raise StoreError(f"cannot open the run store at {self.path}: {error}") from error
 
-    def _enable_wal(self, wait_s: float = 10.0) -> None:
-        # Switching a new database to WAL takes an exclusive lock and does not wait on the busy handler, so
-        # two processes opening a new store at once retry here, bounded.
-        deadline = time.monotonic() + wait_s
+    def _patiently(self, work: Callable[[], _T], what: str) -> _T:
+        """Runs ``work``, trying again while another process holds a lock it needs, for ``lock_wait_s`` in all.
+
+        Raises:
+            StoreError: the lock stayed taken past ``lock_wait_s`` (said in the user's words, with what to do).
+        """
+        deadline = self._clock() + self.lock_wait_s
         while True:
             try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                return
+                return work()
             except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() >= deadline:
+                if not _busy(error):
                     raise
-                time.sleep(0.05)
+                if self._clock() >= deadline:
+                    raise StoreError(
+                        f"{what}: the run store at {self.path} stayed busy with another process's write for "
+                        f"{self.lock_wait_s:g} s",
+                        hint="another `orchestrate` process is writing to it, or is stopped (Ctrl-Z) while writing: "
+                             "let it finish, or end it",
+                    ) from error
+                self._sleep(0.05)
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Runs a query and returns its rows; any SQLite error becomes a StoreError (one line, no traceback)."""
+        try:
+            return self._patiently(lambda: self._db.execute(sql, args).fetchall(), "reading the run store")
+        except sqlite3.Error as error:
+            raise StoreError(f"reading the run store at {self.path} failed: {error}") from error
+
+    def _enable_wal(self) -> None:
+        # Switching a new database to WAL takes an exclusive lock and does not wait on the busy handler, so
+        # two processes opening a new store at once retry here, bounded.
+        if self._read("PRAGMA journal_mode")[0][0] != "wal":
+            self._patiently(lambda: self._db.execute("PRAGMA journal_mode=WAL"), "opening the run store")
 
     def _create_or_migrate(self) -> None:
-        """Brings the schema up to date in one write transaction (other openers wait on its lock)."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """Brings the schema up to date in one write transaction (other openers wait on its lock).
+
+        A store already up to date is only read: a reader (``status``, ``report``) never queues for the write lock
+        behind runs that are recording.
+        """
+        if self._schema_version() == SCHEMA_VERSION:
+            return
+        self._patiently(lambda: self._db.execute("BEGIN IMMEDIATE"), "opening the run store")
         try:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the store at {self.path} has schema version {version}; this Orchestrate knows "
-                    f"{SCHEMA_VERSION}",
-                    hint="upgrade Orchestrate",
-                )
-            if version < SCHEMA_VERSION:  # a store already up to date is not written to by opening it
+            version = self._schema_version()  # again, under the lock: another process may have migrated it
+            if version < SCHEMA_VERSION:
                 upgrade(self._db, version)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def _schema_version(self) -> int:
+        """The store's schema version.
+
+        Raises:
+            StoreError: the store is newer than this Orchestrate.
+        """
+        version = int(self._read("PRAGMA user_version")[0][0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store at {self.path} has schema version {version}; this Orchestrate knows {SCHEMA_VERSION}",
+                hint="upgrade Orchestrate",
+            )
+        return version
 
     def close(self) -> None:
         """Closes the database connection."""
@@ -207,8 +275,10 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # In WAL mode only taking the write lock waits on other processes: once BEGIN IMMEDIATE holds it, the
+        # statements and the COMMIT do not, so the wait is retried here and the body runs once.
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._patiently(lambda: self._db.execute("BEGIN IMMEDIATE"), "writing to the run store")
             try:
                 yield self._db
             except BaseException:
@@ -255,42 +325,36 @@ class Store:
         """
         if state not in FINAL_STATES:
             raise ValueError(f"final state expected, received {state!r}")
-        documents = list((results or {}).items())
+        # Rows are made before the write lock is taken: the lock is held only for the inserts, so twenty runs
+        # recording large results at once wait less on each other.
+        facts: list[tuple[str, ...]] = []
+        samples: list[tuple[Any, ...]] = []
+        for host, document in (results or {}).items():
+            facts.append((host, *(json.dumps(document.get(key)) for key in ("host", "software", "timings")),
+                          json.dumps(document.get("errors", [])), json.dumps(document.get("utilisation", []))))
+            samples += [(run_id, host, s["benchmark"], s["metric"], float(s["value"]), s["unit"],
+                         json.dumps(s.get("metadata", {}), sort_keys=True)) for s in document["samples"]]
         with self._transaction() as db:
             db.execute(
                 "UPDATE runs SET state=?, finished_at=?, duration_s=?, error=?, log_tail=? WHERE id=?",
                 (state, now().isoformat(), duration_s, error, log_tail, run_id),
             )
-            for position, (host, document) in enumerate(documents):
-                facts = [json.dumps(document.get(key)) for key in ("host", "software", "timings")]
-                facts += [json.dumps(document.get("errors", [])), json.dumps(document.get("utilisation", []))]
-                if position == 0:
-                    db.execute(
-                        "UPDATE runs SET host_json=?, software_json=?, timings_json=?, results_errors_json=?, "
-                        "utilisation_json=? WHERE id=?",
-                        (*facts, run_id),
-                    )
+            if facts:  # the run row keeps the first document's facts
                 db.execute(
-                    "INSERT OR REPLACE INTO documents (run_id, host, host_json, software_json, timings_json, "
-                    "errors_json, utilisation_json) VALUES (?,?,?,?,?,?,?)",
-                    (run_id, host, *facts),
+                    "UPDATE runs SET host_json=?, software_json=?, timings_json=?, results_errors_json=?, "
+                    "utilisation_json=? WHERE id=?",
+                    (*facts[0][1:], run_id),
                 )
-                db.executemany(
-                    "INSERT INTO samples (run_id, host, benchmark, metric, value, unit, metadata_json) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    [
-                        (
-                            run_id,
-                            host,
-                            s["benchmark"],
-                            s["metric"],
-                            float(s["value"]),
-                            s["unit"],
-                            json.dumps(s.get("metadata", {}), sort_keys=True),
-                        )
-                        for s in document["samples"]
-                    ],
-                )
+            db.executemany(
+                "INSERT OR REPLACE INTO documents (run_id, host, host_json, software_json, timings_json, "
+                "errors_json, utilisation_json) VALUES (?,?,?,?,?,?,?)",
+                [(run_id, *row) for row in facts],
+            )
+            db.executemany(
+                "INSERT INTO samples (run_id, host, benchmark, metric, value, unit, metadata_json) "
+                "VALUES (?,?,?,?,?,?,?)",
+                samples,
+            )
             self._insert_costs(db, run_id, costs)
 
     def resolve_run_id(self, prefix: str) -> str:
@@ -301,10 +365,10 @@ class Store:
             UnknownRun: no run, or several runs, match.
         """
         run_id_text(prefix)
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at",
             (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
-        ).fetchall()
+        )
         ids = [str(r["id"]) for r in rows]
         if prefix in ids:
             return prefix
@@ -315,11 +379,11 @@ class Store:
         return ids[0]
 
     def _run_rows(self, where: str, args: Sequence[Any]) -> list[RunRow]:
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT r.*, (SELECT SUM(amount_usd) FROM costs c WHERE c.run_id = r.id) AS cost_usd "
             f"FROM runs r {where}",
             args,
-        ).fetchall()
+        )
         return [
             RunRow(
                 id=r["id"],
@@ -378,9 +442,9 @@ class Store:
 
     def events(self, run_id: str) -> list[EventRow]:
         """Returns a run's events in order."""
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT step, started_at, ended_at, outcome, detail FROM events WHERE run_id=? ORDER BY id", (run_id,)
-        ).fetchall()
+        )
         return [EventRow(**dict(r)) for r in rows]
 
     # machines ------------------------------------------------------------------------------------------
@@ -460,7 +524,7 @@ class Store:
         if live_only:
             clauses.append("state IN ('requested', 'running', 'cleanup_failed')")
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self._db.execute(f"SELECT * FROM machines {where} ORDER BY row_id", args).fetchall()
+        rows = self._read(f"SELECT * FROM machines {where} ORDER BY row_id", args)
         return [
             MachineRow(
                 row_id=r["row_id"],
@@ -498,7 +562,7 @@ class Store:
 
     def costs(self, run_id: str) -> list[dict[str, Any]]:
         """Returns a run's cost lines, per machine and component."""
-        rows = self._db.execute("SELECT * FROM costs WHERE run_id=? ORDER BY machine_id, rowid", (run_id,)).fetchall()
+        rows = self._read("SELECT * FROM costs WHERE run_id=? ORDER BY machine_id, rowid", (run_id,))
         return [dict(r) for r in rows]
 
     # logs ------------------------------------------------------------------------------------------
@@ -513,10 +577,10 @@ class Store:
 
     def logs(self, run_id: str) -> list[LogRow]:
         """Returns the payload logs the run kept, one per machine, in the order its machines were recorded."""
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT machine_id, text, truncated FROM logs l WHERE run_id=? ORDER BY (SELECT MIN(m.row_id) FROM "
             "machines m WHERE m.run_id = l.run_id AND m.machine_id = l.machine_id), machine_id", (run_id,),
-        ).fetchall()
+        )
         return [LogRow(r["machine_id"], r["text"], int(r["truncated"])) for r in rows]
 
     # leases ----------------------------------------------------------------------------------------
@@ -557,7 +621,7 @@ class Store:
 
     def leases(self) -> dict[str, str]:
         """Returns the held leases: host → run id."""
-        return {r["host"]: r["run_id"] for r in self._db.execute("SELECT host, run_id FROM leases").fetchall()}
+        return {r["host"]: r["run_id"] for r in self._read("SELECT host, run_id FROM leases")}
 
     # reading for reports ---------------------------------------------------------------------------
 
@@ -568,7 +632,7 @@ class Store:
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Runs a read-only query (for the report's frame builder)."""
-        return list(self._db.execute(sql, args).fetchall())
+        return list(self._read(sql, args))
 
 
 class StoreLeases:

@@ -205,7 +205,9 @@ class AzureProvider:
         net, vm_models = _models()
         with azure.translating(what=self._what(region)):
             self._create_group(group, region, tags)
-            names = [f"{run_id}-{i}" for i in range(request.count)]
+            # A later attempt's VMs (a replacement for an evicted one) are named apart from the first's.
+            prefix = run_id if request.attempt <= 1 else f"{run_id}-a{request.attempt}"
+            names = [f"{prefix}-{i}" for i in range(request.count)]
             # 2: the network pieces, at once.
             vnet, nsg, *addresses = self._at_once([
                 lambda: c.network.virtual_networks.begin_create_or_update(group, "vnet", net.VirtualNetwork(

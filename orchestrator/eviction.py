@@ -1,0 +1,244 @@
+"""Spot evictions: a spot machine that vanishes mid-run is replaced, and its training resumes on the new machine from
+the checkpoint the orchestrator copied back.
+
+While a one-machine spot run executes, :class:`CheckpointKeeper` reads how many epochs the payload's
+``BackupAndRestore`` backups have completed (``<run dir>/checkpoints/*/training_metadata.json``, the payload's own
+layout, see ``keras_bench.checkpoint``) at most every ``poll_s``; once ``every_epochs`` more are done it copies the
+run directory's ``checkpoints/`` back (a tar over the run's SSH connection), keeps only regular files and
+directories under ``checkpoints/`` and stores that at ``$ORCHESTRATE_HOME/checkpoints/<run>/checkpoints.tar.gz``.
+When the execute step fails and the provider no longer lists the machine, the lifecycle records the eviction,
+launches a replacement (the plan's placements from the first), pushes the payload and this archive, and starts the
+payload again: its backups make it resume after the last completed epoch it had copied back.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import re
+import shlex
+import shutil
+import tarfile
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.remote.payload import SAFE_EXTRACT
+from orchestrator.remote.session import Session
+from orchestrator.remote.transport import check
+from orchestrator.store import now
+from orchestrator.teardown import price_machines
+
+CHECKPOINTS = "checkpoints"  # the payload's backups, under its run directory
+ARCHIVE = "checkpoints.tar.gz"
+MAX_EVICTIONS = 3  # replacements one run makes before it gives up
+if TYPE_CHECKING:
+    from orchestrator.lifecycle import _Run
+
+_EPOCH = re.compile(rb'"epoch"\s*:\s*(\d+)')
+
+
+def clean_archive(raw: bytes) -> tuple[bytes, int]:
+    """Re-packs a tar copied from a machine: regular files and directories under ``checkpoints/`` only (no links,
+    devices, absolute paths or ``..``), gzip-compressed for the payload's safe extraction.
+
+    Returns:
+        The clean archive and the number of files it holds.
+
+    Raises:
+        tarfile.TarError: the bytes are not a tar archive.
+    """
+    out = io.BytesIO()
+    files = 0
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:*") as source, \
+            tarfile.open(fileobj=out, mode="w:gz") as clean:
+        for member in source.getmembers():
+            name = posixpath.normpath(member.name)
+            inside = name == CHECKPOINTS or name.startswith(CHECKPOINTS + "/")
+            if not inside or member.name.startswith("/") or ".." in member.name.split("/"):
+                continue
+            if member.isdir():
+                clean.addfile(_dir_info(name))
+            elif member.isfile():
+                data = source.extractfile(member)
+                if data is None:
+                    continue
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = member.size, 0o600, int(member.mtime)
+                clean.addfile(info, data)
+                files += 1
+    return out.getvalue(), files
+
+
+def _dir_info(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o700
+    return info
+
+
+def completed_epochs(session: Session) -> int:
+    """Epochs the payload's backups on the machine have completed, summed over its backups (a grid has several).
+
+    Raises:
+        RemoteError: the machine could not be asked.
+    """
+    run_dir = shlex.quote(session.run_dir)
+    out = check(session.reach(), f"cat {run_dir}/{CHECKPOINTS}/*/training_metadata.json 2>/dev/null || true",
+                what=f"reading the backups' epochs on {session.machine.id}", timeout=30)
+    return sum(int(match) for match in _EPOCH.findall(out))
+
+
+@dataclass
+class CheckpointKeeper:
+    """Copies a run's payload backups back to this computer every ``every_epochs`` completed epochs.
+
+    Args:
+        directory: where the archive is kept (``$ORCHESTRATE_HOME/checkpoints/<run>``).
+        every_epochs: how many newly completed epochs make a copy worth taking.
+        clock: monotonic seconds (injected in tests).
+        poll_s: the least time between two looks at the machine.
+    """
+
+    directory: Path
+    every_epochs: int = 1
+    clock: Callable[[], float] = field(default=lambda: 0.0)
+    poll_s: float = 5.0
+    epochs: int = 0  # completed epochs in the archive kept
+    copies: int = 0
+    _next: float = float("-inf")
+
+    @property
+    def archive(self) -> Path:
+        """The archive of the newest copy."""
+        return self.directory / ARCHIVE
+
+    def tick(self, session: Session) -> None:
+        """Looks at the machine (at most every ``poll_s``) and copies the backups back when enough epochs are new.
+        Best effort: a failure here is the execute step's to notice, not this one's."""
+        now = self.clock()
+        if now < self._next:
+            return
+        self._next = now + self.poll_s
+        try:
+            done = completed_epochs(session)
+            if done >= self.epochs + self.every_epochs:
+                self.copy_back(session, done)
+        except Exception:  # noqa: BLE001 - never let a copy break the run it protects
+            return
+
+    def copy_back(self, session: Session, epochs: int) -> None:
+        """Copies ``checkpoints/`` of the run directory back, cleaned, replacing the previous copy atomically —
+        only when no epoch completed while it was read (a backup being written is not copied half-done)."""
+        for _ in range(3):  # an epoch that ends while the backups are read spoils the copy: read them again
+            raw = check(session.reach(), f"tar -cf - -C {shlex.quote(session.run_dir)} {CHECKPOINTS}",
+                        what=f"copying the backups back from {session.machine.id}", timeout=600)
+            done = completed_epochs(session)
+            if done == epochs:
+                break
+            epochs = done
+        else:
+            return  # training moves faster than a copy: the next look tries again
+        clean, files = clean_archive(raw)
+        if not files:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial = self.archive.with_name(ARCHIVE + ".part")
+        partial.write_bytes(clean)
+        partial.replace(self.archive)
+        self.epochs, self.copies = epochs, self.copies + 1
+
+    def restore(self, session: Session) -> str:
+        """Puts the newest copy into a (new) machine's run directory; returns the event's detail."""
+        if not self.archive.is_file():
+            return "no backup was copied back: training starts again from epoch 1"
+        remote = f"{session.run_dir}/.{ARCHIVE}"
+        session.reach().put_bytes(self.archive.read_bytes(), remote)
+        check(session.reach(), f"{shlex.quote(session.python)} -c {shlex.quote(SAFE_EXTRACT)} {shlex.quote(remote)} "
+              f"{shlex.quote(session.run_dir)} && rm -f {shlex.quote(remote)}",
+              what=f"unpacking the backups on {session.machine.id}")
+        return f"backups of {self.epochs} completed epoch(s) restored"
+
+    def forget(self) -> None:
+        """Removes the kept copies (the run has ended)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class EvictionWatch:
+    """While a one-machine spot run executes, asks the provider every ``poll_s`` whether the machine is still
+    listed; once two listings in a row miss it, closes the run's SSH connection so that the execute step fails at
+    once (rather than reconnecting to an address that will not answer again) and :func:`replace_evicted` takes
+    over."""
+
+    def __init__(self, run: _Run, session: Session, poll_s: float) -> None:
+        self.run, self.session, self.poll_s = run, session, poll_s
+        self.gone = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"evict-watch-{session.name}", daemon=True)
+
+    def __enter__(self) -> EvictionWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        machine = self.session.machine
+        missing = 0  # listings in a row without the machine: a cloud's listing may lag; one miss is not enough
+        while not self._stop.wait(self.poll_s):
+            try:
+                listed = self.run.ctx.provider(machine.provider).list_machines(run_id=self.run.run_id)
+            except Exception:  # noqa: BLE001 - cannot tell now: ask again at the next poll
+                continue
+            missing = missing + 1 if all(m.id != machine.id for m in listed) else 0
+            if missing >= 2:
+                self.gone = True
+                if self.session.transport is not None:
+                    with suppress(Exception):
+                        self.session.transport.close()
+                return
+
+
+def recovers(run: _Run) -> bool:
+    """Whether a failure of the run's execute step may be an eviction this module recovers from: one machine, spot,
+    fewer than :data:`MAX_EVICTIONS` replacements so far."""
+    return len(run.sessions) == 1 and run.sessions[0].machine.placement.spot and len(run.evicted) < MAX_EVICTIONS
+
+
+def replace_evicted(run: _Run) -> bool:
+    """After the execute step failed: when the provider no longer lists the run's (spot) machine, records the
+    eviction (the machine billed up to now), launches a replacement, readies it as the first one was, and restores
+    the copied-back backups. Returns False (the failure stands) when the machine is still there or cannot be asked.
+    """
+    if not recovers(run):
+        return False
+    session = run.sessions[0]
+    machine = session.machine
+    try:
+        listed = run.ctx.provider(machine.provider).list_machines(run_id=run.run_id)
+    except Exception:  # noqa: BLE001 - cannot tell: the execute step's own failure stands
+        return False
+    if any(m.id == machine.id for m in listed):
+        return False
+    at = now()
+    run.evicted.append(machine.id)
+    run.event("evict", "failed", f"{machine.id} ({machine.placement.describe()}) is gone: evicted; backups of "
+              f"{run.keeper.epochs} epoch(s) were copied back; replacing it "
+              f"({len(run.evicted)} of at most {MAX_EVICTIONS})")
+    run.store.mark_machines(run.run_id, [machine.id], "evicted", at=at)
+    run.attempt_costs += price_machines([machine], gone_at={machine.id: at}, execute_start=run.execute_start,
+                                        execute_end=at, until=at)
+    if session.transport is not None:
+        with suppress(Exception):
+            session.transport.close()
+    run.sessions = []
+    run.provision(first_attempt=max(row.attempt for row in run.store.machines(run.run_id)) + 1)
+    run.on_every_machine("connect", run.connect, after=run.after_connect)
+    run.on_every_machine("prepare", lambda s: s.prepare(run.plan.spec.backend))
+    run.push()
+    run.on_every_machine("restore", run.keeper.restore)
+    return True
