@@ -184,6 +184,7 @@ def start_server(
     """
     port = port or free_port()
     directory.mkdir(parents=True)
+    (directory / "home").mkdir()
     authorized_keys = directory / "authorized_keys"
     login_key = authorized_key or client_key
     authorized_keys.write_text(login_key.with_name(login_key.name + ".pub").read_text())
@@ -207,6 +208,10 @@ def start_server(
                 "PrintMotd no",
                 "LogLevel VERBOSE",
                 "Subsystem sftp internal-sftp",
+                # This image's root ~/.bashrc runs `pyenv init` (a `pyenv rehash`) for every SSH command; a rehash
+                # killed with its session (a test stopping a box or cutting its connection) leaves pyenv's lock
+                # behind and every later command would wait 60 s on it. The boxes' sessions get a home of their own.
+                f"SetEnv HOME={directory / 'home'}",
             ]
         )
         + "\n"
