@@ -1,19 +1,26 @@
-"""`make bench`: the payload's training path against a plain tf.function step, and the pipeline suite's figures.
+"""`make bench`: the payload's training figures against an independent yardstick, their spread, and the pipeline suite.
 
-For the small CNN (32x32x3, batch 64) and MobileNetV2 (32x32x3, batch 32), on this machine:
-  * payload: the throughput suite's code path - ``build_model``, synthetic images kept on the device
-    (``pipeline.on_device_synthetic``), ``model.compile`` (Adam 1e-3, sparse categorical cross-entropy, no XLA) and
-    ``model.fit`` with the StepTimerCallback and StopCheckCallback (``throughput_timing.time_training``);
-  * plain: the same model (same seed), optimizer, loss and device batch, trained by a ``tf.function`` step
-    (GradientTape + ``optimizer.apply_gradients``) in a Python loop, timed over the same steps.
-Both exclude the same warm-up steps per repeat; repeats alternate between the two so load drift hits both.
-Then it runs the ``pipeline`` suite with its YAML defaults through the payload CLI.
+1. Payload against yardstick, per Keras backend (TensorFlow, and JAX where it is installed), each backend in a
+   process of its own: for the small CNN (32x32x3, batch 64) and MobileNetV2 (32x32x3, batch 32),
+   * payload: the throughput suite's functions - ``build_model``, synthetic images kept on the device
+     (``pipeline.on_device_synthetic``), ``model.compile`` (Adam 1e-3, sparse categorical cross-entropy,
+     ``steps_per_execution`` as the suite's default, XLA as the backend's plain compiled step: off on TensorFlow,
+     ``jax.jit`` on JAX) and ``throughput_timing.time_training``; its figure is the median repeat, as recorded;
+   * yardstick: ``benchmarks/yardstick.py``, which imports nothing of the payload (its own model definition,
+     data and timing: a ``tf.function`` GradientTape step, or a jitted JAX step, synced once per window).
+   A pair is one payload measurement (``repeats`` repeats) and one yardstick measurement (as many windows of
+   the same steps), in alternating order (ABBA), so load that drifts over the run hits both; the ratio is the
+   median over the pairs, with its min and max.
+2. Run-to-run spread: the smoke suite and a small throughput suite, each run ``--runs`` times through the
+   payload CLI on this machine: every run's figure, the spread across runs and within each run (its repeats).
+3. The ``pipeline`` suite with its YAML defaults.
 Nothing here asserts a time; the section records the figures and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -21,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,118 +37,188 @@ from benchlib import machine_line, median_range, write_section
 BEGIN = "<!-- bench:payload:begin -->"
 END = "<!-- bench:payload:end -->"
 BENCHMARKS_DIR = Path(__file__).resolve().parent
-TARGET_RATIO = 0.95
+TARGET_RATIO = 0.97
+BACKENDS = ("tensorflow", "jax")
 
 
 @dataclass(frozen=True)
 class Case:
-    """One model, input and batch to compare."""
+    """One model, input and batch to compare, and the steps of one measurement."""
 
     model: str
     image_size: int
     batch_size: int
     warmup_steps: int
     steps: int
+    repeats: int  # repeats per measurement (payload epochs; yardstick windows)
+    chunk: int | None = None  # the payload's steps_per_execution; None: the throughput suite's default
+    precision: str = "float32"  # a Keras dtype policy
+    classes: int = 10
 
 
-CASES = (Case("small_cnn", 32, 64, 5, 40), Case("mobilenet_v2", 32, 32, 5, 20))
+# JAX on this CPU is 3-5x slower than TensorFlow for these convolutions, so its measurements are shorter.
+CASES = {
+    "tensorflow": (
+        Case("small_cnn", 32, 64, 10, 40, 3),
+        Case("mobilenet_v2", 32, 32, 10, 30, 3),
+        Case("mobilenet_v2", 32, 32, 10, 30, 3, chunk=1),  # the timed path before issue 17: a sync every step
+    ),
+    "jax": (Case("small_cnn", 32, 64, 10, 20, 3), Case("mobilenet_v2", 32, 32, 10, 10, 3)),
+}
+# On a lent GPU machine (benchmarks/device/gpu_yardstick.sh, JAX there): ResNet-50 at 224x224, 1000 classes.
+GPU_CASES = {
+    "jax": tuple(Case("resnet50", 224, batch, 10, 20, 2, precision=precision, classes=1000)
+                 for batch in (64, 256) for precision in ("float32", "mixed_bfloat16")),
+}
 
 
-def payload_repeat(case: Case, state: dict[str, Any]) -> float:
-    """One repeat of the throughput suite's path: a fit of warm-up + timed steps; returns timed images/sec."""
+def payload_state(case: Case, backend: str) -> dict[str, Any]:
+    """Builds the payload's model and data as the throughput suite does, compiled with its default chunk."""
+    import keras
+
+    from keras_bench.backends import compile_options, precision_policy
+    from keras_bench.models import build_model
+    from keras_bench.pipeline import on_device_synthetic
+    from keras_bench.suites.throughput import THROUGHPUT_PARAMS
+    from keras_bench.throughput_timing import chunked_steps
+
+    default_chunk = int(next(p.default for p in THROUGHPUT_PARAMS if p.name == "steps_per_execution"))
+    chunk = min(case.chunk or default_chunk, case.steps)
+    keras.utils.set_random_seed(0)
+    with precision_policy(case.precision):
+        model = build_model(case.model, (case.image_size, case.image_size, 3), case.classes)
+        feed = on_device_synthetic(model, case.batch_size, case.classes, seed=0)
+        feed.model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.001),
+                           loss="sparse_categorical_crossentropy", steps_per_execution=chunk,
+                           **compile_options(backend == "jax"))
+    x, y = feed.arrays(sum(chunked_steps(case.warmup_steps, case.steps, chunk)))
+    return {"model": feed.model, "x": x, "y": y, "chunk": chunk}
+
+
+def payload_measure(case: Case, state: dict[str, Any]) -> float:
+    """One payload measurement: a fit of ``repeats`` epochs; returns the median repeat's images/sec."""
     from keras_bench.stop import StopRequest
     from keras_bench.throughput_timing import time_training
 
-    timing = time_training(
-        state["model"],
-        state["x"],
-        state["y"],
-        batch_size=case.batch_size,
-        warmup_steps=case.warmup_steps,
-        steps=case.steps,
-        repeats=1,
-        stop=StopRequest(),
-    )
+    timing = time_training(state["model"], state["x"], state["y"], batch_size=case.batch_size,
+                           warmup_steps=case.warmup_steps, steps=case.steps, repeats=case.repeats,
+                           stop=StopRequest())
     return timing.median_images_per_sec
 
 
-def plain_repeat(case: Case, state: dict[str, Any]) -> float:
-    """One repeat of the plain loop: warm-up steps, then timed steps; returns timed images/sec."""
-    step, images, labels = state["step"], state["images"], state["labels"]
-    for _ in range(case.warmup_steps):
-        step(images, labels)
-    float(step(images, labels))  # one more untimed step, so the timed window starts with nothing in flight
-    started = time.perf_counter()
-    for _ in range(case.steps - 1):
-        step(images, labels)
-    float(step(images, labels))  # reading the loss waits for the last step
-    return case.batch_size * case.steps / (time.perf_counter() - started)
+def yardstick_measure(case: Case, loop: Any) -> float:
+    """One yardstick measurement: ``repeats`` windows of warm-up + timed steps; returns the median window."""
+    return float(statistics.median(loop.images_per_sec(case.warmup_steps, case.steps) for _ in range(case.repeats)))
 
 
-def build_states(case: Case) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Builds both paths on the same seed, images and labels."""
+def compare(case: Case, backend: str, pairs: int) -> dict[str, Any]:
+    """Alternates payload and yardstick measurements (ABBA); returns both lists of images/sec."""
+    import gc
+
     import keras
-    import tensorflow as tf
 
-    from keras_bench.models import build_model
-    from keras_bench.pipeline import on_device_synthetic
+    from yardstick import Loop, Workload
 
-    shape = (case.image_size, case.image_size, 3)
-    keras.utils.set_random_seed(0)
-    payload_model = build_model(case.model, shape, 10)
-    feed = on_device_synthetic(payload_model, case.batch_size, 10, seed=0)
-    feed.model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=0.001), loss="sparse_categorical_crossentropy", jit_compile=False
-    )
-    x, y = feed.arrays(case.warmup_steps + case.steps)
-    payload = {"model": feed.model, "x": x, "y": y}
-
-    keras.utils.set_random_seed(0)
-    model = build_model(case.model, shape, 10)
-    optimizer = keras.optimizers.Adam(learning_rate=0.001)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
-    images = tf.identity(feed.model.get_layer("device_images").images.value)  # the very same device batch
-    labels = tf.constant(feed.labels)
-
-    @tf.function(jit_compile=False)  # type: ignore[untyped-decorator]
-    def step(batch: Any, targets: Any) -> Any:
-        with tf.GradientTape() as tape:
-            loss = loss_fn(targets, model(batch, training=True))
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        return loss
-
-    return payload, {"step": step, "images": images, "labels": labels}
-
-
-def compare(case: Case, repeats: int) -> dict[str, list[float]]:
-    """Alternates payload and plain repeats; returns images/sec per repeat for each."""
-    payload, plain = build_states(case)
-    payload_repeat(case, payload)  # trace and warm both before the first measured repeat
-    plain_repeat(case, plain)
-    figures: dict[str, list[float]] = {"payload": [], "plain": []}
-    for _ in range(repeats):
-        figures["payload"].append(payload_repeat(case, payload))
-        figures["plain"].append(plain_repeat(case, plain))
+    payload = payload_state(case, backend)
+    loop = Loop(Workload(case.model, case.image_size, case.classes, case.batch_size, case.precision))
+    payload_measure(case, payload)  # trace, compile and warm both before the first measured pair
+    yardstick_measure(case, loop)
+    figures: dict[str, Any] = {"case": asdict(case), "backend": backend, "chunk": payload["chunk"], "payload": [],
+                               "yardstick": []}
+    for pair in range(pairs):
+        order = ("payload", "yardstick") if pair % 2 == 0 else ("yardstick", "payload")
+        for side in order:
+            value = payload_measure(case, payload) if side == "payload" else yardstick_measure(case, loop)
+            figures[side].append(value)
+    del payload, loop
+    keras.backend.clear_session()
+    gc.collect()
     return figures
 
 
-def run_pipeline_suite() -> dict[str, Any]:
-    """Runs the pipeline suite with the defaults of benchmarks/suites/pipeline.yaml; returns its document."""
+def worker(backend: str, pairs: int, cases: str = "cpu") -> None:
+    """Runs in a process of its own (KERAS_BACKEND is fixed at import): prints one JSON line per case, and on
+    stderr one readable line (a GPU session reads those)."""
+    sys.path.insert(0, str(BENCHMARKS_DIR))
+    import keras
+
+    for case in (GPU_CASES if cases == "gpu" else CASES)[backend]:
+        figures = compare(case, backend, pairs)
+        figures["versions"] = {"keras": keras.__version__, backend: _backend_version(backend)}
+        print("RESULT " + json.dumps(figures), flush=True)
+        ratios = paired_ratios(figures)
+        print(f"{backend} {case.model} {case.image_size}px batch {case.batch_size} {case.precision}: payload "
+              f"{statistics.median(figures['payload']):.1f}, yardstick {statistics.median(figures['yardstick']):.1f}"
+              f" images/s, ratio {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})",
+              file=sys.stderr, flush=True)
+
+
+def _backend_version(backend: str) -> str:
+    module = __import__(backend)
+    return str(getattr(module, "__version__", "?"))
+
+
+def run_worker(backend: str, pairs: int) -> list[dict[str, Any]]:
+    """Runs ``worker`` for one backend in a subprocess; returns its cases' figures (none when it cannot run)."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(BENCHMARKS_DIR), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if importlib.util.find_spec(backend) is None:
+        print(f"{backend}: not installed, no yardstick comparison")
+        return []
+    completed = subprocess.run(
+        [sys.executable, __file__, "--worker", backend, "--pairs", str(pairs)],
+        env=env, capture_output=True, text=True, timeout=3600, check=False,
+    )
+    results = [json.loads(line[len("RESULT "):]) for line in completed.stdout.splitlines()
+               if line.startswith("RESULT ")]
+    if completed.returncode != 0:
+        print(f"{backend}: worker exit {completed.returncode}\n{completed.stderr[-3000:]}")
+    return results
+
+
+def run_suite(suite_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Runs one suite through the payload CLI (TensorFlow backend); returns its results document."""
     with tempfile.TemporaryDirectory() as directory:
         suite = Path(directory) / "suite.json"
-        suite.write_text(json.dumps({"schema_version": 1, "suite": "pipeline", "run_id": "bench", "params": {}}))
+        suite.write_text(json.dumps({"schema_version": 1, "suite": suite_name, "run_id": "bench", "params": params}))
         out = Path(directory) / "results.json"
-        env = {**os.environ, "PYTHONPATH": str(BENCHMARKS_DIR), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**os.environ, "PYTHONPATH": str(BENCHMARKS_DIR), "TF_CPP_MIN_LOG_LEVEL": "2",
+               "KERAS_BACKEND": "tensorflow"}
         subprocess.run(
             [sys.executable, "-m", "keras_bench", "--suite", str(suite), "--out", str(out)],
-            env=env,
-            cwd=directory,
-            check=True,
-            timeout=1800,
+            env=env, cwd=directory, check=True, timeout=1800, capture_output=True,
         )
         document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
         return document
+
+
+# The run-to-run spread: each suite run this many times, one after another (params as given, else the YAML's).
+SPREAD_SUITES = {
+    "smoke": {},
+    "throughput": {"models": ["mobilenet_v2"], "batch_sizes": [32], "precisions": ["float32"], "xla": [False],
+                   "image_size": 32, "num_classes": 10, "warmup_steps": 10, "steps": 30, "repeats": 3,
+                   "inference": False},
+}
+
+
+def _figure(document: dict[str, Any], metric: str) -> float | None:
+    return next((s["value"] for s in document["samples"]
+                 if (s["benchmark"], s["metric"]) == ("train_throughput", metric)), None)
+
+
+def run_to_run(runs: int) -> dict[str, list[dict[str, float]]]:
+    """Runs each of SPREAD_SUITES ``runs`` times; returns per suite every run's figure and within-run spread."""
+    figures: dict[str, list[dict[str, float]]] = {}
+    for suite, params in SPREAD_SUITES.items():
+        for _ in range(runs):
+            document = run_suite(suite, params)
+            figures.setdefault(suite, []).append({
+                "images_per_sec": _figure(document, "images_per_sec") or 0.0,
+                "min": _figure(document, "images_per_sec_min") or 0.0,
+                "max": _figure(document, "images_per_sec_max") or 0.0,
+                "cv": _figure(document, "images_per_sec_cv") or 0.0,
+            })
+        print(f"{suite}: " + ", ".join(f"{run['images_per_sec']:.0f}" for run in figures[suite]) + " images/s")
+    return figures
 
 
 def _pipeline_rows(document: dict[str, Any]) -> list[str]:
@@ -157,42 +234,70 @@ def _pipeline_rows(document: dict[str, Any]) -> list[str]:
     ]
 
 
-def paired_ratios(figures: dict[str, list[float]]) -> list[float]:
-    """Payload over plain for each pair of adjacent repeats, so load that drifts over the run cancels out."""
-    return [a / b for a, b in zip(figures["payload"], figures["plain"], strict=True)]
+def paired_ratios(figures: dict[str, Any]) -> list[float]:
+    """Payload over yardstick for each pair, so load that drifts over the run cancels out."""
+    return [a / b for a, b in zip(figures["payload"], figures["yardstick"], strict=True)]
 
 
-def render(results: dict[Case, dict[str, list[float]]], repeats: int, pipeline: dict[str, Any]) -> str:
-    import keras
-    import tensorflow as tf
+def cv(values: list[float]) -> float:
+    """Sample standard deviation over the mean."""
+    return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else 0.0
 
+
+def render(comparisons: list[dict[str, Any]], pairs: int, spread: dict[str, list[dict[str, float]]], runs: int,
+           pipeline: dict[str, Any]) -> str:
+    versions = ", ".join(sorted({f"{k} {v}" for c in comparisons for k, v in c["versions"].items()}))
     lines = [
         BEGIN,
-        "## Payload training path against a plain tf.function step (issue 3)",
+        "## The payload's training figures against an independent yardstick (issues 3 and 17)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}, no GPU; TensorFlow {tf.__version__}, "
-        f"Keras {keras.__version__}.",
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}, no GPU; {versions}.",
         "",
         "Command: `make bench` (runs `python benchmarks/bench_payload.py --output docs/performance.md`).",
         "",
-        "Training images/sec, median (min, max) of "
-        f"{repeats} repeats. Payload: the throughput suite's path (`model.fit` with the step-timing and stop "
-        "callbacks, synthetic images kept on the device). Plain: a `tf.function` step (GradientTape, "
-        "`apply_gradients`) in a Python loop on the same model, optimizer, loss and device batch. Both exclude the "
-        f"same warm-up steps; repeats alternate between them, and the ratio is the median over the pairs of adjacent "
-        f"repeats (other load on the machine drifts; a pair sees the same). Target: payload >= {TARGET_RATIO}x plain. "
-        "This shared VM's speed drifts by tens of percent over minutes; the min-max of the paired ratios shows "
-        "what the pairing leaves, and a whole run of this script can move the median by a few percent.",
+        "Payload: the throughput suite's functions (`build_model`, synthetic images kept on the device, "
+        "`model.compile` with the suite's default `steps_per_execution`, `time_training`; the figure is the median "
+        "repeat, as the suite records it). Yardstick: `benchmarks/yardstick.py`, written apart from the payload "
+        "(it imports none of its model, data or timing code): a `tf.function` GradientTape step on TensorFlow, a "
+        "`jax.jit` step over `stateless_call` on JAX, warm-up untimed, one host sync per timed window. Same "
+        "architecture, input and batch, on the same machine; each backend in a process of its own. A pair is one "
+        "payload measurement and one yardstick measurement of the same steps and repeats, in alternating order "
+        f"(ABBA); the ratio is the median over {pairs} pairs (min-max beside it). Target: >= {TARGET_RATIO}x. "
+        "Images/s: median (min, max) over the pairs.",
         "",
-        "| model | input | batch | timed steps | payload images/s | plain images/s | payload / plain |",
-        "|---|---|---|---|---|---|---|",
+        "| backend | model | input | batch | steps x repeats | chunk | payload images/s | yardstick images/s | "
+        "payload / yardstick |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for case, figures in results.items():
+    for figures in comparisons:
+        case = Case(**figures["case"])
         ratios = paired_ratios(figures)
+        verdict = "" if statistics.median(ratios) >= TARGET_RATIO else " (below target)"
         lines.append(
-            f"| {case.model} | {case.image_size}x{case.image_size}x3 | {case.batch_size} | {case.steps} | "
-            f"{median_range(figures['payload'], 1)} | {median_range(figures['plain'], 1)} | "
-            f"**{statistics.median(ratios):.3f}** (min {min(ratios):.3f}, max {max(ratios):.3f}) |"
+            f"| {figures['backend']} | {case.model} | {case.image_size}x{case.image_size}x3 | {case.batch_size} | "
+            f"{case.steps} x {case.repeats} | {figures['chunk']} | {median_range(figures['payload'], 1)} | "
+            f"{median_range(figures['yardstick'], 1)} | **{statistics.median(ratios):.3f}** "
+            f"(min {min(ratios):.3f}, max {max(ratios):.3f}){verdict} |"
+        )
+    lines += [
+        "",
+        "### Run-to-run spread on this machine",
+        "",
+        f"Each suite run {runs} times in a row through the payload CLI (TensorFlow): `smoke` with its defaults "
+        "(its figure is the median epoch, 10 epochs), and `throughput` with MobileNetV2 32x32x3, batch 32, float32, "
+        "10 warm-up + 30 timed steps x 3 repeats. Across runs: the runs' figures and their coefficient of "
+        "variation; within runs: each run's own repeats' coefficient of variation (what a report flags above 5%).",
+        "",
+        "| suite | runs' train images/s | across runs: median (min, max) | across-run cv | within-run cv: "
+        "median (min, max) |",
+        "|---|---|---|---|---|",
+    ]
+    for suite, runs_figures in spread.items():
+        values = [run["images_per_sec"] for run in runs_figures]
+        within = [100 * run["cv"] for run in runs_figures]
+        lines.append(
+            f"| {suite} | {', '.join(f'{v:.0f}' for v in values)} | {median_range(values, 1)} | "
+            f"{100 * cv(values):.1f}% | {median_range(within, 1)} % |"
         )
     params = pipeline["params"]
     lines += [
@@ -216,22 +321,25 @@ def main() -> None:
     """Measures, prints and writes the section."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("docs/performance.md"))
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--pairs", type=int, default=6, help="alternating payload/yardstick pairs per case (>= 5)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each suite for the run-to-run spread")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated Keras backends")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--cases", choices=("cpu", "gpu"), default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    results = {}
-    import gc
-
-    import keras
-
-    for case in CASES:
-        results[case] = compare(case, args.repeats)
-        keras.backend.clear_session()  # the next case starts without the last one's graphs and models
-        gc.collect()
-        payload, plain = statistics.median(results[case]["payload"]), statistics.median(results[case]["plain"])
-        ratio = statistics.median(paired_ratios(results[case]))
-        print(f"{case.model}: payload {payload:.1f} images/s, plain {plain:.1f} images/s, paired ratio {ratio:.3f}")
-    section = render(results, args.repeats, run_pipeline_suite())
+    if args.worker:
+        worker(args.worker, args.pairs, args.cases)
+        return
+    comparisons = []
+    for backend in args.backends.split(","):
+        for figures in run_worker(backend, args.pairs):
+            comparisons.append(figures)
+            ratio = statistics.median(paired_ratios(figures))
+            print(f"{backend} {figures['case']['model']}: payload {statistics.median(figures['payload']):.1f}, "
+                  f"yardstick {statistics.median(figures['yardstick']):.1f} images/s, paired ratio {ratio:.3f}")
+    spread = run_to_run(args.runs)
+    section = render(comparisons, args.pairs, spread, args.runs, run_suite("pipeline", {}))
     write_section(args.output, section, BEGIN, END)
     print(section)
 

@@ -394,6 +394,7 @@ def report_frames_derived(
     references: bool = False,
     home: Path | None = None,
     view: str | None = None,
+    spread_bound: float = 0.05,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Returns (samples, summary) as :func:`report_frames` does, the summary with derived metrics added.
 
@@ -403,15 +404,18 @@ def report_frames_derived(
     Args:
         run_ids: runs to report (ids or unique prefixes); by default the newest ``last`` runs, or all.
         last: the newest N runs.
-        baseline: a run id (or a reference id such as ``ref-01``) for ``speedup_over_baseline``.
+        baseline: a run id (or a reference id such as ``ref-01``) for ``speedup_over_baseline`` (like for like:
+            same model and precision) and ``baseline_caveat`` (what else differs).
         references: append the published reference rows (``reference=True``, with their ``source``).
         home: the Orchestrate home.
         view: the report view wanted ("summary": the samples frame holds only the per-epoch curve points; see
             :func:`report_frames`).
+        spread_bound: the coefficient of variation of a throughput's repeats above which ``spread_flag`` names
+            it as noisy (above 0 and below 1).
 
     Raises:
         UnknownRun: a run id matches no run.
-        SpecError: the baseline is not a row of the report.
+        SpecError: the baseline is not a row of the report, or the spread bound is not above 0 and below 1.
     """
     from orchestrator.report.metrics import with_derived_metrics
     from orchestrator.report.references import with_references
@@ -433,7 +437,7 @@ def report_frames_derived(
         # A baseline given as a unique prefix of a stored run resolves like any run id.
         with Store(home) as store:
             baseline = store.resolve_run_id(baseline)
-    return samples, with_derived_metrics(summary, baseline=baseline)
+    return samples, with_derived_metrics(summary, baseline=baseline, spread_bound=spread_bound)
 
 
 def breakeven(

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from keras_bench.timing import Spread
+
 
 @dataclass(frozen=True)
 class InferencePass:
@@ -28,6 +30,11 @@ class InferenceTiming:
     def median_images_per_sec(self) -> float:
         """Images/sec of the median pass."""
         return float(np.median([p.images_per_sec for p in self.passes]))
+
+    @property
+    def spread(self) -> Spread:
+        """The timed passes' images/sec."""
+        return Spread(tuple(p.images_per_sec for p in self.passes))
 
     @property
     def full_batch_ms(self) -> tuple[float, ...]:

@@ -18,34 +18,44 @@ from keras_bench.timing import StepTimer
 
 
 class StepTimerCallback(keras.callbacks.Callback):  # type: ignore[misc]
-    """Feeds train batch begin/end events, with each batch's image count, to a StepTimer."""
+    """Feeds train batch begin/end events, with each span's image and step counts, to a StepTimer.
+
+    With ``steps_per_execution`` K at compile time, fit calls the hooks once per chunk of K steps
+    (``begin`` is the chunk's first step index, ``end`` its last), so the timer sees one span per chunk and
+    the training loop runs without Python or a host sync between the chunk's steps.
+    """
 
     def __init__(self, timer: StepTimer, num_samples: int, batch_size: int) -> None:
         """Creates the callback.
 
         Args:
             timer: Receives the events.
-            num_samples: Training images per epoch, to size the short last batch.
+            num_samples: Training images per epoch, to size the short last batch and chunk.
             batch_size: Images per full batch.
         """
         super().__init__()
         self.timer = timer
         self.num_samples = num_samples
         self.batch_size = batch_size
+        self._begin = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.timer.epoch_begin()
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._begin = batch
         self.timer.batch_begin()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if logs and "loss" in logs:
-            # Reading the loss waits for the step to finish on backends that dispatch asynchronously (GPU),
-            # so the timestamp below is the step's real end rather than its launch.
+            # Reading the loss waits for the span's last step to finish on backends that dispatch asynchronously
+            # (GPU), so the timestamp below is the real end rather than the launch: one sync per span (chunk).
             float(logs["loss"])
-        images = min(self.batch_size, self.num_samples - batch * self.batch_size)
-        self.timer.batch_end(images)
+        # fit names a chunk's last step begin + K - 1 even when the epoch's data ends before it.
+        last_step = -(-self.num_samples // self.batch_size) - 1
+        end = min(batch, last_step)
+        images = min(self.num_samples, (end + 1) * self.batch_size) - self._begin * self.batch_size
+        self.timer.batch_end(images, end - self._begin + 1)
 
 
 class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]

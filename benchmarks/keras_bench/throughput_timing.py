@@ -1,9 +1,13 @@
 """Timed training and inference repeats, and the sample rows they become; shared by the throughput suites.
 
 One training measurement is one ``model.fit`` of ``repeats`` epochs of ``warmup_steps + steps`` steps each. The
-first ``warmup_steps`` steps of every epoch are excluded (tracing and compilation in the first, iterator
-start-up in the others), the remaining ``steps`` are timed by ``StepTimer``. images_per_sec is the median of the
-per-repeat figures; step times pool the timed steps of all repeats.
+lean timed path: a model compiled with ``steps_per_execution`` K runs K steps per call of its training function
+(a loop inside the compiled function on TensorFlow, JAX and torch alike), and the step-timing callback runs, and
+syncs with the device, once per chunk of K steps, never per step. Warm-up and timed steps are rounded up to
+whole chunks. The first ``warmup_steps`` steps of every epoch are excluded (tracing and compilation in the
+first, iterator start-up in the others), the remaining ``steps`` are timed chunk by chunk by ``StepTimer``.
+images_per_sec is the median of the per-repeat figures, written with the repeats' min, max and coefficient of
+variation and every repeat's own figure; per-step times are chunk times over K, pooled over all repeats.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from keras_bench.inference import InferenceTiming
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.stop import StopRequest
-from keras_bench.timing import StepTimer, ThroughputSummary, mean, percentile, stdev, summarize_steps
+from keras_bench.timing import Spread, StepTimer, ThroughputSummary, mean, percentile, stdev, summarize_steps
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class TrainingTiming:
     """The timed part of each repeat."""
 
     repeats: tuple[ThroughputSummary, ...]
+    steps_per_execution: int = 1  # steps per chunk: one timer span, one host sync
+    warmup_steps: int = 0  # steps left out of each repeat (of the first only, for one training run), whole chunks
 
     @property
     def median_images_per_sec(self) -> float:
@@ -33,29 +39,63 @@ class TrainingTiming:
         return float(np.median([r.images_per_sec for r in self.repeats]))
 
     @property
+    def spread(self) -> Spread:
+        """The repeats' images/sec."""
+        return Spread(tuple(r.images_per_sec for r in self.repeats))
+
+    @property
+    def full_batch_steps(self) -> int:
+        """The steps that ``step_ms`` covers: those of the timed spans whose batches were all full size."""
+        return sum(r.full_batch_steps for r in self.repeats)
+
+    @property
     def step_ms(self) -> tuple[float, ...]:
         """Every timed full-batch step time, in ms, over all repeats."""
         return tuple(ms for r in self.repeats for ms in r.full_batch_step_ms)
 
 
-def summarize_repeats(timer: StepTimer, warmup_steps: int, batch_size: int) -> TrainingTiming:
-    """Splits the timer's steps by epoch (one epoch per repeat) and drops each epoch's warm-up steps.
+def summarize_repeats(
+    timer: StepTimer,
+    warmup_steps: int,
+    batch_size: int,
+    steps_per_execution: int = 1,
+    *,
+    warmup_each_repeat: bool = True,
+) -> TrainingTiming:
+    """Splits the timer's spans by epoch (one epoch per repeat) and drops each epoch's warm-up steps.
 
     Args:
         timer: Filled by a ``StepTimerCallback`` during fit.
         warmup_steps: Leading steps of every epoch to exclude.
         batch_size: Full batch size.
+        steps_per_execution: The model's steps per chunk, recorded with the figures.
+        warmup_each_repeat: False to exclude the first ``warmup_steps`` steps of the whole fit only, whichever
+            epochs they fall in (one training run whose later epochs need no new warm-up, as the smoke suite's).
 
     Returns:
         One summary per epoch that has timed steps left.
     """
-    epochs = sorted({step.epoch for step in timer.steps})
+    spans = list(timer.steps)
+    excluded = 0
+    if not warmup_each_repeat:
+        while spans and excluded < warmup_steps:
+            excluded += spans.pop(0).steps
     summaries = []
-    for epoch in epochs:
-        summary = summarize_steps([s for s in timer.steps if s.epoch == epoch], warmup_steps, batch_size)
+    for epoch in sorted({span.epoch for span in spans}):
+        summary = summarize_steps(
+            [s for s in spans if s.epoch == epoch], warmup_steps if warmup_each_repeat else 0, batch_size
+        )
         if summary is not None:
             summaries.append(summary)
-    return TrainingTiming(tuple(summaries))
+    if warmup_each_repeat and summaries:
+        excluded = summaries[0].warmup_steps
+    return TrainingTiming(tuple(summaries), steps_per_execution, excluded)
+
+
+def whole_chunks(steps: int, steps_per_execution: int) -> int:
+    """Rounds ``steps`` up to a whole number of chunks of ``steps_per_execution`` steps."""
+    chunk = max(1, steps_per_execution)
+    return -(-steps // chunk) * chunk
 
 
 def time_training(
@@ -71,9 +111,13 @@ def time_training(
 ) -> TrainingTiming:
     """Trains a compiled model for ``repeats`` epochs of ``warmup_steps + steps`` steps and times the steps.
 
+    The model's ``steps_per_execution`` (set at compile time) is the chunk: warm-up and timed steps are each
+    rounded up to whole chunks, so no chunk mixes the two.
+
     Args:
         model: A compiled Keras model.
-        x: Arrays holding at least ``batch_size * (warmup_steps + steps)`` examples, or a repeating, batched
+        x: Arrays holding ``batch_size`` x (the rounded ``warmup_steps + steps``) examples (see
+            ``chunked_steps``), or a repeating, batched
             ``tf.data.Dataset`` of (images, labels) (then ``y`` is None).
         y: Labels for array ``x``; None for a dataset.
         batch_size: Images per step.
@@ -87,6 +131,8 @@ def time_training(
     """
     from keras_bench.keras_callbacks import StepTimerCallback, StopCheckCallback
 
+    chunk = int(getattr(model, "steps_per_execution", 1) or 1)
+    warmup_steps, steps = chunked_steps(warmup_steps, steps, chunk)
     steps_per_epoch = warmup_steps + steps
     timer = StepTimer()
     arrays = y is not None
@@ -100,15 +146,33 @@ def time_training(
         verbose=0,
         callbacks=[StepTimerCallback(timer, batch_size * steps_per_epoch, batch_size), StopCheckCallback(stop)],
     )
-    return summarize_repeats(timer, warmup_steps, batch_size)
+    return summarize_repeats(timer, warmup_steps, batch_size, chunk)
 
 
-def _add_step_times(
-    recorder: RunRecorder, benchmark: str, step_ms: Sequence[float], metadata: dict[str, MetadataValue]
+def chunked_steps(warmup_steps: int, steps: int, steps_per_execution: int) -> tuple[int, int]:
+    """Returns (warm-up steps, timed steps), each rounded up to whole chunks of ``steps_per_execution``."""
+    return whole_chunks(warmup_steps, steps_per_execution), whole_chunks(steps, steps_per_execution)
+
+
+def add_step_times(
+    recorder: RunRecorder,
+    benchmark: str,
+    step_ms: Sequence[float],
+    metadata: dict[str, MetadataValue],
+    timed_steps: int | None = None,
 ) -> None:
+    """Writes step_time_ms_mean/p50/p90 (and stdev from two values on) over per-step times.
+
+    Args:
+        recorder: Receives the rows.
+        benchmark: E.g. ``train_throughput``.
+        step_ms: One per-step time per timed span (a chunk's time over its steps, or one step's).
+        metadata: The recipe; ``timed_steps`` (the steps the times cover) and ``timed_spans`` are added.
+        timed_steps: The steps the spans hold; ``len(step_ms)`` when each span is one step.
+    """
     if not step_ms:
         return
-    step_metadata = {**metadata, "timed_steps": len(step_ms)}
+    step_metadata = {**metadata, "timed_steps": timed_steps or len(step_ms), "timed_spans": len(step_ms)}
     recorder.add(benchmark, "step_time_ms_mean", mean(step_ms), "ms", step_metadata)
     recorder.add(benchmark, "step_time_ms_p50", percentile(step_ms, 50), "ms", step_metadata)
     recorder.add(benchmark, "step_time_ms_p90", percentile(step_ms, 90), "ms", step_metadata)
@@ -117,27 +181,55 @@ def _add_step_times(
 
 
 def record_training(recorder: RunRecorder, timing: TrainingTiming, metadata: dict[str, MetadataValue]) -> float | None:
-    """Writes ``train_throughput`` rows: images_per_sec (median repeat) and step_time_ms_mean/p50/p90/stdev.
+    """Writes ``train_throughput`` rows: images_per_sec (median repeat) with its spread (see ``add_spread``) and
+    step_time_ms_mean/p50/p90/stdev (chunk times over their steps, all repeats pooled).
 
-    With ``metadata["gpus"]`` of 1 or more it also writes ``train_throughput_per_gpu/images_per_sec``, the
-    median divided by the GPUs the step ran on; on a machine without GPU that row is left out.
+    The rows' metadata gets ``steps`` (timed steps per repeat, after rounding to whole chunks),
+    ``warmup_steps`` (the steps actually left out) and ``steps_per_execution``. With ``metadata["gpus"]`` of 1
+    or more it also writes ``train_throughput_per_gpu/images_per_sec``, the median divided by the GPUs the step
+    ran on; on a machine without GPU that row is left out.
 
     Args:
         recorder: Receives the rows.
         timing: From ``time_training``.
-        metadata: The recipe; ``repeats_timed`` is added.
+        metadata: The recipe.
 
     Returns:
         The median images/sec, or None when no repeat had a timed step.
     """
     if not timing.repeats:
         return None
-    rows = {**metadata, "repeats_timed": len(timing.repeats)}
-    value = timing.median_images_per_sec
-    recorder.add("train_throughput", "images_per_sec", value, "images/s", rows)
-    _add_per_gpu(recorder, "train_throughput_per_gpu", value, rows)
-    _add_step_times(recorder, "train_throughput", timing.step_ms, metadata)
+    timed_steps = max(r.timed_steps for r in timing.repeats)
+    recipe = {**metadata, "steps": timed_steps, "warmup_steps": timing.warmup_steps,
+              "steps_per_execution": timing.steps_per_execution}
+    value = add_spread(recorder, "train_throughput", timing.spread, recipe)
+    _add_per_gpu(recorder, "train_throughput_per_gpu", value, {**recipe, "repeats_timed": len(timing.repeats)})
+    add_step_times(recorder, "train_throughput", timing.step_ms, recipe, timing.full_batch_steps)
     return value
+
+
+def add_spread(recorder: RunRecorder, benchmark: str, spread: Spread, metadata: dict[str, MetadataValue]) -> float:
+    """Writes one repeated throughput figure: images_per_sec (the median repeat), its min, max and coefficient of
+    variation (two repeats or more), and each repeat's own figure (``images_per_sec_repeat``, ``repeat_index``).
+
+    Args:
+        recorder: Receives the rows.
+        benchmark: E.g. ``train_throughput``.
+        spread: The repeats' images/sec.
+        metadata: The recipe; ``repeats_timed`` is added.
+
+    Returns:
+        The median.
+    """
+    rows = {**metadata, "repeats_timed": len(spread.values)}
+    recorder.add(benchmark, "images_per_sec", spread.median, "images/s", rows)
+    recorder.add(benchmark, "images_per_sec_min", spread.low, "images/s", rows)
+    recorder.add(benchmark, "images_per_sec_max", spread.high, "images/s", rows)
+    if spread.cv is not None:
+        recorder.add(benchmark, "images_per_sec_cv", spread.cv, "fraction", rows)
+    for index, value in enumerate(spread.values, start=1):
+        recorder.add(benchmark, "images_per_sec_repeat", value, "images/s", {**rows, "repeat_index": index})
+    return spread.median
 
 
 def record_inference(
@@ -155,10 +247,9 @@ def record_inference(
     """
     if not timing.passes:
         return None
-    value = timing.median_images_per_sec
-    recorder.add("inference_throughput", "images_per_sec", value, "images/s", metadata)
-    _add_per_gpu(recorder, "inference_throughput_per_gpu", value, metadata)
-    _add_step_times(recorder, "inference_throughput", timing.full_batch_ms, metadata)
+    value = add_spread(recorder, "inference_throughput", timing.spread, metadata)
+    _add_per_gpu(recorder, "inference_throughput_per_gpu", value, {**metadata, "repeats_timed": len(timing.passes)})
+    add_step_times(recorder, "inference_throughput", timing.full_batch_ms, metadata)
     return value
 
 

@@ -1,7 +1,10 @@
-"""Per-step training time with warm-up excluded, and the statistics over it (stdlib + numpy only).
+"""Training time per span of steps with warm-up excluded, and the statistics over it (stdlib + numpy only).
 
-Durations are end-to-end between consecutive batch ends within an epoch; the first step of an epoch is timed
-from its batch begin, so time spent between epochs (validation, evaluation, iterator start) never counts.
+A span is what one call of the training function ran: one step, or a chunk of ``steps_per_execution`` steps
+run back to back without Python between them (the lean timed path; see ``throughput_timing``). Durations are
+end-to-end between consecutive span ends within an epoch; the first span of an epoch is timed from its begin,
+so time spent between epochs (validation, evaluation, iterator start) never counts. Per-step times of a chunk
+are its time over its steps: percentiles come from chunk times, not from a host sync after every step.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ class TrainStep:
     """One training step as the timer saw it."""
 
     epoch: int  # 0-based, in the order epochs began
-    images: int  # images in this step's batch (the last batch of an epoch may be short)
+    images: int  # images in this span's batches (the last batch of an epoch may be short)
     seconds: float
+    steps: int = 1  # steps in this span: 1, or the steps of one chunk (steps_per_execution)
 
 
 class StepTimer:
@@ -51,11 +55,12 @@ class StepTimer:
         if self._last_end is None:
             self._epoch_first_begin = self._clock()
 
-    def batch_end(self, images: int) -> None:
-        """Closes the current step.
+    def batch_end(self, images: int, steps: int = 1) -> None:
+        """Closes the current span.
 
         Args:
-            images: How many images the step's batch held.
+            images: How many images the span's batches held.
+            steps: How many steps the span ran (a chunk of ``steps_per_execution``; 1 without).
 
         Raises:
             RuntimeError: When no batch began in this epoch.
@@ -64,7 +69,7 @@ class StepTimer:
         started = self._last_end if self._last_end is not None else self._epoch_first_begin
         if started is None:
             raise RuntimeError("StepTimer.batch_end called before any batch_begin in this epoch")
-        self.steps.append(TrainStep(max(self._epoch, 0), images, now - started))
+        self.steps.append(TrainStep(max(self._epoch, 0), images, now - started, steps))
         self._last_end = now
 
 
@@ -76,31 +81,46 @@ class ThroughputSummary:
     timed_steps: int
     timed_images: int
     timed_seconds: float
-    full_batch_step_ms: tuple[float, ...]  # durations of the timed steps whose batch was full size
+    # Per-step time of each timed span whose batches were all full size: the span's time over its steps.
+    full_batch_step_ms: tuple[float, ...]
+    warmup_steps: int = 0  # the steps actually left out: ``warmup_steps`` rounded up to whole spans
+    full_batch_steps: int = 0  # the steps of the spans behind ``full_batch_step_ms``
 
 
 def summarize_steps(steps: Sequence[TrainStep], warmup_steps: int, batch_size: int) -> ThroughputSummary | None:
-    """Drops the first ``warmup_steps`` steps (tracing, compilation) and summarises the rest.
+    """Drops the spans holding the first ``warmup_steps`` steps (tracing, compilation) and summarises the rest.
+
+    A span that holds any of the first ``warmup_steps`` steps is dropped whole, so with chunks the warm-up is
+    rounded up to whole chunks (``ThroughputSummary.warmup_steps`` says how many steps that left out).
 
     Args:
-        steps: Every step in the order it ran, across all epochs.
+        steps: Every span in the order it ran, across all epochs.
         warmup_steps: How many leading steps to exclude.
         batch_size: The full batch size; shorter batches count for images/sec but not for step times.
 
     Returns:
-        The summary, or None when no step (or no time) is left after warm-up.
+        The summary, or None when no span (or no time) is left after warm-up.
     """
-    timed = steps[warmup_steps:]
+    dropped = 0
+    start = 0
+    while start < len(steps) and dropped < warmup_steps:
+        dropped += steps[start].steps
+        start += 1
+    timed = steps[start:]
     seconds = sum(step.seconds for step in timed)
     if not timed or seconds <= 0:
         return None
     images = sum(step.images for step in timed)
     return ThroughputSummary(
         images_per_sec=images / seconds,
-        timed_steps=len(timed),
+        timed_steps=sum(step.steps for step in timed),
         timed_images=images,
         timed_seconds=seconds,
-        full_batch_step_ms=tuple(step.seconds * 1000.0 for step in timed if step.images == batch_size),
+        full_batch_step_ms=tuple(
+            step.seconds * 1000.0 / step.steps for step in timed if step.images == batch_size * step.steps
+        ),
+        warmup_steps=dropped,
+        full_batch_steps=sum(step.steps for step in timed if step.images == batch_size * step.steps),
     )
 
 
@@ -123,3 +143,33 @@ def stdev(values: Sequence[float]) -> float:
     if len(values) < 2:
         raise ValueError(f"stdev needs at least two values. Received: {len(values)}")
     return float(np.std(np.asarray(values, dtype=np.float64), ddof=1))
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Repeated measurements of one figure: the median, the extremes and the coefficient of variation."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        """The median repeat (the figure a report shows)."""
+        return float(np.median(np.asarray(self.values, dtype=np.float64)))
+
+    @property
+    def low(self) -> float:
+        """The smallest repeat."""
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        """The largest repeat."""
+        return max(self.values)
+
+    @property
+    def cv(self) -> float | None:
+        """Sample standard deviation over the mean; None with fewer than two repeats."""
+        if len(self.values) < 2:
+            return None
+        average = mean(self.values)
+        return stdev(self.values) / average if average > 0 else None

@@ -452,11 +452,19 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
 @click.option("--columns", metavar="NAME,…",
               help="Only these columns, in this order (names as in --format csv, e.g. run_id,name,host,state,"
                    "cost_usd); the table's default is what fits the terminal.")
+@click.option("--spread-bound", metavar="FRACTION", default="0.05", show_default=True,
+              callback=lambda _ctx, _param, value: _spread_bound(value),
+              help="Mark a throughput whose repeats spread more than this (coefficient of variation) as noisy: a "
+                   "fraction above 0 and below 1, or a percentage (5%).")
 def report(
     run_ids: tuple[str, ...], last: int | None, fmt: str, view: str, output: Path | None, every_run: bool,
-    baseline: str | None, references: bool, as_json: bool, columns: str | None,
+    baseline: str | None, references: bool, as_json: bool, columns: str | None, spread_bound: float,
 ) -> None:
     """Compare runs: training and inference images/sec, accuracy, duration and cost.
+
+    Throughputs show their repeats' spread (812 ±7.1%); one above --spread-bound is marked (noisy) and named in
+    the spread_flag column. A speed-up over --baseline compares the same model and precision only; the
+    baseline_caveat column says what else differs (framework, batch, XLA, data).
 
     \b
     Examples:
@@ -467,6 +475,7 @@ def report(
       orchestrate report --references --baseline ref-01 --format md
       orchestrate report --last 1 --view deploy
       orchestrate report --columns run_id,name,host,state,train_images_per_sec,cost_usd
+      orchestrate report --last 3 --spread-bound 2%
     """
     from orchestrator import api
     from orchestrator.report.deploy import FORMATS, tradeoff_frame, tradeoff_table
@@ -485,7 +494,8 @@ def report(
                                "has its own")
     # The summary view (and the HTML report, whose charts read only per-epoch curves) need not hold every sample.
     samples, summary = api.report_frames_derived(run_ids, last=last, baseline=baseline, references=references,
-                                                 view="summary" if view == "summary" else None)
+                                                 view="summary" if view == "summary" else None,
+                                                 spread_bound=spread_bound)
     frame = {"summary": summary, "samples": samples}.get(view)
     if frame is None:  # the deploy view
         frame = tradeoff_frame(samples)
@@ -495,7 +505,7 @@ def report(
         table = partial(tradeoff_table, title=title)
         frame = frame[picked] if picked else frame
     else:
-        table = partial(rich_table, title=title, columns=picked)
+        table = partial(rich_table, title=title, columns=picked, spread_bound=spread_bound)
     if fmt == "parquet" and output is not None:
         write_parquet(frame[picked] if picked else frame, output)
         err.print(f"wrote {output}")
@@ -504,7 +514,7 @@ def report(
         from orchestrator.report.html import render_html
 
         # The HTML report always has both views: the table is the summary, the curves come from the samples.
-        output.write_text(render_html(samples, summary), encoding="utf-8")
+        output.write_text(render_html(samples, summary, spread_bound=spread_bound), encoding="utf-8")
         err.print(f"wrote {output}")
         return
     if fmt == "table":
@@ -521,12 +531,27 @@ def report(
             out.print(table(frame))
         return
     text = render_text(frame, fmt, reading=view != "deploy", formats=FORMATS if view == "deploy" else None,
-                       columns=picked)
+                       columns=picked, spread_bound=spread_bound)
     if output is not None:
         output.write_text(text)
         err.print(f"wrote {output}")
     else:
         click.echo(text, nl=False)
+
+
+def _spread_bound(value: str) -> float:
+    """Reads ``report --spread-bound`` (see :func:`orchestrator.report.metrics.parse_spread_bound`).
+
+    Raises:
+        click.BadParameter: naming the value received and what is accepted (the option is named by click).
+    """
+    from orchestrator.errors import SpecError
+    from orchestrator.report.metrics import SPREAD_ACCEPTED, parse_spread_bound
+
+    try:
+        return parse_spread_bound(value)
+    except SpecError:
+        raise click.BadParameter(f"received {value!r}; accepted: {SPREAD_ACCEPTED}") from None
 
 
 @cli.command()

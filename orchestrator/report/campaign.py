@@ -39,8 +39,8 @@ BEST_COLUMNS = ["scope", "criterion", "value", "unit", "cell_id", "where", "conf
 OVERALL = "overall"
 # The cells table's columns (when the frame has them), and the ones it always shows.
 _CELL_TABLE = ["cell_id", "where", "values", "state", "run_id", "host", "model", "batch_size", "precision",
-               "learning_rate", "dropout", "test_accuracy", "train_images_per_sec", "train_images_per_usd",
-               "cost_to_accuracy_usd", "cell_cost_usd", "error"]
+               "learning_rate", "dropout", "test_accuracy", "train_images_per_sec", "spread_flag",
+               "train_images_per_usd", "cost_to_accuracy_usd", "cell_cost_usd", "error"]
 _ALWAYS = ("cell_id", "where", "state")
 CAMPAIGN_LABELS = {"cell_id": "cell", "cell_cost_usd": "cell $", "values": "swept", "learning_rate": "lr"}
 _PRIORITY = ("cell", "where", "state", "swept", "train img/$", "$ to acc", "test acc", "train img/s", "cell $")
@@ -244,6 +244,10 @@ def render_campaign_text(frame: pd.DataFrame, best: pd.DataFrame, fmt: str) -> s
         best_md = render_text(best_reading(best), "md", reading=False) + f"\n{EXCLUDED}\n" if not best.empty \
             else f"{NO_BEST}\n"
         cells_md = render_text(cells_reading(frame), "md", reading=False)
+        if "spread_flag" in frame.columns and frame["spread_flag"].notna().any():
+            from orchestrator.report.metrics import spread_note
+
+            cells_md += f"\n{spread_note(marked=False)}\n"
         return f"## Best configurations\n\n{best_md}\n## Cells\n\n{cells_md}"
     if fmt == "csv":
         marked = frame.copy()

@@ -38,6 +38,13 @@ VARIANT_KEYS = [
 ]
 # Curve points (one per epoch, benchmark "train_curve" and the like) are left to the samples view and charts.
 CURVE_SUFFIX = "_curve"
+# One repeat's figure (metric "images_per_sec_repeat", metadata ``repeat_index``) is left to the samples view too:
+# the summary has the payload's median, slowest, fastest and spread of the repeats instead.
+REPEAT_SUFFIX = "_repeat"
+# The repeats' slowest, fastest and coefficient of variation: of one machine's repeats, so a total row over
+# several machines leaves them blank (its machines' repeats were not timed together, so no sum of them is a
+# repeat of the whole run).
+SPREAD_METRICS = ("images_per_sec_min", "images_per_sec_max", "images_per_sec_cv")
 # Throughput metrics (images/s) add up over a run's machines; every other metric is a median over them.
 THROUGHPUT_METRIC = "images_per_sec"
 # A benchmark whose images/s is already per GPU ("train_throughput_per_gpu"): a total over machines leaves it
@@ -50,6 +57,12 @@ SUMMARY_LABELS = {
     "train.accuracy": "test_accuracy",
     "train_throughput.step_time_ms_p50": "train_step_ms_p50",
     "train.seconds": "train_seconds",
+    "train_throughput.images_per_sec_cv": "train_images_per_sec_cv",
+    "train_throughput.images_per_sec_min": "train_images_per_sec_min",
+    "train_throughput.images_per_sec_max": "train_images_per_sec_max",
+    "inference_throughput.images_per_sec_cv": "inference_images_per_sec_cv",
+    "inference_throughput.images_per_sec_min": "inference_images_per_sec_min",
+    "inference_throughput.images_per_sec_max": "inference_images_per_sec_max",
 }
 _MISSING = "-"  # stands in for a missing key while grouping (pandas drops NaN keys)
 # Variant keys that count things: a column of them made float by a missing value is still one of integers.
@@ -302,16 +315,16 @@ def summary_frame(samples: pd.DataFrame) -> pd.DataFrame:
 
     A run whose samples came from more than one host also gets, per recipe, a total row after its hosts' rows:
     ``host`` "all N", ``hosts`` N, images/s summed over the hosts that measured the recipe (the run's
-    throughput), ``gpus`` summed, other metrics (accuracy, step times, seconds) the median over those hosts.
-    Every other row has ``hosts`` 1. Per-epoch curve points are left out; a run that measured nothing keeps
-    one row.
+    throughput), ``gpus`` summed, the repeats' slowest, fastest and spread (``images_per_sec_min``, ``_max``,
+    ``_cv``) blank, other metrics (accuracy, step times, seconds) the median over those hosts. Every other row
+    has ``hosts`` 1. Per-epoch curve points and each repeat's own figure (``images_per_sec_repeat``) are left
+    out; a run that measured nothing keeps one row.
     """
     import pandas as pd
 
     if samples.empty:
         return pd.DataFrame(columns=[*RUN_COLUMNS, HOST, HOSTS])
-    curve = samples["benchmark"].fillna("").str.endswith(CURVE_SUFFIX)
-    frame = samples[~curve].copy()
+    frame = samples[~_left_to_samples(samples)].copy()
     if HOST not in frame.columns:
         frame[HOST] = None
     variants = [key for key in VARIANT_KEYS if frame[key].notna().any()]
@@ -324,6 +337,14 @@ def summary_frame(samples: pd.DataFrame) -> pd.DataFrame:
     with_gpus = GPUS in measured.columns and bool(measured[GPUS].notna().any())
     measured = measured.assign(column=measured["benchmark"] + "." + measured["metric"])
     return _summary(runs, measured, recipe, list(dict.fromkeys(samples["run_id"])), with_gpus)
+
+
+def _left_to_samples(samples: pd.DataFrame) -> pd.Series:
+    """Returns, per sample, whether the summary leaves it to the samples view: a curve point (benchmark ending in
+    :data:`CURVE_SUFFIX`) or one repeat's figure (metric ending in :data:`REPEAT_SUFFIX`)."""
+    curve = samples["benchmark"].fillna("").astype(str).str.endswith(CURVE_SUFFIX)
+    repeat = samples["metric"].fillna("").astype(str).str.endswith(REPEAT_SUFFIX)
+    return curve | repeat
 
 
 def _filled(column: pd.Series) -> pd.Series:
@@ -351,8 +372,7 @@ def _summary_of_keys(runs: pd.DataFrame, fetched: _Fetched, keys: _Keys) -> pd.D
     sample_row = keys.row[fetched.key]
     first = np.full(len(typed), len(sample_row), dtype=np.int64)
     np.minimum.at(first, sample_row, np.arange(len(sample_row), dtype=np.int64))
-    curve = typed["benchmark"].fillna("").str.endswith(CURVE_SUFFIX).to_numpy(dtype=bool)
-    level_rows = np.flatnonzero(~curve)
+    level_rows = np.flatnonzero(~_left_to_samples(typed).to_numpy(dtype=bool))
     level_rows = level_rows[np.argsort(first[level_rows], kind="stable")]
     level = typed.iloc[level_rows].reset_index(drop=True)
     variants = [key for key in VARIANT_KEYS if level[key].notna().any()]
@@ -435,17 +455,23 @@ def _pivot(measured: pd.DataFrame, index: list[str], with_gpus: bool) -> pd.Data
 
 
 def _totals(wide: pd.DataFrame, recipe: list[str]) -> pd.DataFrame:
-    """Returns a total row per run and recipe of the runs with more than one host (none for the others)."""
+    """Returns a total row per run and recipe of the runs with more than one host (none for the others).
+
+    Images/s is summed over the hosts; the repeats' slowest, fastest and spread (:data:`SPREAD_METRICS`) and the
+    per-GPU figures are left blank (one machine's repeats say nothing about a sum's); other figures are the
+    median over the hosts.
+    """
     import pandas as pd
 
     host_count = wide.groupby("run_id", sort=False)[HOST].transform("nunique")
     several = wide[host_count > 1]
     if several.empty:
         return pd.DataFrame(columns=wide.columns)
-    figures = [c for c in several.columns if c not in (*recipe, HOST, HOSTS, GPUS)]
-    summed = [c for c in figures if c.endswith("." + THROUGHPUT_METRIC)
-              and not c.rpartition(".")[0].endswith(PER_GPU_SUFFIX)]
-    medians = [c for c in figures if c not in summed and not c.rpartition(".")[0].endswith(PER_GPU_SUFFIX)]
+    figures = [c for c in several.columns if c not in (*recipe, HOST, HOSTS, GPUS)
+               and not c.rpartition(".")[0].endswith(PER_GPU_SUFFIX)
+               and c.rpartition(".")[2] not in SPREAD_METRICS]  # left blank: see SPREAD_METRICS
+    summed = [c for c in figures if c.endswith("." + THROUGHPUT_METRIC)]
+    medians = [c for c in figures if c not in summed]
     grouped = several.groupby(recipe, sort=False)
     parts = [grouped[medians].median(), grouped[summed].sum(min_count=1)]
     if GPUS in several.columns:

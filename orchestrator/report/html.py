@@ -451,19 +451,33 @@ def _deployment(summary: pd.DataFrame, run_labels: dict[str, str]) -> list[Serie
     return series
 
 
-def _table(summary: pd.DataFrame) -> str:
-    """The summary's reading columns as a sortable table, at most :data:`TABLE_ROWS` rows of it."""
-    from orchestrator.report.render import display_frame, format_cell
+def _table(summary: pd.DataFrame, spread_bound: float) -> str:
+    """The summary's reading columns as a sortable table, at most :data:`TABLE_ROWS` rows of it; a throughput
+    with its repeats' spread ("812 ±7.1%"), a noisy one (spread above ``spread_bound``) of class ``noisy`` and
+    titled with why."""
+    from orchestrator.report.metrics import SPREADS, bound_text, spread_text
+    from orchestrator.report.render import _reading_columns, display_frame, format_cell, spread_cell
 
-    shown = display_frame(summary.iloc[:TABLE_ROWS])
+    rows_shown = summary.iloc[:TABLE_ROWS]
+    shown = display_frame(rows_shown)
+    raw = _reading_columns(rows_shown)  # display_frame's columns, before their labels
+    spreads = [rows_shown[SPREADS[c]].tolist() if c in SPREADS and SPREADS[c] in rows_shown.columns else None
+               for c in raw]
     head = "".join(f"<th>{_e(column)}</th>" for column in shown.columns)
     numeric = [shown[c].dtype.kind in "fiu" for c in shown.columns]
     rows = []
-    for record in shown.itertuples(index=False):
+    for position, record in enumerate(shown.itertuples(index=False)):
         cells = []
-        for value, is_number in zip(record, numeric, strict=True):
+        for value, is_number, spread in zip(record, numeric, spreads, strict=True):
             sort_key = f' data-sort="{value!r}"' if is_number and _finite(value) else ""
-            cells.append(f'<td class="{"num" if is_number else "text"}"{sort_key}>{_e(format_cell(value))}</td>')
+            text, noisy, title = format_cell(value), False, ""
+            if spread is not None:
+                text, noisy = spread_cell(value, spread[position], spread_bound)
+                if _finite(spread[position]):
+                    title = f' title="repeats spread {_e(spread_text(spread[position]))} (coefficient of variation)' \
+                            f'{_e(" > " + bound_text(spread_bound)) if noisy else ""}"'
+            kind = ("num" if is_number else "text") + (" noisy" if noisy else "")
+            cells.append(f'<td class="{kind}"{sort_key}{title}>{_e(text)}</td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f'<table class="summary" data-table="summary"><thead><tr>{head}</tr></thead>' \
            f"<tbody>{''.join(rows)}</tbody></table>"
@@ -510,6 +524,7 @@ table.summary{border-collapse:collapse;font-size:13px}
 table.summary th,table.summary td{border-bottom:1px solid #ddd;padding:3px 8px;white-space:nowrap}
 table.summary th{cursor:pointer;text-align:left;background:#f6f6f6}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.noisy{color:#bc4c00;font-weight:600}
 """
 
 # Sorts the summary table on a header click; numbers by their data-sort value, text as text.
@@ -538,7 +553,8 @@ _JS = """
 """
 
 
-def render_html(samples: pd.DataFrame, summary: pd.DataFrame, title: str = "Orchestrate report") -> str:
+def render_html(samples: pd.DataFrame, summary: pd.DataFrame, title: str = "Orchestrate report", *,
+                spread_bound: float | None = None) -> str:
     """Returns the whole report as one HTML document that needs no network to open.
 
     Args:
@@ -546,7 +562,14 @@ def render_html(samples: pd.DataFrame, summary: pd.DataFrame, title: str = "Orch
         summary: the summary view (one row per run, recipe and host, and a multi-host run's totals), for the
             table and the other charts.
         title: the page title.
+        spread_bound: a throughput whose repeats spread more than this is marked noisy in the table (default:
+            :data:`orchestrator.report.metrics.SPREAD_BOUND`); a note over the table states it.
     """
+    from orchestrator.report.metrics import SPREAD_BOUND, spread_note
+    from orchestrator.report.render import has_spread
+
+    bound = SPREAD_BOUND if spread_bound is None else spread_bound
+    note = f'<p class="note spread">{_e(spread_note(bound))}</p>' if has_spread(summary) else ""
     charts = build_charts(samples, summary)
     runs = summary["run_id"].nunique() if "run_id" in summary.columns else 0
     cut = f"<p class=\"note\">The table shows the first {TABLE_ROWS:,} of {len(summary):,} rows; every row: " \
@@ -558,7 +581,7 @@ def render_html(samples: pd.DataFrame, summary: pd.DataFrame, title: str = "Orch
         f"<h1>{_e(title)}</h1><p>{runs} run(s), {len(summary)} row(s). Hover a mark for its values; "
         "click a column header to sort.</p>"
         f"<div class=\"charts\">{''.join(_figure(chart) for chart in charts)}</div>"
-        f"<h2>Summary</h2>{cut}{_table(summary)}"
+        f"<h2>Summary</h2>{cut}{note}{_table(summary, bound)}"
         f"<script type=\"application/json\" id=\"report-data\">{_json_for_script(_data(summary, charts))}</script>"
         f"<script>{_JS}</script></body></html>\n"
     )

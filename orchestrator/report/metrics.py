@@ -1,4 +1,4 @@
-"""Derived metrics on the report's summary frame: per GPU, per dollar, to accuracy, scaling and speed-up.
+"""Derived metrics on the report's summary frame: per GPU, per dollar, to accuracy, scaling, speed-up, spread.
 
 Each metric is a pure function of a summary frame (one row per run, recipe and host, plus a total row per
 recipe of a run over several hosts, see :func:`orchestrator.report.frame.summary_frame`) that returns a column
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,8 +34,14 @@ _SERIES_KEYS = ("model", "weights", "phase", "data", "pipeline", "precision", "x
 DERIVED_COLUMNS = (
     "train_images_per_sec_per_gpu", "train_images_per_usd", "inference_images_per_usd",
     "usd_per_million_train_images", "usd_per_million_inferences", "time_to_accuracy_s", "cost_to_accuracy_usd",
-    "scaling_efficiency", "speedup_over_baseline",
+    "scaling_efficiency", "speedup_over_baseline", "baseline_caveat", "spread_flag",
 )
+# The coefficient of variation of a figure's repeats (sample stdev over mean) above which it is called noisy.
+SPREAD_BOUND = 0.05
+SPREAD_ACCEPTED = "a fraction above 0 and below 1 (0.05) or a percentage (5%)"
+NOISY_MARK = "(noisy)"  # after a noisy figure in the table, Markdown and HTML
+# Each throughput column's spread: the coefficient of variation of its repeats (frame.SUMMARY_LABELS).
+SPREADS = {TRAIN: "train_images_per_sec_cv", INFERENCE: "inference_images_per_sec_cv"}
 
 
 def _numbers(summary: pd.DataFrame, column: str) -> pd.Series:
@@ -115,14 +122,160 @@ def scaling_efficiency(summary: pd.DataFrame) -> pd.Series:
     return given.where(given.notna(), recomputed)
 
 
-def speedup_over_baseline(summary: pd.DataFrame, baseline: str, column: str = TRAIN) -> pd.Series:
-    """Returns each run's (and each host's) speed-up over a baseline run, normalised across models (Lambda-style).
+def parse_spread_bound(text: str) -> float:
+    """Returns the spread bound a user typed: a fraction (``0.05``) or a percentage (``5%``), above 0 and below 1.
 
-    For each model, a run's best throughput (its best recipe, as Lambda picks the batch that fits) over the
-    baseline's best on that model; then the geometric mean over the models both measured. Every row of a
-    run carries its run's figure, except that a host's row of a multi-host run carries that host's own (its
-    total rows carry the run's); the baseline's figures are those of its rows that stand for the whole run
-    (:func:`orchestrator.report.frame.stands_for_run`). NaN for a run sharing no model with the baseline.
+    Raises:
+        SpecError: anything else, naming ``--spread-bound``, the text received and what is accepted.
+    """
+    from orchestrator.errors import SpecError
+
+    value = str(text).strip()
+    try:
+        bound = float(value[:-1]) / 100.0 if value.endswith("%") else float(value)
+    except ValueError:
+        bound = float("nan")
+    if not 0.0 < bound < 1.0:  # NaN and inf fail this too
+        raise SpecError("--spread-bound", text, SPREAD_ACCEPTED)
+    return bound
+
+
+def bound_text(fraction: float) -> str:
+    """Formats a bound as a percentage, as short as it goes: 0.05 → "5%", 0.025 → "2.5%"."""
+    return f"{round(fraction * 100, 6):g}%"
+
+
+def spread_text(cv: float) -> str:
+    """Formats a coefficient of variation as a percentage with one decimal: 0.0712 → "7.1%"."""
+    return f"{cv * 100:.1f}%"
+
+
+def spread_note(bound: float = SPREAD_BOUND, *, marked: bool = True) -> str:
+    """Returns the sentence a rendered report states its spread bound with.
+
+    Args:
+        bound: the bound.
+        marked: the figures carry their spread and mark (:func:`orchestrator.report.render.spread_cell`); else
+            only the ``spread_flag`` column (labelled "noisy") names them.
+    """
+    said = f"are marked {NOISY_MARK}; ± is that spread" if marked else "are named in the noisy column"
+    return f"Figures whose repeats spread more than {bound_text(bound)} (coefficient of variation) {said}."
+
+
+def noisy(summary: pd.DataFrame, column: str, bound: float = SPREAD_BOUND) -> pd.Series:
+    """Returns, per row, whether the throughput ``column``'s repeats spread more than ``bound`` (its cv column
+    above the bound); False where the spread is not known (an old run, one repeat, a total row)."""
+    return _numbers(summary, SPREADS[column]) > bound
+
+
+def spread_flag(summary: pd.DataFrame, bound: float = SPREAD_BOUND) -> pd.Series:
+    """Returns, per row, which throughput figures are noisy: ``"train cv 7.1% > 5%"``, both joined by ``"; "``
+    when training and inference are; None when neither is, or the spread is not known (runs recorded before the
+    payload wrote it, a figure of one repeat, a multi-host total row).
+
+    Args:
+        summary: the summary frame (``train_images_per_sec_cv``, ``inference_images_per_sec_cv`` when known).
+        bound: the largest coefficient of variation of the repeats (sample stdev over mean) that is not flagged.
+    """
+    import numpy as np
+    import pandas as pd
+
+    said: list[list[str]] = [[] for _ in range(len(summary))]
+    for column, word in ((TRAIN, "train"), (INFERENCE, "inference")):
+        cv = _numbers(summary, SPREADS[column])
+        for position in np.flatnonzero(noisy(summary, column, bound).to_numpy(dtype=bool)):
+            said[position].append(f"{word} cv {spread_text(float(cv.iloc[position]))} > {bound_text(bound)}")
+    return pd.Series(["; ".join(words) if words else None for words in said], index=summary.index, dtype=object)
+
+
+@dataclass(frozen=True)
+class _Side:
+    """What one compared row measured, in the words a caveat uses."""
+
+    model: str  # as its run or source names it
+    variant: str | None  # e.g. "v1.5 variant" (see references.model_key)
+    precision: str  # as its run or source says it ("float32", "AMP+XLA")
+    framework: str
+    batch: str
+    xla: str
+    data: str
+
+
+def _stated(value: object) -> str:
+    """A recipe value as a caveat says it; "not stated" when missing."""
+    if value is None or type(value).__name__ == "NAType" or value != value or value == "":  # pd.NA, NaN
+        return "not stated"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _framework(row: pd.Series) -> str:
+    """A row's framework: a reference's ``framework``; a run's Keras ``backend`` as "keras-tensorflow"."""
+    framework = row.get("framework")
+    if _stated(framework) != "not stated":
+        return str(framework)
+    backend = row.get("backend")
+    return f"keras-{backend}" if _stated(backend) != "not stated" else "not stated"
+
+
+def _side(row: pd.Series) -> _Side:
+    from orchestrator.report.references import model_variant
+
+    model = _stated(row.get("model"))
+    batch = row.get("per_replica_batch")
+    published = row.get("precision_published")
+    return _Side(
+        model=model, variant=model_variant(model)[1],
+        precision=str(published) if _stated(published) != "not stated" else str(row["_precision"]),
+        framework=_framework(row),
+        batch=_stated(batch if _stated(batch) != "not stated" else row.get("batch_size")),
+        xla=_stated(row.get("xla")).lower(), data=_stated(row.get("data")),
+    )
+
+
+def _differences(base: _Side, own: _Side) -> list[str]:
+    """What differs between a baseline's row and a row of the same model and precision, baseline first."""
+    said = []
+    if base.variant != own.variant:
+        said.append(f"model {base.model} vs {own.model}")
+    for word, theirs, mine in (("framework", base.framework, own.framework), ("batch", base.batch, own.batch),
+                               ("xla", base.xla, own.xla), ("data", base.data, own.data)):
+        # A source that names no XLA is read as without it: only two stated settings can differ.
+        unknown = word == "xla" and "not stated" in (theirs, mine)
+        if theirs != mine and not unknown:
+            said.append(f"{word} {theirs} vs {mine}")
+    return said
+
+
+def _measured(sides: list[_Side]) -> str:
+    """What a run measured, in a few words: "ResNet-50 fp16 (PyTorch)"; several recipes comma-separated."""
+    if not sides:
+        return "no throughput"
+    return ", ".join(dict.fromkeys(f"{side.model} {side.precision} ({side.framework})" for side in sides))
+
+
+def compare_with_baseline(
+    summary: pd.DataFrame, baseline: str, column: str = TRAIN
+) -> tuple[pd.Series, pd.Series]:
+    """Returns each row's speed-up over a baseline run (or published reference row) and its caveat.
+
+    Like for like only: for each (model, precision) pair, a run's best throughput (its best recipe, as Lambda
+    picks the batch that fits) over the baseline's best of that pair; then the geometric mean over the pairs both
+    measured (Lambda-style normalisation across models). Models match by
+    :func:`orchestrator.report.references.model_key` (``resnet50`` is ``ResNet-50``); precisions by
+    :func:`orchestrator.report.references.precision_key`, a row without one being float32 (the payload's
+    default). Every row of a run carries its run's figures, except that a host's row of a multi-host run carries
+    that host's own (its total rows carry the run's); the baseline's figures are those of its rows that stand for
+    the whole run (:func:`orchestrator.report.frame.stands_for_run`).
+
+    The caveat (None when like for like): a run sharing no (model, precision) pair with the baseline has no
+    speed-up (NaN) and the caveat says what each measured ("not like-for-like: baseline ref-13 measured ResNet-50
+    fp16 (PyTorch …), this run resnet50 float32 (keras-tensorflow)"); a run that shares pairs has its speed-up, and
+    the caveat lists what else differs between the compared rows, baseline first ("ref-14 vs this run: framework
+    PyTorch … vs keras-tensorflow; batch 1280 vs 64; data not stated vs synthetic"): the model's variant
+    (ResNet-50 v1.5), framework, batch per GPU, XLA (when both say) and data; then the run's recipes left out of
+    the mean ("not compared: small_cnn float32 (keras-tensorflow)"). A run with no throughput gets neither.
 
     Args:
         summary: the summary frame.
@@ -137,6 +290,7 @@ def speedup_over_baseline(summary: pd.DataFrame, baseline: str, column: str = TR
 
     from orchestrator.errors import SpecError
     from orchestrator.report.frame import stands_for_run
+    from orchestrator.report.references import model_key, precision_key
 
     if baseline not in set(summary.get("run_id", [])):
         known = ", ".join(str(run_id) for run_id in dict.fromkeys(summary.get("run_id", [])))
@@ -145,26 +299,77 @@ def speedup_over_baseline(summary: pd.DataFrame, baseline: str, column: str = TR
     whole = stands_for_run(summary)
     host = summary["host"] if "host" in summary.columns else pd.Series(None, index=summary.index, dtype=object)
     own = host.astype(object).where(~whole & host.notna(), "").astype(str)
-    frame = summary.assign(_throughput=_numbers(summary, column), _model=summary.get("model", "-"), _own=own,
-                           _whole=whole)
+    model = summary["model"] if "model" in summary.columns else pd.Series(None, index=summary.index, dtype=object)
+    precision = summary["precision"] if "precision" in summary.columns \
+        else pd.Series(None, index=summary.index, dtype=object)
+    frame = summary.assign(_throughput=_numbers(summary, column), _own=own, _whole=whole,
+                           _model=[model_key(m) if _stated(m) != "not stated" else "-" for m in model],
+                           _precision=[precision_key(p) if _stated(p) != "not stated" else "float32"
+                                       for p in precision])
     frame = frame[frame["_throughput"] > 0]
-    frame = frame.assign(_model=frame["_model"].astype(object).where(frame["_model"].notna(), "-"))
-    best = frame.groupby(["run_id", "_own", "_model"])["_throughput"].max()
-    base = frame[(frame["run_id"] == baseline) & frame["_whole"]].groupby("_model")["_throughput"].max()
-    # The geometric mean of the ratios over the models the baseline measured too: exp of the mean log.
-    ratios = best / base.reindex(best.index.get_level_values("_model")).to_numpy(dtype="float64")
-    figures = np.exp(np.log(ratios.dropna()).groupby(level=["run_id", "_own"]).mean())
-    rows = pd.MultiIndex.from_arrays([summary["run_id"], own])
-    return pd.Series(figures.reindex(rows).to_numpy(dtype="float64"), index=summary.index)
+    pair = ["_model", "_precision"]
+    best_rows = frame.loc[frame.groupby(["run_id", "_own", *pair], sort=False)["_throughput"].idxmax()]
+    base_rows = frame[(frame["run_id"] == baseline) & frame["_whole"]]
+    base_best = base_rows.loc[base_rows.groupby(pair, sort=False)["_throughput"].idxmax()]
+    base_best = base_best.set_index(pair, drop=False)
+    base_sides = [_side(row) for _, row in base_best.iterrows()]
+    figures: dict[tuple[str, str], float] = {}
+    caveats: dict[tuple[str, str], str | None] = {}
+    for (run_id, own_host), rows in best_rows.groupby(["run_id", "_own"], sort=False):
+        ratios, said, apart = [], [], []
+        for _, row in rows.iterrows():
+            key = (row["_model"], row["_precision"])
+            if key not in base_best.index:
+                apart.append(_side(row))
+                continue
+            base = base_best.loc[key]
+            ratios.append(float(row["_throughput"]) / float(base["_throughput"]))
+            if run_id != baseline:
+                said.extend(_differences(_side(base), _side(row)))
+        group = (str(run_id), str(own_host))
+        if ratios:
+            figures[group] = float(np.exp(np.mean(np.log(ratios))))
+            if apart and run_id != baseline:
+                said.append(f"not compared: {_measured(apart)}")
+            caveats[group] = f"{baseline} vs this run: " + "; ".join(dict.fromkeys(said)) if said else None
+        else:
+            caveats[group] = f"not like-for-like: baseline {baseline} measured {_measured(base_sides)}, this " \
+                             f"run {_measured([_side(row) for _, row in rows.iterrows()])}"
+    keys = list(zip(summary["run_id"].astype(str), own, strict=True))
+    return (pd.Series([figures.get(key, float("nan")) for key in keys], index=summary.index, dtype="float64"),
+            pd.Series([caveats.get(key) for key in keys], index=summary.index, dtype=object))
 
 
-def with_derived_metrics(summary: pd.DataFrame, *, baseline: str | None = None) -> pd.DataFrame:
+def speedup_over_baseline(summary: pd.DataFrame, baseline: str, column: str = TRAIN) -> pd.Series:
+    """Returns each run's (and each host's) speed-up over a baseline run, like for like: the geometric mean over
+    the (model, precision) pairs both measured of the best throughput ratios; NaN for a run sharing no pair with
+    the baseline. See :func:`compare_with_baseline`, which also says what differs.
+
+    Raises:
+        SpecError: no row has ``run_id`` equal to ``baseline``.
+    """
+    return compare_with_baseline(summary, baseline, column)[0]
+
+
+def with_derived_metrics(
+    summary: pd.DataFrame, *, baseline: str | None = None, spread_bound: float = SPREAD_BOUND
+) -> pd.DataFrame:
     """Returns the summary with the derived metrics of :data:`DERIVED_COLUMNS` added as columns.
 
     Args:
         summary: the summary frame, with ``price_per_hour`` when known (see :func:`price_per_hour`).
-        baseline: the run id to compute ``speedup_over_baseline`` against; the column is NaN without one.
+        baseline: the run id to compute ``speedup_over_baseline`` and ``baseline_caveat`` against; without one
+            the speed-up is NaN and the caveat None.
+        spread_bound: the coefficient of variation of a throughput's repeats above which ``spread_flag`` names
+            it (see :func:`spread_flag`); above 0 and below 1.
+
+    Raises:
+        SpecError: the baseline is not a row of the summary, or the bound is not above 0 and below 1.
     """
+    from orchestrator.errors import SpecError
+
+    if not 0.0 < spread_bound < 1.0:
+        raise SpecError("--spread-bound", spread_bound, SPREAD_ACCEPTED)
     derived = summary.copy()
     derived[PRICE] = price_per_hour(summary)
     derived["train_images_per_sec_per_gpu"] = images_per_sec_per_gpu(summary)
@@ -175,9 +380,12 @@ def with_derived_metrics(summary: pd.DataFrame, *, baseline: str | None = None) 
     derived["time_to_accuracy_s"] = _numbers(summary, TIME_TO_ACCURACY)
     derived["cost_to_accuracy_usd"] = cost_to_accuracy_usd(summary)
     derived["scaling_efficiency"] = scaling_efficiency(summary)
-    derived["speedup_over_baseline"] = (
-        speedup_over_baseline(summary, baseline) if baseline is not None else _numbers(summary, "-")
-    )
+    if baseline is not None:
+        derived["speedup_over_baseline"], derived["baseline_caveat"] = compare_with_baseline(summary, baseline)
+    else:
+        derived["speedup_over_baseline"] = _numbers(summary, "-")
+        derived["baseline_caveat"] = None
+    derived["spread_flag"] = spread_flag(summary, spread_bound)
     return derived
 
 

@@ -52,6 +52,8 @@ LABELS = {
     "usd_per_million_train_images": "$/M train img",
     "cost_to_accuracy_usd": "$ to acc",
     "speedup_over_baseline": "speed-up",
+    "baseline_caveat": "speed-up caveat",
+    "spread_flag": "noisy",
 }
 # Run columns a reader scans first (the run's name: the user's label; the host a row is of: a machine, or "all N"
 # for a run's total), and the ones that only csv/json need.
@@ -66,8 +68,54 @@ HEADLINE_METRICS = (
 )
 _HEADLINE_LABELS = {
     "train_images_per_sec", "inference_images_per_sec", "test_accuracy", "train_images_per_usd",
-    "usd_per_million_train_images", "cost_to_accuracy_usd", "speedup_over_baseline",
+    "usd_per_million_train_images", "cost_to_accuracy_usd", "speedup_over_baseline", "baseline_caveat",
+    "spread_flag",
 }
+# A column shown only beside another: a speed-up is never read without what makes it not like for like.
+_SHOWN_WITH = {"speedup_over_baseline": "baseline_caveat"}
+
+
+def spread_cell(value: object, cv: object, bound: float) -> tuple[str, bool]:
+    """Returns a throughput cell with its repeats' spread, and whether that spread is above ``bound``:
+    ``"812 ±7.1% (noisy)"``, ``"812 ±0.6%"``; the figure alone when its spread is not known.
+
+    Args:
+        value: the figure (images/s, the median repeat).
+        cv: the coefficient of variation of its repeats (NaN or None when not known).
+        bound: the largest spread not marked.
+    """
+    from orchestrator.report.metrics import NOISY_MARK, spread_text
+
+    text = format_cell(value)
+    if not text or not isinstance(cv, int | float) or isinstance(cv, bool) or math.isnan(cv):
+        return text, False
+    noisy = cv > bound
+    return f"{text} ±{spread_text(float(cv))}" + (f" {NOISY_MARK}" if noisy else ""), noisy
+
+
+def has_spread(frame: pd.DataFrame) -> bool:
+    """Returns whether any throughput of the frame has its repeats' spread (runs recorded before the payload
+    wrote it have none)."""
+    from orchestrator.report.metrics import SPREADS
+
+    return any(cv in frame.columns and frame[cv].notna().any() for cv in SPREADS.values())
+
+
+def _with_spread(frame: pd.DataFrame, bound: float) -> tuple[pd.DataFrame, list[str]]:
+    """Returns the frame with each throughput that has a spread as text (:func:`spread_cell`), and those
+    columns (numbers still: right-aligned)."""
+    from orchestrator.report.metrics import SPREADS
+
+    if "benchmark" in frame.columns or not has_spread(frame):  # the samples view has no summary figures
+        return frame, []
+    shown = frame.copy()
+    texts = []
+    for column, cv in SPREADS.items():
+        if column in frame.columns and cv in frame.columns and frame[cv].notna().any():
+            shown[column] = [spread_cell(value, spread, bound)[0]
+                             for value, spread in zip(frame[column], frame[cv], strict=True)]
+            texts.append(column)
+    return shown, texts
 
 
 def _reading_columns(frame: pd.DataFrame) -> list[str]:
@@ -212,21 +260,37 @@ KEEP = frozenset({"run", "run_id", "host", "state", "variant"})
 # The figures a narrow table keeps first, after the run, its name and the recipe keys that differ between rows.
 _FIGURES_FIRST = [
     "train_images_per_sec", "test_accuracy", "cost_usd", "train_images_per_usd", "speedup_over_baseline",
-    "inference_images_per_sec", "usd_per_million_train_images", "cost_to_accuracy_usd",
+    "baseline_caveat", "inference_images_per_sec", "usd_per_million_train_images", "cost_to_accuracy_usd",
+    "spread_flag",
 ]
 _TEXT_WIDTH = 12  # a long text cell (a run's name) is cut to this, then grows into the width left over
 _LISTED = 4  # columns a caption names before "…"
 
 
-def rich_table(frame: pd.DataFrame, title: str, columns: Sequence[str] | None = None) -> FittedTable:
+def rich_table(frame: pd.DataFrame, title: str, columns: Sequence[str] | None = None, *,
+               spread_bound: float | None = None) -> FittedTable:
     """Returns the frame as a table for the terminal: the given columns (default: the reading columns, see
     :func:`display_frame`) under short labels, as many as the console is wide, and never a run id, host or
-    state cut (see :class:`FittedTable`)."""
+    state cut (see :class:`FittedTable`). A speed-up is shown only beside its caveat column, when it has one.
+
+    Args:
+        spread_bound: throughputs show their repeats' spread ("812 ±7.1%"), marked noisy above this bound (the
+            default: :data:`orchestrator.report.metrics.SPREAD_BOUND`), and the caption states it.
+    """
+    from orchestrator.report.metrics import SPREAD_BOUND, spread_note
+
+    bound = SPREAD_BOUND if spread_bound is None else spread_bound
     raw = list(columns) if columns else _reading_columns(frame)
     priority = raw if columns else _priority(frame, raw)
-    return FittedTable(frame[raw].rename(columns=_label), title, caption="all columns: --format csv or json",
+    shown, texts = _with_spread(frame, bound)
+    texts = [column for column in texts if column in raw]
+    return FittedTable(shown[raw].rename(columns=_label), title, caption="all columns: --format csv or json",
                        priority=[_label(column) for column in priority],
-                       names={_label(column): column for column in raw})
+                       names={_label(column): column for column in raw},
+                       right=frozenset(_label(column) for column in texts),
+                       together={_label(column): _label(partner) for column, partner in _SHOWN_WITH.items()
+                                 if column in raw and partner in raw},
+                       note=spread_note(bound) if texts else None)
 
 
 def _priority(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
@@ -272,6 +336,9 @@ class FittedTable:
     formats: Mapping[str, str] = field(default_factory=dict)  # a number format spec per column label
     priority: Sequence[str] = ()  # labels, most wanted first; the others follow in display order
     names: Mapping[str, str] = field(default_factory=dict)  # label → the column name that --columns takes
+    right: frozenset[str] = frozenset()  # labels of figures shown as text ("812 ±7.1%"), aligned as numbers
+    together: Mapping[str, str] = field(default_factory=dict)  # label → a label it is never shown without
+    note: str | None = None  # a sentence the caption always ends with (the spread bound)
 
     def __post_init__(self) -> None:
         from rich.cells import cell_len
@@ -279,7 +346,8 @@ class FittedTable:
         specs = [self.formats.get(str(column)) for column in self.shown.columns]
         self._cells = [[_formatted(value, spec) for value, spec in zip(row, specs, strict=True)]
                        for row in self.shown.itertuples(index=False)]
-        self._numeric = [self.shown.iloc[:, i].dtype.kind in "fiu" for i in range(self.shown.shape[1])]
+        self._numeric = [self.shown.iloc[:, i].dtype.kind in "fiu" or str(column) in self.right
+                         for i, column in enumerate(self.shown.columns)]
         self._natural = [max([cell_len(str(column)), *(cell_len(row[i]) for row in self._cells)])
                          for i, column in enumerate(self.shown.columns)]
 
@@ -298,12 +366,21 @@ class FittedTable:
                                     *range(len(labels))]))
         widths: dict[int, int] = {}
         used = 1  # the table's left edge; each column adds its width, two spaces of padding and a rule
-        for i in order:  # text other than the kept columns (a long name) comes in short, and grows after
-            fits = self._natural[i] if labels[i] in KEEP or self._numeric[i] or width is None else \
+
+        def short(i: int) -> int:  # text other than the kept columns (a long name) comes in short, grows after
+            return self._natural[i] if labels[i] in KEEP or self._numeric[i] or width is None else \
                 min(self._natural[i], max(_TEXT_WIDTH, cell_len(labels[i])))
-            if labels[i] in KEEP or width is None or used + fits + 3 <= width:
-                widths[i] = fits
-                used += fits + 3
+
+        for i in order:
+            if i in widths:
+                continue
+            partner = labels.index(self.together[labels[i]]) if self.together.get(labels[i]) in labels else None
+            placed = [i] if partner is None or partner in widths else [i, partner]
+            fits = sum(short(j) + 3 for j in placed)
+            if labels[i] in KEEP or width is None or used + fits <= width:
+                for j in placed:
+                    widths[j] = short(j)
+                used += fits
         for i in order:
             if i in widths and width is not None and used < width:
                 grown = min(self._natural[i], widths[i] + width - used)
@@ -315,6 +392,8 @@ class FittedTable:
             named = ", ".join(left_out[:_LISTED]) + ("…" if len(left_out) > _LISTED else "")
             caption = f"{len(left_out)} more column(s) than {width} characters hold: {named}; " \
                       "pick with --columns, or all with --format csv or json"
+        if self.note:
+            caption = f"{caption}. {self.note}" if caption else self.note  # one line: printable() joins lines
         table = Table(title=title_text(self.title), show_lines=False, caption=caption and title_text(caption))
         shown = sorted(widths)
         for i in shown:
@@ -340,24 +419,34 @@ def _formatted(value: object, spec: str | None) -> str:
 
 def render_text(
     frame: pd.DataFrame, fmt: str, *, reading: bool = True, formats: Mapping[str, str] | None = None,
-    columns: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None, spread_bound: float | None = None,
 ) -> str:
     """Renders a frame as Markdown, CSV or JSON (records) text.
 
     Markdown shows the reading columns (:func:`display_frame`) unless ``reading`` is False (every column), each
-    number formatted by ``formats`` (a spec per column) or :func:`format_cell`. CSV is for spreadsheets: a text cell
-    that would run as a formula is written as text (:func:`spreadsheet_safe`). JSON keeps every value as it is.
+    number formatted by ``formats`` (a spec per column) or :func:`format_cell`; with ``reading``, a throughput
+    shows its repeats' spread ("812 ±7.1%", marked noisy above ``spread_bound``, by default
+    :data:`orchestrator.report.metrics.SPREAD_BOUND`) and a line under the table states the bound. CSV is for
+    spreadsheets: a text cell that would run as a formula is written as text (:func:`spreadsheet_safe`). JSON
+    keeps every value as it is.
 
     Args:
         columns: only these columns (names as in CSV), in this order; see :func:`pick_columns`.
     """
     if fmt == "md":
-        shown = _display(frame, columns) if reading else frame[list(columns)] if columns else frame
+        from orchestrator.report.metrics import SPREAD_BOUND, spread_note
+
+        bound = SPREAD_BOUND if spread_bound is None else spread_bound
+        spread, texts = _with_spread(frame, bound) if reading else (frame, [])
+        shown = _display(spread, columns) if reading else frame[list(columns)] if columns else frame
         specs = formats or {}
         cells = shown.apply(lambda column: column.map(lambda value: _formatted(value, specs.get(str(column.name)))))
         # Formatted already: tabulate must not parse "0.270" back into 0.27.
-        align = ["right" if shown[column].dtype.kind in "fiu" else "left" for column in shown.columns]
-        return str(cells.to_markdown(index=False, disable_numparse=True, colalign=align)) + "\n"
+        right = {_label(column) for column in texts} & set(shown.columns)
+        align = ["right" if shown[column].dtype.kind in "fiu" or column in right else "left"
+                 for column in shown.columns]
+        table = str(cells.to_markdown(index=False, disable_numparse=True, colalign=align)) + "\n"
+        return f"{table}\n{spread_note(bound)}\n" if right else table
     if columns:
         frame = frame[list(columns)]
     if fmt == "csv":

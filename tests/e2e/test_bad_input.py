@@ -209,6 +209,11 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("report -o onto a directory", ["report", "--format", "html", "-o", str(BAD / "a_directory")], None,
      "invalid -o"),
     ("report --columns unknown", ["report", "--columns", "run_id,colour"], None, "colour"),
+    ("report --spread-bound abc", ["report", "--spread-bound", "abc"], None,
+     "'--spread-bound': received 'abc'; accepted: a fraction above 0 and below 1"),
+    ("report --spread-bound 0", ["report", "--spread-bound", "0"], None, "'--spread-bound': received '0'"),
+    ("report --spread-bound 2", ["report", "--spread-bound", "2"], None, "'--spread-bound': received '2'"),
+    ("report --spread-bound 100%", ["report", "--spread-bound", "100%"], None, "'--spread-bound': received '100%'"),
     # down
     ("down nothing named", ["down"], None, "invalid RUN"),
     ("down empty id", ["down", ""], None, "invalid RUN: received ''"),

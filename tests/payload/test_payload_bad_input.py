@@ -24,7 +24,7 @@ def test_unknown_param_exits_2_with_one_line_and_an_error_document(
     assert process.returncode == 2
     assert process.stderr.strip().splitlines() == [
         "keras_bench: error: param 'epoch_count': unknown parameter, received 7; accepted parameters: "
-        "batch_size, dropout, epochs, inference_repeats, learning_rate, model, seed, warmup_steps"
+        "batch_size, dropout, epochs, inference_repeats, learning_rate, model, seed, steps_per_execution, warmup_steps"
     ]
     document = json.loads(out.read_text(encoding="utf-8"))
     assert list(schema_validator.iter_errors(document)) == []

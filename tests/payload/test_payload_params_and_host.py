@@ -26,6 +26,7 @@ def test_missing_params_take_the_defaults() -> None:
         "learning_rate": 0.001,
         "dropout": 0.25,
         "warmup_steps": 5,
+        "steps_per_execution": 5,
         "inference_repeats": 3,
         "seed": 0,
     }

@@ -48,7 +48,8 @@ def test_built_document_validates(document: dict[str, Any]) -> None:
 
 def test_metric_list_is_the_documented_closed_list() -> None:
     assert metric_names() == {
-        "images_per_sec", "step_time_ms_mean", "step_time_ms_p50", "step_time_ms_p90", "step_time_ms_stdev",
+        "images_per_sec", "images_per_sec_min", "images_per_sec_max", "images_per_sec_cv", "images_per_sec_repeat",
+        "step_time_ms_mean", "step_time_ms_p50", "step_time_ms_p90", "step_time_ms_stdev",
         "accuracy", "loss", "time_to_accuracy_s", "epochs_to_accuracy", "epochs", "model_bytes",
         "model_bytes_gzip", "latency_ms_p50", "latency_ms_p90", "sparsity", "seconds", "scaling_efficiency",
         "accuracy_delta",

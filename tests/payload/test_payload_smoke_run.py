@@ -77,14 +77,23 @@ def test_smoke_reports_positive_train_and_inference_throughput(smoke_run: SmokeR
 
 
 def test_smoke_train_throughput_excludes_warmup_steps(smoke_run: SmokeRun) -> None:
-    throughput = next(
-        s
-        for s in smoke_run.document["samples"]
-        if (s["benchmark"], s["metric"]) == ("train_throughput", "images_per_sec")
-    )
+    rows = [s for s in smoke_run.document["samples"] if s["benchmark"] == "train_throughput"]
+    throughput = next(s for s in rows if s["metric"] == "images_per_sec")
     steps_per_epoch = -(-1438 // 32)  # 1438 training images: the 80/20 split of 1797 rounded per class
-    assert throughput["metadata"]["warmup_steps"] == 5
-    assert throughput["metadata"]["steps"] == 10 * steps_per_epoch - 5
+    assert throughput["metadata"]["warmup_steps"] == 5  # one chunk of steps_per_execution 5, first epoch only
+    assert throughput["metadata"]["steps"] == steps_per_epoch  # per repeat (epoch): the most any epoch timed
+    assert throughput["metadata"]["steps_per_execution"] == 5
+    # Every epoch is a repeat: the figure is the median epoch, with the epochs' spread beside it.
+    repeats = [s["value"] for s in rows if s["metric"] == "images_per_sec_repeat"]
+    assert len(repeats) == throughput["metadata"]["repeats_timed"] == 10
+    assert throughput["value"] == pytest.approx(sorted(repeats)[4:6][0] / 2 + sorted(repeats)[4:6][1] / 2)
+    by_metric = {s["metric"]: s["value"] for s in rows}
+    assert by_metric["images_per_sec_min"] == min(repeats) and by_metric["images_per_sec_max"] == max(repeats)
+    assert 0 <= by_metric["images_per_sec_cv"] < 1
+    # Step times are chunk times over 5 steps: 8 full chunks in each epoch (the 9th holds the short batch),
+    # less the first epoch's warm-up chunk.
+    p50 = next(s for s in rows if s["metric"] == "step_time_ms_p50")
+    assert p50["metadata"]["timed_spans"] == 10 * 8 - 1 and p50["metadata"]["timed_steps"] == 5 * (10 * 8 - 1)
 
 
 def test_smoke_timings_separate_compute_from_total(smoke_run: SmokeRun) -> None:

@@ -97,6 +97,9 @@ def test_throughput_step_times_cover_the_timed_steps_of_every_repeat_and_no_warm
     _, document = grid_run
     for p50 in _rows(document, "train_throughput", "step_time_ms_p50"):
         assert p50["metadata"]["timed_steps"] == 3 * 2  # steps x repeats; the 2 warm-up steps per repeat are out
+        # steps_per_execution 10 is capped at the 3 timed steps: one chunk per repeat, the warm-up rounded up to it.
+        assert p50["metadata"]["steps_per_execution"] == 3 and p50["metadata"]["warmup_steps"] == 3
+        assert p50["metadata"]["timed_spans"] == 2
     p50_by_recipe = {
         json.dumps(r["metadata"], sort_keys=True): r["value"]
         for r in _rows(document, "train_throughput", "step_time_ms_p50")

@@ -27,7 +27,8 @@ from keras_bench.progress import say
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
-from keras_bench.timing import StepTimer, mean, percentile, stdev, summarize_steps
+from keras_bench.throughput_timing import add_spread, record_training, summarize_repeats
+from keras_bench.timing import StepTimer, percentile
 
 TEST_FRACTION = 0.2
 
@@ -39,6 +40,7 @@ SMOKE_PARAMS = (
     positive_float("learning_rate", 0.001),
     fraction("dropout", 0.25),
     non_negative_int("warmup_steps", 5),
+    positive_int("steps_per_execution", 5),
     positive_int("inference_repeats", 3),
     non_negative_int("seed", 0),
 )
@@ -54,6 +56,7 @@ class SmokeParams:
     learning_rate: float
     dropout: float
     warmup_steps: int  # leading training steps excluded from throughput (tracing, compilation)
+    steps_per_execution: int  # steps per call of the compiled training loop (one timer span, one host sync)
     inference_repeats: int  # timed passes over the test set after one warm-up pass
     seed: int
 
@@ -67,6 +70,7 @@ class SmokeParams:
             learning_rate=float(params["learning_rate"]),
             dropout=float(params["dropout"]),
             warmup_steps=int(params["warmup_steps"]),
+            steps_per_execution=int(params["steps_per_execution"]),
             inference_repeats=int(params["inference_repeats"]),
             seed=int(params["seed"]),
         )
@@ -75,23 +79,16 @@ class SmokeParams:
 def _record_train_throughput(
     recorder: RunRecorder, timer: StepTimer, p: SmokeParams, metadata: dict[str, MetadataValue]
 ) -> None:
-    summary = summarize_steps(timer.steps, p.warmup_steps, p.batch_size)
-    if summary is None:
+    timing = summarize_repeats(timer, p.warmup_steps, p.batch_size, p.steps_per_execution, warmup_each_repeat=False)
+    if record_training(recorder, timing, metadata) is None:
         say("train throughput not recorded: no timed steps after warm-up")
         return
-    step_metadata = {**metadata, "steps": summary.timed_steps, "warmup_steps": p.warmup_steps}
-    recorder.add("train_throughput", "images_per_sec", summary.images_per_sec, "images/s", step_metadata)
-    step_ms = summary.full_batch_step_ms
-    if step_ms:
-        full_metadata = {**step_metadata, "steps": len(step_ms)}
-        recorder.add("train_throughput", "step_time_ms_mean", mean(step_ms), "ms", full_metadata)
-        recorder.add("train_throughput", "step_time_ms_p50", percentile(step_ms, 50), "ms", full_metadata)
-        recorder.add("train_throughput", "step_time_ms_p90", percentile(step_ms, 90), "ms", full_metadata)
-        if len(step_ms) >= 2:
-            recorder.add("train_throughput", "step_time_ms_stdev", stdev(step_ms), "ms", full_metadata)
+    step_ms = timing.step_ms
+    spread = timing.spread
     say(
-        f"train {summary.images_per_sec:.0f} images/s over {summary.timed_steps} steps "
-        f"(warm-up {p.warmup_steps} excluded)" + (f", step p50 {percentile(step_ms, 50):.2f} ms" if step_ms else "")
+        f"train {spread.median:.0f} images/s (median of {len(spread.values)} epochs, "
+        f"{spread.low:.0f}-{spread.high:.0f}; warm-up {timing.warmup_steps} steps excluded)"
+        + (f", step p50 {percentile(step_ms, 50):.2f} ms" if step_ms else "")
     )
 
 
@@ -142,6 +139,7 @@ def run_smoke(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None:
             optimizer=keras.optimizers.Adam(learning_rate=p.learning_rate),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
+            steps_per_execution=p.steps_per_execution,
         )
 
     timer = StepTimer()
@@ -192,13 +190,7 @@ def run_smoke(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None:
             before_batch=recorder.stop.check,
         )
     inference_metadata = {**metadata, "repeat": p.inference_repeats, "images": test_count}
-    recorder.add(
-        "inference_throughput",
-        "images_per_sec",
-        inference.median_images_per_sec,
-        "images/s",
-        inference_metadata,
-    )
+    add_spread(recorder, "inference_throughput", inference.spread, inference_metadata)
     if inference.full_batch_ms:
         recorder.add(
             "inference_throughput",

@@ -1,7 +1,8 @@
 """Suite ``throughput``: training and inference images/sec over models x batch sizes x precisions x XLA.
 
-Every combination is built, compiled (Adam 1e-3, sparse categorical cross-entropy) and trained for
-``repeats`` epochs of ``warmup_steps + steps`` steps; see ``keras_bench.throughput_timing`` for what is timed.
+Every combination is built, compiled (Adam 1e-3, sparse categorical cross-entropy, ``steps_per_execution``)
+and trained for ``repeats`` epochs of ``warmup_steps + steps`` steps, each rounded up to whole chunks of
+``steps_per_execution`` steps; see ``keras_bench.throughput_timing`` for what is timed (one host sync per chunk).
 Synthetic data is generated once on the device (``keras_bench.pipeline.on_device_synthetic``); any other
 ``data`` is loaded into host memory and fed as arrays. A combination that fails (out of memory, a precision
 the device lacks) is recorded in the document's ``errors`` and the suite goes on with the next one.
@@ -28,7 +29,7 @@ from keras_bench.progress import say
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
-from keras_bench.throughput_timing import record_inference, record_training, time_training
+from keras_bench.throughput_timing import chunked_steps, record_inference, record_training, time_training
 
 SYNTHETIC = "synthetic"
 LEARNING_RATE = 0.001
@@ -46,6 +47,7 @@ THROUGHPUT_PARAMS = (
     non_negative_int("warmup_steps", 10),
     positive_int("steps", 50),
     positive_int("repeats", 3),
+    positive_int("steps_per_execution", 10),
     flag("inference", True),
     non_negative_int("seed", 0),
 )
@@ -65,8 +67,14 @@ class ThroughputParams:
     warmup_steps: int  # untimed steps at the start of every repeat
     steps: int  # timed steps per repeat
     repeats: int
+    steps_per_execution: int  # steps per chunk: one call of the compiled loop, one timer span, one host sync
     inference: bool
     seed: int
+
+    @property
+    def chunk(self) -> int:
+        """Steps per chunk: ``steps_per_execution``, at most ``steps``."""
+        return min(self.steps_per_execution, self.steps)
 
     @classmethod
     def from_params(cls, params: Mapping[str, ParamValue]) -> ThroughputParams:
@@ -87,6 +95,7 @@ class ThroughputParams:
             warmup_steps=int(params["warmup_steps"]),
             steps=int(params["steps"]),
             repeats=int(params["repeats"]),
+            steps_per_execution=int(params["steps_per_execution"]),
             inference=bool(params["inference"]),
             seed=int(params["seed"]),
         )
@@ -143,7 +152,8 @@ def _measure(
         "image_size": p.image_size,
         "num_classes": num_classes,
     }
-    steps_per_epoch = p.warmup_steps + p.steps
+    warmup_steps, timed_steps = chunked_steps(p.warmup_steps, p.steps, p.chunk)
+    steps_per_epoch = warmup_steps + timed_steps
     with precision_policy(combination.precision):
         keras.utils.set_random_seed(p.seed)
         model = build_model(combination.model, shape, num_classes)
@@ -158,6 +168,7 @@ def _measure(
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
             loss="sparse_categorical_crossentropy",
+            steps_per_execution=p.chunk,
             **compile_options(combination.xla),
         )
         timing = time_training(
@@ -175,13 +186,13 @@ def _measure(
         if p.inference:
             inference = time_batched_passes(
                 model.predict_on_batch,
-                x[: combination.batch_size * p.steps],
+                x[: combination.batch_size * timed_steps],
                 combination.batch_size,
                 p.repeats,
                 before_batch=recorder.stop.check,
             )
             # Inference warms up with one whole untimed pass over the same `steps` batches it then times.
-            inference_metadata = {**metadata, "warmup_steps": p.steps}
+            inference_metadata = {**metadata, "steps": timed_steps, "warmup_steps": timed_steps}
             line += f", inference {record_inference(recorder, inference, inference_metadata) or 0:.1f} images/s"
     say(line)
 
