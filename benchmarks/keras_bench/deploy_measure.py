@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_bench.timing import percentile
+from keras_bench.timing import Spread, percentile
 
 Predict = Callable[[np.ndarray], np.ndarray]
 GZIP_LEVEL = 9
@@ -92,6 +92,12 @@ class Throughput:
     batch: int
     images: int  # images per timed pass: whole batches, the test images repeated to last MIN_PASS_SECONDS
     passes: int
+    rates: tuple[float, ...] = ()  # every timed pass's images/sec
+
+    @property
+    def spread(self) -> Spread:
+        """The timed passes' images/sec."""
+        return Spread(self.rates or (self.images_per_sec,))
 
 
 def throughput_images(images: np.ndarray, batch: int) -> np.ndarray:
@@ -147,7 +153,7 @@ def time_throughput(
     for _ in range(passes):
         seconds = run(rounds)
         rates.append(rounds * len(inputs) / seconds if seconds > 0 else float("inf"))
-    return Throughput(float(np.median(rates)), batch, rounds * len(inputs), passes)
+    return Throughput(float(np.median(rates)), batch, rounds * len(inputs), passes, tuple(rates))
 
 
 def accuracy(

@@ -22,7 +22,7 @@ from keras_bench.inference import InferenceTiming
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.stop import StopRequest
-from keras_bench.timing import Spread, StepTimer, ThroughputSummary, mean, percentile, stdev, summarize_steps
+from keras_bench.timing import Spread, StepTimer, ThroughputSummary, TrainStep, mean, percentile, stdev, summarize_steps
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class TrainingTiming:
 
 
 def summarize_repeats(
-    timer: StepTimer,
+    steps: Sequence[TrainStep],
     warmup_steps: int,
     batch_size: int,
     steps_per_execution: int = 1,
@@ -65,7 +65,7 @@ def summarize_repeats(
     """Splits the timer's spans by epoch (one epoch per repeat) and drops each epoch's warm-up steps.
 
     Args:
-        timer: Filled by a ``StepTimerCallback`` during fit.
+        steps: The spans a ``StepTimer`` recorded during fit (its ``steps``).
         warmup_steps: Leading steps of every epoch to exclude.
         batch_size: Full batch size.
         steps_per_execution: The model's steps per chunk, recorded with the figures.
@@ -75,7 +75,7 @@ def summarize_repeats(
     Returns:
         One summary per epoch that has timed steps left.
     """
-    spans = list(timer.steps)
+    spans = list(steps)
     excluded = 0
     if not warmup_each_repeat:
         while spans and excluded < warmup_steps:
@@ -146,7 +146,7 @@ def time_training(
         verbose=0,
         callbacks=[StepTimerCallback(timer, batch_size * steps_per_epoch, batch_size), StopCheckCallback(stop)],
     )
-    return summarize_repeats(timer, warmup_steps, batch_size, chunk)
+    return summarize_repeats(timer.steps, warmup_steps, batch_size, chunk)
 
 
 def chunked_steps(warmup_steps: int, steps: int, steps_per_execution: int) -> tuple[int, int]:

@@ -31,7 +31,8 @@ litert = pytest.importorskip("ai_edge_litert.interpreter")
 DEPLOY_TIMEOUT_S = 300
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 METRICS = {"model_bytes", "model_bytes_gzip", "latency_ms_p50", "latency_ms_p90", "images_per_sec", "accuracy",
-           "accuracy_delta"}  # fmt: skip
+           "accuracy_delta", "images_per_sec_min", "images_per_sec_max", "images_per_sec_cv",
+           "images_per_sec_repeat"}  # fmt: skip
 # The orchestrator groups rows by these metadata keys: a deploy sample carrying one would split its variant's row.
 GROUPING_KEYS = {"weights", "phase", "pipeline", "precision", "xla", "batch_size", "image_size", "optimizer",
                  "learning_rate", "momentum", "dropout", "strategy", "replicas", "workers", "worker_index",
@@ -277,6 +278,10 @@ def test_every_variant_is_measured_with_the_same_rows_and_a_valid_document(
         assert metrics["latency_ms_p90"]["value"] >= metrics["latency_ms_p50"]["value"]
         assert metrics["latency_ms_p50"]["metadata"]["latency_runs"] == 5
         assert metrics["images_per_sec"]["metadata"]["throughput_batch"] == 16
+        assert metrics["images_per_sec"]["metadata"]["repeats_timed"] == metrics["images_per_sec"]["metadata"][
+            "throughput_passes"]
+        assert metrics["images_per_sec_min"]["value"] <= metrics["images_per_sec"]["value"] <= metrics[
+            "images_per_sec_max"]["value"]
         assert metrics["accuracy_delta"]["unit"] == "points"
         baseline = rows["float32"]["accuracy"]["value"]
         assert metrics["accuracy_delta"]["value"] == pytest.approx((metrics["accuracy"]["value"] - baseline) * 100)

@@ -145,8 +145,8 @@ def test_one_training_run_drops_its_warmup_once_and_every_epoch_is_a_repeat() ->
     timer = StepTimer(clock=clock)
     _chunks(timer, clock, [[(5.0, 5, 50), (1.0, 5, 50)], [(1.0, 5, 50), (1.0, 5, 50)], [(2.0, 5, 50), (2.0, 5, 50)]])
 
-    every_repeat = summarize_repeats(timer, warmup_steps=5, batch_size=10, steps_per_execution=5)
-    once = summarize_repeats(timer, warmup_steps=5, batch_size=10, steps_per_execution=5, warmup_each_repeat=False)
+    every_repeat = summarize_repeats(timer.steps, warmup_steps=5, batch_size=10, steps_per_execution=5)
+    once = summarize_repeats(timer.steps, warmup_steps=5, batch_size=10, steps_per_execution=5, warmup_each_repeat=False)
 
     assert [r.images_per_sec for r in every_repeat.repeats] == [50.0, 50.0, 25.0]
     assert [r.images_per_sec for r in once.repeats] == [50.0, 50.0, 25.0]

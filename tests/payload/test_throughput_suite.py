@@ -120,7 +120,7 @@ def test_repeats_are_split_by_epoch_and_each_drops_its_own_warmup_steps() -> Non
                 next(ticks)
             timer.batch_end(images=10)
 
-    timing = summarize_repeats(timer, warmup_steps=1, batch_size=10)
+    timing = summarize_repeats(timer.steps, warmup_steps=1, batch_size=10)
 
     assert [r.timed_steps for r in timing.repeats] == [3, 3]
     assert [r.images_per_sec for r in timing.repeats] == [10.0, 5.0]

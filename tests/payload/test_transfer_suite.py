@@ -102,6 +102,13 @@ def test_each_phase_records_accuracy_loss_seconds_and_images_per_sec(transfer_do
         assert set(_phases(transfer_document, metric)) == {"frozen", "fine_tune", "scratch"}
     assert all(row["value"] > 0 for row in _phases(transfer_document, "images_per_sec").values())
     assert all(0 <= row["value"] <= 1 for row in _phases(transfer_document, "accuracy").values())
+    # Every epoch of a phase is a repeat of its images/s: the figure is the median, with the epochs' spread.
+    for phase, figure in _phases(transfer_document, "images_per_sec").items():
+        repeats = [s["value"] for s in transfer_document["samples"] if s["benchmark"] == "transfer"
+                   and s["metric"] == "images_per_sec_repeat" and s["metadata"]["phase"] == phase]
+        assert len(repeats) == figure["metadata"]["repeats_timed"] == figure["metadata"]["epochs"], phase
+        assert min(repeats) <= figure["value"] <= max(repeats)
+        assert _phases(transfer_document, "images_per_sec_max")[phase]["value"] == max(repeats)
 
 
 @pytest.mark.slow

@@ -54,6 +54,7 @@ from keras_bench.recorder import RunRecorder, guarded
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
 from keras_bench.suites.training_recipe import DataChoice, base_metadata, data_params, image_shape
+from keras_bench.throughput_timing import add_spread
 
 if TYPE_CHECKING:
     from keras_bench.deploy_keras import PruningOutcome  # imports Keras: only for the type checker
@@ -244,7 +245,7 @@ def _record(
     add(BENCHMARK, "model_bytes_gzip", size.gzip_bytes, "bytes", gzip_metadata)
     add(BENCHMARK, "latency_ms_p50", latency.p50_ms, "ms", latency_metadata)
     add(BENCHMARK, "latency_ms_p90", latency.p90_ms, "ms", latency_metadata)
-    add(BENCHMARK, "images_per_sec", throughput.images_per_sec, "images/s", throughput_metadata)
+    add_spread(ctx.recorder, BENCHMARK, throughput.spread, throughput_metadata)
     add(BENCHMARK, "accuracy", figures.accuracy, "fraction", accuracy_metadata)
     add(BENCHMARK, "accuracy_delta", delta, "points", delta_metadata)
     say(

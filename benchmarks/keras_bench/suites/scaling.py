@@ -37,8 +37,14 @@ from keras_bench.progress import say
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
-from keras_bench.throughput_timing import TrainingTiming, record_training, summarize_repeats
-from keras_bench.timing import StepTimer, mean, percentile, stdev
+from keras_bench.throughput_timing import (
+    TrainingTiming,
+    add_spread,
+    add_step_times,
+    record_training,
+    summarize_repeats,
+)
+from keras_bench.timing import Spread, StepTimer
 
 SUITE_NAME = "scaling"
 CHANNELS = 3
@@ -109,7 +115,8 @@ class ScalingParams:
 def record_worker_throughput(
     recorder: RunRecorder, timing: TrainingTiming, share: float, metadata: Mapping[str, MetadataValue]
 ) -> float:
-    """Writes ``worker_train_throughput`` rows: this worker's images/sec and the step times it saw.
+    """Writes ``worker_train_throughput`` rows: this worker's images/sec with its repeats' spread (see
+    ``throughput_timing.add_spread``) and the step times it saw.
 
     Args:
         recorder: Receives the rows.
@@ -120,17 +127,10 @@ def record_worker_throughput(
     Returns:
         The worker's images/sec: the median repeat's global figure times ``share``.
     """
-    rows = {**metadata, "repeats_timed": len(timing.repeats)}
-    value = timing.median_images_per_sec * share
-    recorder.add("worker_train_throughput", "images_per_sec", value, "images/s", rows)
-    step_ms = timing.step_ms
-    if step_ms:
-        step_rows = {**metadata, "timed_steps": len(step_ms)}
-        recorder.add("worker_train_throughput", "step_time_ms_mean", mean(step_ms), "ms", step_rows)
-        recorder.add("worker_train_throughput", "step_time_ms_p50", percentile(step_ms, 50), "ms", step_rows)
-        recorder.add("worker_train_throughput", "step_time_ms_p90", percentile(step_ms, 90), "ms", step_rows)
-        if len(step_ms) >= 2:
-            recorder.add("worker_train_throughput", "step_time_ms_stdev", stdev(step_ms), "ms", step_rows)
+    value = add_spread(
+        recorder, "worker_train_throughput", Spread(tuple(v * share for v in timing.spread.values)), dict(metadata)
+    )
+    add_step_times(recorder, "worker_train_throughput", timing.step_ms, dict(metadata), timing.full_batch_steps)
     return value
 
 
@@ -209,7 +209,8 @@ def _run_mirrored(p: ScalingParams, recorder: RunRecorder, recipe: dict[str, Met
                     StopCheckCallback(recorder.stop),
                 ],
             )
-        images_per_sec = record_training(recorder, summarize_repeats(timer, p.warmup_steps, global_batch), metadata)
+        timing = summarize_repeats(timer.steps, p.warmup_steps, global_batch)
+        images_per_sec = record_training(recorder, timing, metadata)
         assert images_per_sec is not None  # every repeat has `steps` >= 1 timed steps
         throughput[replicas] = images_per_sec
         _record_losses(recorder, [float(loss) for loss in history.history["loss"]], metadata)
@@ -290,7 +291,7 @@ def _run_multi_worker(
             before_step=recorder.stop.check,
             after_repeat=lambda repeat, loss: say(f"epoch {repeat + 1}/{p.repeats} loss={loss:.4f}"),
         )
-    timing = summarize_repeats(timer, p.warmup_steps, global_batch)
+    timing = summarize_repeats(timer.steps, p.warmup_steps, global_batch)
     own = record_worker_throughput(recorder, timing, len(worker_devices) / replicas, metadata)
     say(f"worker {role.worker_index}: {own:.0f} images/s of its own (median of {p.repeats} repeats)")
     if role.is_chief:

@@ -79,7 +79,9 @@ class SmokeParams:
 def _record_train_throughput(
     recorder: RunRecorder, timer: StepTimer, p: SmokeParams, metadata: dict[str, MetadataValue]
 ) -> None:
-    timing = summarize_repeats(timer, p.warmup_steps, p.batch_size, p.steps_per_execution, warmup_each_repeat=False)
+    timing = summarize_repeats(
+        timer.steps, p.warmup_steps, p.batch_size, p.steps_per_execution, warmup_each_repeat=False
+    )
     if record_training(recorder, timing, metadata) is None:
         say("train throughput not recorded: no timed steps after warm-up")
         return

@@ -48,7 +48,7 @@ from keras_bench.suites.training_recipe import (
     recipe,
     record_curve,
 )
-from keras_bench.timing import summarize_steps
+from keras_bench.throughput_timing import add_spread, summarize_repeats
 from keras_bench.training import OPTIMIZERS, FitOutcome, FitSetup, compile_classifier, fit_classifier, resolve_dropout
 
 SUITE_NAME = "transfer"
@@ -169,12 +169,14 @@ def _record_phase(
         recorder.add("transfer", "loss", last.loss, "", phase_metadata)
     wall_s = last.elapsed_wall_s if last is not None else 0.0
     recorder.add("transfer", "seconds", outcome.train_s, "s", {**phase_metadata, "wall_s": wall_s})
-    summary = summarize_steps(outcome.steps, p.warmup_steps, p.batch_size)
-    if summary is None:
+    # Every epoch of the phase is a repeat; the phase's first warm-up steps are left out once.
+    timing = summarize_repeats(outcome.steps, p.warmup_steps, p.batch_size, warmup_each_repeat=False)
+    if not timing.repeats:
         say(f"phase {metadata['phase']}: no timed steps after {p.warmup_steps} warm-up steps; images/sec not recorded")
     else:
-        throughput_metadata = {**phase_metadata, "steps": summary.timed_steps, "warmup_steps": p.warmup_steps}
-        recorder.add("transfer", "images_per_sec", summary.images_per_sec, "images/s", throughput_metadata)
+        steps = sum(r.timed_steps for r in timing.repeats)
+        add_spread(recorder, "transfer", timing.spread,
+                   {**phase_metadata, "steps": steps, "warmup_steps": timing.warmup_steps})
     accuracy_text = "n/a" if last is None or last.accuracy is None else f"{last.accuracy:.4f}"
     say(f"phase {metadata['phase']}: accuracy={accuracy_text} after {outcome.epochs} epochs, {outcome.train_s:.1f}s")
 
