@@ -35,6 +35,10 @@ from orchestrator.teardown import price_machines
 CHECKPOINTS = "checkpoints"  # the payload's backups, under its run directory
 ARCHIVE = "checkpoints.tar.gz"
 MAX_EVICTIONS = 3  # replacements one run makes before it gives up
+# After a spot machine's payload or SSH connection fails, how long the provider is asked (every
+# ``RunContext.eviction_poll_s``) whether the machine is gone: a reclaimed machine dies before its cloud lists it
+# as terminated, so one look at once can see it still there and call an eviction a plain failure.
+EVICTION_CONFIRM_S = 30.0
 if TYPE_CHECKING:
     from orchestrator.lifecycle import _Run
 
@@ -209,6 +213,21 @@ def recovers(run: _Run) -> bool:
     return len(run.sessions) == 1 and run.sessions[0].machine.placement.spot and len(run.evicted) < MAX_EVICTIONS
 
 
+def _gone(run: _Run, provider: str, machine_id: str) -> bool:
+    """Whether the provider stops listing the machine within :data:`EVICTION_CONFIRM_S` (asked every
+    ``eviction_poll_s``); False when it is still listed then, when it cannot be asked, or on a stop request."""
+    deadline = run.ctx.clock() + EVICTION_CONFIRM_S
+    while True:
+        try:
+            listed = run.ctx.provider(provider).list_machines(run_id=run.run_id)
+        except Exception:  # noqa: BLE001 - cannot tell: the execute step's own failure stands
+            return False
+        if not any(m.id == machine_id for m in listed):
+            return True
+        if run.ctx.clock() >= deadline or run.cancel.wait(run.ctx.eviction_poll_s):
+            return False
+
+
 def replace_evicted(run: _Run) -> bool:
     """After the execute step failed: when the provider no longer lists the run's (spot) machine, records the
     eviction (the machine billed up to now), launches a replacement, readies it as the first one was, and restores
@@ -218,11 +237,7 @@ def replace_evicted(run: _Run) -> bool:
         return False
     session = run.sessions[0]
     machine = session.machine
-    try:
-        listed = run.ctx.provider(machine.provider).list_machines(run_id=run.run_id)
-    except Exception:  # noqa: BLE001 - cannot tell: the execute step's own failure stands
-        return False
-    if any(m.id == machine.id for m in listed):
+    if not _gone(run, machine.provider, machine.id):
         return False
     at = now()
     run.evicted.append(machine.id)

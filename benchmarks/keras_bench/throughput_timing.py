@@ -92,6 +92,22 @@ def summarize_repeats(
     return TrainingTiming(tuple(summaries), steps_per_execution, excluded)
 
 
+def without_first_short_span(steps: Sequence[TrainStep], batch_size: int) -> list[TrainStep]:
+    """Returns the spans without the first one that holds a short batch (the last batch of an epoch over a data
+    set that the batch size does not divide): that batch's shape is new to the training function, so its first
+    call traces and compiles it again, a one-off that would count as a slow step of the first epoch.
+
+    Args:
+        steps: The spans a ``StepTimer`` recorded, in order.
+        batch_size: Images per full batch.
+    """
+    spans = list(steps)
+    for index, span in enumerate(spans):
+        if span.images < span.steps * batch_size:
+            return spans[:index] + spans[index + 1 :]
+    return spans
+
+
 def whole_chunks(steps: int, steps_per_execution: int) -> int:
     """Rounds ``steps`` up to a whole number of chunks of ``steps_per_execution`` steps."""
     chunk = max(1, steps_per_execution)

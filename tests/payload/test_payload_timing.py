@@ -11,7 +11,13 @@ import pytest
 
 from keras_bench.inference import time_batched_passes
 from keras_bench.recorder import RunRecorder
-from keras_bench.throughput_timing import TrainingTiming, chunked_steps, record_training, summarize_repeats
+from keras_bench.throughput_timing import (
+    TrainingTiming,
+    chunked_steps,
+    record_training,
+    summarize_repeats,
+    without_first_short_span,
+)
 from keras_bench.timing import Spread, StepTimer, ThroughputSummary, TrainStep, percentile, summarize_steps
 
 
@@ -146,7 +152,9 @@ def test_one_training_run_drops_its_warmup_once_and_every_epoch_is_a_repeat() ->
     _chunks(timer, clock, [[(5.0, 5, 50), (1.0, 5, 50)], [(1.0, 5, 50), (1.0, 5, 50)], [(2.0, 5, 50), (2.0, 5, 50)]])
 
     every_repeat = summarize_repeats(timer.steps, warmup_steps=5, batch_size=10, steps_per_execution=5)
-    once = summarize_repeats(timer.steps, warmup_steps=5, batch_size=10, steps_per_execution=5, warmup_each_repeat=False)
+    once = summarize_repeats(
+        timer.steps, warmup_steps=5, batch_size=10, steps_per_execution=5, warmup_each_repeat=False
+    )
 
     assert [r.images_per_sec for r in every_repeat.repeats] == [50.0, 50.0, 25.0]
     assert [r.images_per_sec for r in once.repeats] == [50.0, 50.0, 25.0]
@@ -175,7 +183,8 @@ def test_every_throughput_figure_is_written_with_its_repeats_extremes_and_cv() -
 
     assert record_training(recorder, timing, {"model": "m", "gpus": 0}) == 100.0
 
-    rows = {(s.metric, s.metadata.get("repeat_index")): s for s in recorder.samples if s.benchmark == "train_throughput"}
+    samples = [s for s in recorder.samples if s.benchmark == "train_throughput"]
+    rows = {(s.metric, s.metadata.get("repeat_index")): s for s in samples}
     assert rows[("images_per_sec", None)].value == 100.0
     assert rows[("images_per_sec_min", None)].value == 90.0 and rows[("images_per_sec_max", None)].value == 130.0
     assert rows[("images_per_sec_cv", None)].value == pytest.approx(Spread((100.0, 130.0, 90.0)).cv)
@@ -198,3 +207,18 @@ def test_the_yardstick_imports_nothing_of_the_payload(benchmarks_dir: Path) -> N
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported and not any(name.split(".")[0] == "keras_bench" for name in imported)
     assert {"keras", "tensorflow", "jax"} <= imported
+
+
+def test_the_first_short_batch_is_left_out_as_a_retrace_and_later_ones_count() -> None:
+    clock = FakeClock()
+    timer = StepTimer(clock=clock)
+    # Two epochs of 45 images at batch 10 in chunks of 2 steps: 20, 20, then a chunk of one short batch of 5.
+    # The first short chunk traces the training function for its new shape (3 s); the second one is quick.
+    _chunks(timer, clock, [[(1.0, 2, 20), (1.0, 2, 20), (3.0, 1, 5)], [(1.0, 2, 20), (1.0, 2, 20), (0.25, 1, 5)]])
+
+    spans = without_first_short_span(timer.steps, batch_size=10)
+    timing = summarize_repeats(spans, warmup_steps=0, batch_size=10, warmup_each_repeat=False)
+
+    assert [(s.epoch, s.images) for s in spans] == [(0, 20), (0, 20), (1, 20), (1, 20), (1, 5)]
+    assert [r.images_per_sec for r in timing.repeats] == [20.0, 20.0]
+    assert without_first_short_span(timer.steps[:2], batch_size=10) == list(timer.steps[:2])  # none short: all kept

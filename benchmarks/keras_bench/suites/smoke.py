@@ -27,7 +27,7 @@ from keras_bench.progress import say
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
-from keras_bench.throughput_timing import add_spread, record_training, summarize_repeats
+from keras_bench.throughput_timing import add_spread, record_training, summarize_repeats, without_first_short_span
 from keras_bench.timing import StepTimer, percentile
 
 TEST_FRACTION = 0.2
@@ -79,9 +79,8 @@ class SmokeParams:
 def _record_train_throughput(
     recorder: RunRecorder, timer: StepTimer, p: SmokeParams, metadata: dict[str, MetadataValue]
 ) -> None:
-    timing = summarize_repeats(
-        timer.steps, p.warmup_steps, p.batch_size, p.steps_per_execution, warmup_each_repeat=False
-    )
+    spans = without_first_short_span(timer.steps, p.batch_size)  # a retrace for the short last batch's shape
+    timing = summarize_repeats(spans, p.warmup_steps, p.batch_size, p.steps_per_execution, warmup_each_repeat=False)
     if record_training(recorder, timing, metadata) is None:
         say("train throughput not recorded: no timed steps after warm-up")
         return
@@ -132,6 +131,7 @@ def run_smoke(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None:
         "precision": "float32",
         "data": "digits",
         "gpus": gpus_used,
+        "backend": backend_name(),  # what a comparison with another framework's figure names
     }
 
     with recorder.phase("build", "compute"):

@@ -48,7 +48,7 @@ from keras_bench.suites.training_recipe import (
     recipe,
     record_curve,
 )
-from keras_bench.throughput_timing import add_spread, summarize_repeats
+from keras_bench.throughput_timing import add_spread, summarize_repeats, without_first_short_span
 from keras_bench.training import OPTIMIZERS, FitOutcome, FitSetup, compile_classifier, fit_classifier, resolve_dropout
 
 SUITE_NAME = "transfer"
@@ -170,7 +170,8 @@ def _record_phase(
     wall_s = last.elapsed_wall_s if last is not None else 0.0
     recorder.add("transfer", "seconds", outcome.train_s, "s", {**phase_metadata, "wall_s": wall_s})
     # Every epoch of the phase is a repeat; the phase's first warm-up steps are left out once.
-    timing = summarize_repeats(outcome.steps, p.warmup_steps, p.batch_size, warmup_each_repeat=False)
+    spans = without_first_short_span(outcome.steps, p.batch_size)  # a retrace for the short last batch's shape
+    timing = summarize_repeats(spans, p.warmup_steps, p.batch_size, warmup_each_repeat=False)
     if not timing.repeats:
         say(f"phase {metadata['phase']}: no timed steps after {p.warmup_steps} warm-up steps; images/sec not recorded")
     else:
