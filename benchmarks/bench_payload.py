@@ -5,9 +5,11 @@
    * payload: the throughput suite's functions - ``build_model``, synthetic images kept on the device
      (``pipeline.on_device_synthetic``), ``model.compile`` (Adam 1e-3, sparse categorical cross-entropy,
      ``steps_per_execution`` as the suite's default, XLA as the backend's plain compiled step: off on TensorFlow,
-     ``jax.jit`` on JAX) and ``throughput_timing.time_training``; its figure is the median repeat, as recorded;
+     ``jax.jit`` on JAX) and ``throughput_timing.time_training``; its figure is the median repeat, as recorded
+     (inference cases: ``time_inference``, chunked ``model.predict`` passes, as the suite records them);
    * yardstick: ``benchmarks/yardstick.py``, which imports nothing of the payload (its own model definition,
-     data and timing: a ``tf.function`` GradientTape step, or a jitted JAX step, synced once per window).
+     data and timing: a ``tf.function`` GradientTape step, or a jitted JAX step, synced once per window; for
+     inference a ``tf.function`` / jitted forward pass).
    A pair is one payload measurement (``repeats`` repeats) and one yardstick measurement (as many windows of
    the same steps), in alternating order (ABBA), so load that drifts over the run hits both; the ratio is the
    median over the pairs, with its min and max.
@@ -54,6 +56,7 @@ class Case:
     chunk: int | None = None  # the payload's steps_per_execution; None: the throughput suite's default
     precision: str = "float32"  # a Keras dtype policy
     classes: int = 10
+    mode: str = "train"  # "train", or "inference": the payload's chunked predict against a plain forward loop
 
 
 # JAX on this CPU is 3-5x slower than TensorFlow for these convolutions, so its measurements are shorter.
@@ -62,8 +65,10 @@ CASES = {
         Case("small_cnn", 32, 64, 10, 40, 3),
         Case("mobilenet_v2", 32, 32, 10, 30, 3),
         Case("mobilenet_v2", 32, 32, 10, 30, 3, chunk=1),  # the timed path before issue 17: a sync every step
+        Case("mobilenet_v2", 32, 32, 10, 30, 3, mode="inference"),
     ),
-    "jax": (Case("small_cnn", 32, 64, 10, 20, 3), Case("mobilenet_v2", 32, 32, 10, 10, 3)),
+    "jax": (Case("small_cnn", 32, 64, 10, 20, 3), Case("mobilenet_v2", 32, 32, 10, 10, 3),
+            Case("small_cnn", 32, 64, 10, 20, 3, mode="inference")),
 }
 # On a lent GPU machine (benchmarks/device/gpu_yardstick.sh, JAX there): ResNet-50 at 224x224, 1000 classes.
 GPU_CASES = {
@@ -96,19 +101,26 @@ def payload_state(case: Case, backend: str) -> dict[str, Any]:
 
 
 def payload_measure(case: Case, state: dict[str, Any]) -> float:
-    """One payload measurement: a fit of ``repeats`` epochs; returns the median repeat's images/sec."""
+    """One payload measurement: a fit of ``repeats`` epochs (or ``repeats`` chunked predict passes); returns the
+    median repeat's images/sec."""
     from keras_bench.stop import StopRequest
-    from keras_bench.throughput_timing import time_training
+    from keras_bench.throughput_timing import time_inference, time_training
 
-    timing = time_training(state["model"], state["x"], state["y"], batch_size=case.batch_size,
-                           warmup_steps=case.warmup_steps, steps=case.steps, repeats=case.repeats,
-                           stop=StopRequest())
+    if case.mode == "inference":
+        timing = time_inference(state["model"], state["x"], batch_size=case.batch_size,
+                                warmup_steps=case.warmup_steps, steps=case.steps, repeats=case.repeats,
+                                stop=StopRequest())
+    else:
+        timing = time_training(state["model"], state["x"], state["y"], batch_size=case.batch_size,
+                               warmup_steps=case.warmup_steps, steps=case.steps, repeats=case.repeats,
+                               stop=StopRequest())
     return timing.median_images_per_sec
 
 
 def yardstick_measure(case: Case, loop: Any) -> float:
     """One yardstick measurement: ``repeats`` windows of warm-up + timed steps; returns the median window."""
-    return float(statistics.median(loop.images_per_sec(case.warmup_steps, case.steps) for _ in range(case.repeats)))
+    return float(statistics.median(loop.images_per_sec(case.warmup_steps, case.steps, case.mode)
+                                   for _ in range(case.repeats)))
 
 
 def compare(case: Case, backend: str, pairs: int) -> dict[str, Any]:
@@ -249,7 +261,7 @@ def render(comparisons: list[dict[str, Any]], pairs: int, spread: dict[str, list
     versions = ", ".join(sorted({f"{k} {v}" for c in comparisons for k, v in c["versions"].items()}))
     lines = [
         BEGIN,
-        "## The payload's training figures against an independent yardstick (issues 3 and 17)",
+        "## The payload's training and inference figures against an independent yardstick (issues 3, 17 and 23)",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}, no GPU; {versions}.",
         "",
@@ -257,24 +269,27 @@ def render(comparisons: list[dict[str, Any]], pairs: int, spread: dict[str, list
         "",
         "Payload: the throughput suite's functions (`build_model`, synthetic images kept on the device, "
         "`model.compile` with the suite's default `steps_per_execution`, `time_training`; the figure is the median "
-        "repeat, as the suite records it). Yardstick: `benchmarks/yardstick.py`, written apart from the payload "
+        "repeat, as the suite records it; inference rows: `time_inference`, chunked `model.predict` passes, one "
+        "host sync per chunk). Yardstick: `benchmarks/yardstick.py`, written apart from the payload "
         "(it imports none of its model, data or timing code): a `tf.function` GradientTape step on TensorFlow, a "
-        "`jax.jit` step over `stateless_call` on JAX, warm-up untimed, one host sync per timed window. Same "
+        "`jax.jit` step over `stateless_call` on JAX (inference: a `tf.function` / jitted forward pass), warm-up "
+        "untimed, one host sync per timed window. Same "
         "architecture, input and batch, on the same machine; each backend in a process of its own. A pair is one "
         "payload measurement and one yardstick measurement of the same steps and repeats, in alternating order "
         f"(ABBA); the ratio is the median over {pairs} pairs (min-max beside it). Target: >= {TARGET_RATIO}x. "
         "Images/s: median (min, max) over the pairs.",
         "",
-        "| backend | model | input | batch | steps x repeats | chunk | payload images/s | yardstick images/s | "
+        "| backend | model | timed | input | batch | steps x repeats | chunk | payload images/s | yardstick images/s | "
         "payload / yardstick |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for figures in comparisons:
         case = Case(**figures["case"])
         ratios = paired_ratios(figures)
         verdict = "" if statistics.median(ratios) >= TARGET_RATIO else " (below target)"
         lines.append(
-            f"| {figures['backend']} | {case.model} | {case.image_size}x{case.image_size}x3 | {case.batch_size} | "
+            f"| {figures['backend']} | {case.model} | {case.mode} | {case.image_size}x{case.image_size}x3 | "
+            f"{case.batch_size} | "
             f"{case.steps} x {case.repeats} | {figures['chunk']} | {median_range(figures['payload'], 1)} | "
             f"{median_range(figures['yardstick'], 1)} | **{statistics.median(ratios):.3f}** "
             f"(min {min(ratios):.3f}, max {max(ratios):.3f}){verdict} |"

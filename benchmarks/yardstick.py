@@ -9,9 +9,14 @@ device, and trains it with the plainest step each backend has:
 * JAX: one ``jax.jit``-compiled step over ``model.stateless_call`` and ``optimizer.stateless_apply``, the
   state threaded through and donated.
 
+Inference (``--mode inference``) is the plainest forward pass: a ``tf.function`` (a ``jax.jit`` over
+``stateless_call``) of ``model(images, training=False)``.
+
 Timing: ``warmup`` steps (tracing and compilation) untimed, then ``steps`` steps back to back with one host
-sync at the end of the window (the loss read, or ``block_until_ready``), so no per-step Python or sync is in
-the figure. ``python benchmarks/yardstick.py --backend tensorflow --model mobilenet_v2`` prints one figure.
+sync at the end of the window (the loss or a prediction read, or ``block_until_ready``), so no per-step Python
+or sync is in the figure. ``python benchmarks/yardstick.py --backend tensorflow --model mobilenet_v2`` prints
+one figure per window; ``--mode both --json`` trains, then predicts, and prints one JSON line (a process of its
+own, as a payload run is).
 """
 
 from __future__ import annotations
@@ -122,7 +127,20 @@ class Loop:
             float(loss)  # the one host sync: waits for the last step
             return time.perf_counter() - started
 
+        @tf.function(jit_compile=False)  # type: ignore[untyped-decorator]
+        def predict(images: Any) -> Any:
+            return model(images, training=False)
+
+        def run_inference(steps: int) -> float:
+            started = time.perf_counter()
+            predictions: Any = None
+            for _ in range(steps):
+                predictions = predict(self.images)
+            float(predictions[-1, 0])  # the one host sync: waits for the last batch
+            return time.perf_counter() - started
+
         self._run = run
+        self._run_inference = run_inference
 
     def _setup_jax(self) -> None:
         import jax
@@ -157,17 +175,43 @@ class Loop:
             jax.block_until_ready((loss, state[0]))  # type: ignore[no-untyped-call]  # the one host sync
             return time.perf_counter() - started
 
+        def forward(state: Any, images: Any) -> Any:
+            trainable, non_trainable, _ = state
+            return model.stateless_call(trainable, non_trainable, images, training=False)[0]
+
+        predict = jax.jit(forward)
+
+        def run_inference(steps: int) -> float:
+            started = time.perf_counter()
+            predictions = None
+            for _ in range(steps):
+                predictions = predict(state[0], self.images)
+            jax.block_until_ready(predictions)  # type: ignore[no-untyped-call]  # the one host sync
+            return time.perf_counter() - started
+
         self._run = run
+        self._run_inference = run_inference
 
     def run(self, steps: int) -> float:
         """Trains ``steps`` steps back to back; returns their wall seconds, synced once at the end."""
         return float(self._run(steps))
 
-    def images_per_sec(self, warmup: int, steps: int) -> float:
-        """One measurement: ``warmup`` untimed steps (each window starts with nothing in flight), then ``steps``."""
+    def run_inference(self, steps: int) -> float:
+        """Predicts ``steps`` batches back to back; returns their wall seconds, synced once at the end."""
+        return float(self._run_inference(steps))
+
+    def images_per_sec(self, warmup: int, steps: int, mode: str = "train") -> float:
+        """One measurement: ``warmup`` untimed steps (each window starts with nothing in flight), then ``steps``.
+
+        Args:
+            warmup: Untimed steps first.
+            steps: Timed steps.
+            mode: ``train`` (training steps) or ``inference`` (forward passes).
+        """
+        run = self.run_inference if mode == "inference" else self.run
         if warmup:
-            self.run(warmup)
-        return self.workload.batch_size * steps / self.run(steps)
+            run(warmup)
+        return self.workload.batch_size * steps / run(steps)
 
 
 def main() -> None:
@@ -182,12 +226,24 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mode", choices=("train", "inference", "both"), default="train",
+                        help="train, predict, or train then predict (as the throughput suite does)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line: each mode's windows in images/s")
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = args.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     loop = Loop(Workload(args.model, args.image_size, args.classes, args.batch, args.precision))
-    for _ in range(args.repeats):
-        print(f"{loop.images_per_sec(args.warmup, args.steps):.1f} images/s")
+    modes = ("train", "inference") if args.mode == "both" else (args.mode,)
+    windows: dict[str, list[float]] = {}
+    for mode in modes:
+        for _ in range(args.repeats):
+            windows.setdefault(mode, []).append(loop.images_per_sec(args.warmup, args.steps, mode))
+            if not args.json:
+                print(f"{mode}: {windows[mode][-1]:.1f} images/s")
+    if args.json:
+        import json
+
+        print(json.dumps(windows))
 
 
 if __name__ == "__main__":

@@ -36,11 +36,7 @@ def plan(spec: RunSpec, *, home: Path | None = None) -> Plan:
     from orchestrator.plan import check_plan_params, make_plan
 
     home = home or default_home()
-    the_plan = make_plan(spec, home=home)
-    if spec.provider == "azure":
-        from orchestrator.clouds.azure import settings
-
-        settings(home)  # a subscription and a cloud are named (config only: no call to Azure)
+    the_plan = make_plan(spec, home=home)  # an Azure subscription left unset is a line of the plan, not a refusal
     if spec.machine.profile is not None:
         from orchestrator.providers.aws.profiles import check_profile
 
@@ -64,6 +60,10 @@ def run(spec: RunSpec, *, reporter: Reporter, home: Path | None = None, run_id: 
 
     home = home or default_home()
     the_plan = plan(spec, home=home)  # validates everything before the store is touched
+    if spec.provider == "azure":
+        from orchestrator.clouds.azure import settings
+
+        settings(home)  # a launch needs a subscription and a cloud named (config only: no call to Azure)
     # A cloud machine's port 22 is opened to this computer alone (or --allow-cidr): known before anything exists.
     cloud = any(p.provider not in ("local", "rented") for p in the_plan.placements)
     cidr = allowed_cidr(spec.machine.allow_cidr) if cloud else None
@@ -185,6 +185,7 @@ def _configured_providers(home: Path, store: Store) -> list[str]:
 
 def down(
     run_ids: Sequence[str] = (), *, everything: bool = False, home: Path | None = None, profile: str | None = None,
+    forget: bool = False,
 ) -> list[DownResult]:
     """Tears down what runs left behind (``--keep``, an orchestrator that died, a failed clean-up).
 
@@ -192,10 +193,14 @@ def down(
     cost. With ``everything``: every run with a machine up and every abandoned run, plus machines that the
     configured providers list as Orchestrate's but the store does not hold as up (orphans). Runs still going
     on (their orchestrator is alive) are left alone. ``profile`` is the AWS profile to use (default: each run's
-    own, as recorded, else boto3's chain).
+    own, as recorded, else boto3's chain). ``forget`` (``down RUN --forget``, only for runs named one by one) gives
+    up the remote clean-up: nothing connects to the machines; a rented box or the dev box is released and recorded
+    ``forgotten`` (its run directory, and any payload, left there); a cloud machine is still terminated (never left
+    billing). See :func:`orchestrator.teardown.down_run`.
 
     Raises:
-        SpecError: neither run ids nor ``everything`` were given, or a run named is still going on.
+        SpecError: neither run ids nor ``everything`` were given, ``forget`` without run ids or with ``everything``,
+            or a run named is still going on.
         UnknownRun: a run id matches no run.
     """
     from orchestrator.lifecycle import store_providers
@@ -203,6 +208,9 @@ def down(
     from orchestrator.teardown import DownResult as DownResultType
     from orchestrator.teardown import down_run
 
+    if forget and (everything or not run_ids):
+        raise SpecError("--forget", "--all" if everything else "no RUN",
+                        "one or more RUN ids named one by one: forgetting a box's clean-up is decided run by run")
     if not run_ids and not everything:
         raise SpecError("RUN", "", "one or more run ids, or --all")
     home = home or default_home()
@@ -243,7 +251,7 @@ def down(
                                     hint="this run is still going on: stop it with Ctrl-C (or SIGTERM) where it runs")
         for run_id in ids:
             done.append(down_run(store, run_id, providers=providers_of(run_id), connect=transport_to, home=home,
-                                 extra=orphans.get(run_id, ())))
+                                 extra=orphans.get(run_id, ()), forget=forget))
     return done
 
 
@@ -394,7 +402,7 @@ def report_frames_derived(
     references: bool = False,
     home: Path | None = None,
     view: str | None = None,
-    spread_bound: float = 0.05,
+    spread_bound: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Returns (samples, summary) as :func:`report_frames` does, the summary with derived metrics added.
 
@@ -411,13 +419,13 @@ def report_frames_derived(
         view: the report view wanted ("summary": the samples frame holds only the per-epoch curve points; see
             :func:`report_frames`).
         spread_bound: the coefficient of variation of a throughput's repeats above which ``spread_flag`` names
-            it as noisy (above 0 and below 1).
+            it as noisy (above 0 and below 1); None: :data:`orchestrator.report.metrics.SPREAD_BOUND`.
 
     Raises:
         UnknownRun: a run id matches no run.
         SpecError: the baseline is not a row of the report, or the spread bound is not above 0 and below 1.
     """
-    from orchestrator.report.metrics import with_derived_metrics
+    from orchestrator.report.metrics import SPREAD_BOUND, with_derived_metrics
     from orchestrator.report.references import with_references
 
     home = home or default_home()
@@ -437,7 +445,8 @@ def report_frames_derived(
         # A baseline given as a unique prefix of a stored run resolves like any run id.
         with Store(home) as store:
             baseline = store.resolve_run_id(baseline)
-    return samples, with_derived_metrics(summary, baseline=baseline, spread_bound=spread_bound)
+    bound = SPREAD_BOUND if spread_bound is None else spread_bound
+    return samples, with_derived_metrics(summary, baseline=baseline, spread_bound=bound)
 
 
 def breakeven(

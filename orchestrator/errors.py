@@ -26,7 +26,7 @@ class OrchestrateError(Exception):
 
 
 class SpecError(OrchestrateError):
-    """Bad user input: names the field, the value received and what is accepted. Exit code 2."""
+    """Bad user input: names the field, the value received (None: "not set") and what is accepted. Exit code 2."""
 
     exit_code = 2
 
@@ -36,7 +36,8 @@ class SpecError(OrchestrateError):
         self.field = field
         self.received = received
         self.accepted = accepted
-        super().__init__(message or f"invalid {field}: received {received!r}; accepted: {accepted}", hint=hint)
+        given = "not set" if received is None else f"received {received!r}"
+        super().__init__(message or f"invalid {field}: {given}; accepted: {accepted}", hint=hint)
 
 
 class UnknownRun(OrchestrateError):

@@ -4,8 +4,9 @@ the checkpoint the orchestrator copied back.
 While a one-machine spot run executes, :class:`CheckpointKeeper` reads how many epochs the payload's
 ``BackupAndRestore`` backups have completed (``<run dir>/checkpoints/*/training_metadata.json``, the payload's own
 layout, see ``keras_bench.checkpoint``) at most every ``poll_s``; once ``every_epochs`` more are done it copies the
-run directory's ``checkpoints/`` back (a tar over the run's SSH connection), keeps only regular files and
-directories under ``checkpoints/`` and stores that at ``$ORCHESTRATE_HOME/checkpoints/<run>/checkpoints.tar.gz``.
+run directory's ``checkpoints/`` back (a tar over the run's SSH connection, streamed to a file: backups of any size
+never sit in memory), keeps only regular files and directories under ``checkpoints/`` and stores that at
+``$ORCHESTRATE_HOME/checkpoints/<run>/checkpoints.tar.gz``.
 When the execute step fails and the provider no longer lists the machine, the lifecycle records the eviction,
 launches a replacement (the plan's placements from the first), pushes the payload and this archive, and starts the
 payload again: its backups make it resume after the last completed epoch it had copied back.
@@ -13,7 +14,6 @@ payload again: its backups make it resume after the last completed epoch it had 
 
 from __future__ import annotations
 
-import io
 import posixpath
 import re
 import shlex
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.remote.payload import SAFE_EXTRACT
 from orchestrator.remote.session import Session
-from orchestrator.remote.transport import check
+from orchestrator.remote.transport import check, check_to_file
 from orchestrator.store import now
 from orchestrator.teardown import price_machines
 
@@ -39,42 +39,44 @@ MAX_EVICTIONS = 3  # replacements one run makes before it gives up
 # ``RunContext.eviction_poll_s``) whether the machine is gone: a reclaimed machine dies before its cloud lists it
 # as terminated, so one look at once can see it still there and call an eviction a plain failure.
 EVICTION_CONFIRM_S = 30.0
+# Once a listing misses the machine, the watch asks again after at most this long (not a whole poll): two misses in a
+# row are the evidence, and the second need not cost another ``eviction_poll_s``.
+RECHECK_S = 2.0
 if TYPE_CHECKING:
     from orchestrator.lifecycle import _Run
 
 _EPOCH = re.compile(rb'"epoch"\s*:\s*(\d+)')
 
 
-def clean_archive(raw: bytes) -> tuple[bytes, int]:
-    """Re-packs a tar copied from a machine: regular files and directories under ``checkpoints/`` only (no links,
-    devices, absolute paths or ``..``), gzip-compressed for the payload's safe extraction.
+def clean_archive(raw: Path, clean: Path) -> int:
+    """Re-packs a tar copied from a machine into ``clean``: regular files and directories under ``checkpoints/``
+    only (no links, devices, absolute paths or ``..``), gzip-compressed for the payload's safe extraction. Both
+    archives are streamed (tarfile's ``r|*`` and ``w|gz`` modes): one member's chunk in memory at a time.
 
     Returns:
-        The clean archive and the number of files it holds.
+        The number of files the clean archive holds.
 
     Raises:
-        tarfile.TarError: the bytes are not a tar archive.
+        tarfile.TarError: ``raw`` is not a tar archive.
     """
-    out = io.BytesIO()
     files = 0
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:*") as source, \
-            tarfile.open(fileobj=out, mode="w:gz") as clean:
-        for member in source.getmembers():
+    with tarfile.open(str(raw), mode="r|*") as source, tarfile.open(str(clean), mode="w|gz") as out:
+        for member in source:
             name = posixpath.normpath(member.name)
             inside = name == CHECKPOINTS or name.startswith(CHECKPOINTS + "/")
             if not inside or member.name.startswith("/") or ".." in member.name.split("/"):
                 continue
             if member.isdir():
-                clean.addfile(_dir_info(name))
+                out.addfile(_dir_info(name))
             elif member.isfile():
                 data = source.extractfile(member)
                 if data is None:
                     continue
                 info = tarfile.TarInfo(name)
                 info.size, info.mode, info.mtime = member.size, 0o600, int(member.mtime)
-                clean.addfile(info, data)
+                out.addfile(info, data)
                 files += 1
-    return out.getvalue(), files
+    return files
 
 
 def _dir_info(name: str) -> tarfile.TarInfo:
@@ -135,23 +137,30 @@ class CheckpointKeeper:
 
     def copy_back(self, session: Session, epochs: int) -> None:
         """Copies ``checkpoints/`` of the run directory back, cleaned, replacing the previous copy atomically —
-        only when no epoch completed while it was read (a backup being written is not copied half-done)."""
-        for _ in range(3):  # an epoch that ends while the backups are read spoils the copy: read them again
-            raw = check(session.reach(), f"tar -cf - -C {shlex.quote(session.run_dir)} {CHECKPOINTS}",
-                        what=f"copying the backups back from {session.machine.id}", timeout=600)
-            done = completed_epochs(session)
-            if done == epochs:
-                break
-            epochs = done
-        else:
-            return  # training moves faster than a copy: the next look tries again
-        clean, files = clean_archive(raw)
-        if not files:
-            return
+        only when no epoch completed while it was read (a backup being written is not copied half-done).
+
+        The machine's tar streams into a file beside the archive, is cleaned file to file into ``.part`` and
+        renamed over the archive: memory stays flat whatever the backups weigh.
+        """
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        raw = self.archive.with_name(ARCHIVE + ".raw")
         partial = self.archive.with_name(ARCHIVE + ".part")
-        partial.write_bytes(clean)
-        partial.replace(self.archive)
+        try:
+            for _ in range(3):  # an epoch that ends while the backups are read spoils the copy: read them again
+                check_to_file(session.reach(), f"tar -cf - -C {shlex.quote(session.run_dir)} {CHECKPOINTS}", raw,
+                              what=f"copying the backups back from {session.machine.id}", timeout=600)
+                done = completed_epochs(session)
+                if done == epochs:
+                    break
+                epochs = done
+            else:
+                return  # training moves faster than a copy: the next look tries again
+            if not clean_archive(raw, partial):
+                return
+            partial.replace(self.archive)
+        finally:
+            raw.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
         self.epochs, self.copies = epochs, self.copies + 1
 
     def restore(self, session: Session) -> str:
@@ -159,7 +168,7 @@ class CheckpointKeeper:
         if not self.archive.is_file():
             return "no backup was copied back: training starts again from epoch 1"
         remote = f"{session.run_dir}/.{ARCHIVE}"
-        session.reach().put_bytes(self.archive.read_bytes(), remote)
+        session.reach().put_file(self.archive, remote)
         check(session.reach(), f"{shlex.quote(session.python)} -c {shlex.quote(SAFE_EXTRACT)} {shlex.quote(remote)} "
               f"{shlex.quote(session.run_dir)} && rm -f {shlex.quote(remote)}",
               what=f"unpacking the backups on {session.machine.id}")
@@ -172,9 +181,9 @@ class CheckpointKeeper:
 
 class EvictionWatch:
     """While a one-machine spot run executes, asks the provider every ``poll_s`` whether the machine is still
-    listed; once two listings in a row miss it, closes the run's SSH connection so that the execute step fails at
-    once (rather than reconnecting to an address that will not answer again) and :func:`replace_evicted` takes
-    over."""
+    listed; once two listings in a row miss it (the second asked :data:`RECHECK_S` after the first), closes the run's
+    SSH connection for good, so that the execute step's next poll fails at once (rather than reconnecting to an
+    address that will not answer again) and :func:`replace_evicted` takes over."""
 
     def __init__(self, run: _Run, session: Session, poll_s: float) -> None:
         self.run, self.session, self.poll_s = run, session, poll_s
@@ -193,7 +202,7 @@ class EvictionWatch:
     def _watch(self) -> None:
         machine = self.session.machine
         missing = 0  # listings in a row without the machine: a cloud's listing may lag; one miss is not enough
-        while not self._stop.wait(self.poll_s):
+        while not self._stop.wait(min(self.poll_s, RECHECK_S) if missing else self.poll_s):
             try:
                 listed = self.run.ctx.provider(machine.provider).list_machines(run_id=self.run.run_id)
             except Exception:  # noqa: BLE001 - cannot tell now: ask again at the next poll

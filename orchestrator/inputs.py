@@ -36,6 +36,18 @@ _ACCEPTED = {
 _UNION_TAG = re.compile(r"^(bool|int|float|str|none|list\[.*\]|dict\[.*\]|[a-z-]+\[.*\]|[A-Z]\w*)$")
 
 
+def one_line_path(value: str) -> str:
+    """Returns a path for a remote shell (an interpreter, a work directory) when it is 1 to 1000 characters on one
+    line: no newline or other control character, which would end or change the command it goes into.
+
+    Raises:
+        ValueError: it is not (a pydantic validator turns this into the field's error).
+    """
+    if not 0 < len(value) <= 1000 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a path of 1 to 1000 characters, without control characters")
+    return value
+
+
 def shown(value: object) -> object:
     """A received value as a message shows it: text cut to :data:`MAX_SHOWN` characters, other values as they are
     unless their repr is long (then a shortened repr)."""

@@ -43,10 +43,11 @@ class Plan:
 
 
 def make_plan(spec: RunSpec, *, home: Path) -> Plan:
-    """Resolves a spec into a plan: suite params, ranked placements, estimated duration and cost, and warnings.
+    """Resolves a spec into a plan: suite params, ranked placements, estimated duration and cost, and warnings
+    (among them what a launch will need that is not set, such as an Azure subscription).
 
     Raises:
-        SpecError: the suite, its params (by type), or the machines asked for are invalid.
+        SpecError: the suite, its params (by type), the machines asked for, or a cloud setting are invalid.
     """
     suite = load_suite(spec.suite)
     params = resolve_params(suite, spec.params)
@@ -56,7 +57,23 @@ def make_plan(spec: RunSpec, *, home: Path) -> Plan:
     billed_hours = billing_rule(first.billing_rule).billed_seconds(duration) / 3600.0
     cost = billed_hours * first.price_per_hour * resolved.count
     return Plan(spec, suite, params, resolved.placements, resolved.count, resolved.choices, image=resolved.image,
-                estimated_duration_s=duration, estimated_cost_usd=cost, warnings=resolved.warnings)
+                estimated_duration_s=duration, estimated_cost_usd=cost,
+                warnings=resolved.warnings + _launch_needs(spec.provider, home))
+
+
+def _launch_needs(provider: str, home: Path) -> tuple[str, ...]:
+    """What a launch will need that a plan does not (an Azure subscription left unset), one line each: a dry run
+    creates nothing and needs no account, so it is said here, and refused only when a run would launch.
+
+    Raises:
+        SpecError: a cloud setting is set to something that is not one.
+    """
+    if provider != "azure":
+        return ()
+    from orchestrator.clouds.azure import launch_needs
+
+    needed = launch_needs(home)
+    return (needed,) if needed else ()
 
 
 def check_plan_params(plan: Plan) -> None:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrator.errors import SpecError
-from orchestrator.inputs import read_text, shown, spec_error
+from orchestrator.inputs import one_line_path, read_text, shown, spec_error
 from orchestrator.machine import Environment
 from orchestrator.providers import PROVIDERS, provider_names
 from orchestrator.remote.payload import suites_dir
@@ -43,9 +43,7 @@ class EnvironmentSpec(_Strict):
     @field_validator("python", "workdir")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        if not 0 < len(value) <= 1000 or any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("a path of 1 to 1000 characters, without control characters")
-        return value
+        return one_line_path(value)
 
     def environment(self) -> Environment:
         """As the machine's :class:`~orchestrator.machine.Environment`."""
@@ -69,7 +67,7 @@ class MachineSpec(_Strict):
     gpu: str | None = None  # any box (rented) or instance type (clouds) with this GPU model
     wait_s: float = Field(default=0.0, ge=0, le=24 * 3600)  # how long to wait for a busy box
     reclaim: bool = False  # rented: free boxes held by abandoned runs (stop their payloads) instead of refusing
-    image: str | None = None  # clouds: the machine image to boot (an AMI id; an Azure URN or image id)
+    image: str | None = None  # clouds: the machine image to boot; its form is checked per provider (placement.py)
     allow_cidr: str | None = None  # clouds: who may reach port 22; default this computer's public address alone
     environment: EnvironmentSpec | None = None  # clouds: the image's interpreter and workdir (default: the provider's)
     profile: str | None = None  # aws: a profile of the shared config files (default: boto3's chain)
@@ -91,15 +89,6 @@ class MachineSpec(_Strict):
     def _profile_name(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[\w+=,.@:/-]{1,128}", value):
             raise ValueError("an AWS profile name: 1 to 128 letters, digits and _+=,.@:/-")
-        return value
-
-    @field_validator("image")
-    @classmethod
-    def _image_id(cls, value: str | None) -> str | None:
-        from orchestrator.catalog.placement import IMAGE_FORMATS
-
-        if value is not None and not any(re.fullmatch(pattern, value) for pattern, _ in IMAGE_FORMATS.values()):
-            raise ValueError("; ".join(f"{provider}: {accepted}" for provider, (_, accepted) in IMAGE_FORMATS.items()))
         return value
 
 

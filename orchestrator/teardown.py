@@ -5,7 +5,9 @@ directory), then each provider's ``terminate``, then the store records each mach
 ``cleanup_failed``. Every exception is caught and kept per machine; nothing here raises for a machine's sake.
 A provider whose machines outlive the run (:attr:`Capability.REUSED`: rented boxes, the dev box) does not get
 back a machine whose clean-up failed — a payload may still run there — so its lease stays with the run and the
-next run on it is refused with ``orchestrate down``.
+next run on it is refused with ``orchestrate down``. ``orchestrate down RUN --forget`` is the way out for a box that
+will never be cleaned (rebuilt with another host key, or gone silent): the remote clean-up is given up, the lease is
+released and the machine is recorded ``forgotten``, with an event that says so; a cloud machine is still terminated.
 """
 
 from __future__ import annotations
@@ -37,12 +39,15 @@ class TeardownResult:
     gone: list[Machine] = field(default_factory=list)
     gone_at: dict[str, datetime] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    forgotten: list[Machine] = field(default_factory=list)  # given back uncleaned (--forget): a reused box's run dir
 
     def describe(self) -> str:
         """One line for the teardown event."""
         parts = []
         if self.gone:
             parts.append("terminated " + ", ".join(m.id for m in self.gone))
+        if self.forgotten:
+            parts.append("forgotten " + ", ".join(m.id for m in self.forgotten))
         if self.failed:
             parts.append("cleanup_failed " + "; ".join(f"{m}: {why}" for m, why in self.failed.items()))
         return "; ".join(parts) or "nothing to tear down"
@@ -59,6 +64,7 @@ def tear_down(
     connect: Connector,
     home: Path,
     transports: dict[str, Transport] | None = None,
+    forget: bool = False,
 ) -> TeardownResult:
     """Cleans up, terminates and records one run's machines; never raises for a machine's sake.
 
@@ -70,10 +76,16 @@ def tear_down(
         provider_names: providers to sweep by tag even when no machine of theirs is known (a launch that died).
         connect: opens a transport to a machine (pinned host keys).
         transports: connections the run already has open, by machine id (closed here).
+        forget: give up the remote clean-up (nothing connects): every machine goes back to its provider; a reused
+            box the run touched is recorded ``forgotten`` (its run directory, maybe a payload, left on it), a cloud
+            machine is terminated as usual.
     """
     result = TeardownResult()
     open_transports = dict(transports or {})
     touched_ids = set(touched)
+    uncleaned = touched_ids if forget else set()
+    if forget:
+        touched_ids = set()
 
     def clean(machine: Machine) -> None:
         transport = open_transports.pop(machine.id, None) or connect(machine.access, home, CLEANUP_CONNECT_S)
@@ -103,12 +115,14 @@ def tear_down(
                 result.failed[machine.id] = remote_failed.get(machine.id) or f"terminate failed: {error!r}"[:500]
             continue
         at = now()
+        reused = Capability.REUSED in provider.capabilities
         for machine in going:
-            result.gone.append(machine)
             result.gone_at[machine.id] = at
+            (result.forgotten if reused and machine.id in uncleaned else result.gone).append(machine)
         for machine in kept:
             result.failed[machine.id] = remote_failed[machine.id]
     store.mark_machines(run_id, [m.id for m in result.gone], "terminated", at=now())
+    store.mark_machines(run_id, [m.id for m in result.forgotten], "forgotten")
     store.mark_machines(run_id, list(result.failed), "cleanup_failed")
     return result
 
@@ -145,6 +159,7 @@ class DownResult:
     failed: dict[str, str] = field(default_factory=dict)
     state: str | None = None  # the run's state afterwards (an abandoned run becomes interrupted)
     cost_usd: float | None = None
+    forgotten: dict[str, str] = field(default_factory=dict)  # machine id → what was left on it (--forget)
 
 
 def _execute_marks(store: Store, run_id: str) -> tuple[datetime | None, datetime | None]:
@@ -193,7 +208,7 @@ def _salvaged(run_id: str, machines: Sequence[Machine], *, connect: Connector, h
 
 def down_run(
     store: Store, run_id: str, *, providers: Callable[[str], Provider], connect: Connector, home: Path,
-    extra: Sequence[Machine] = (),
+    extra: Sequence[Machine] = (), forget: bool = False,
 ) -> DownResult:
     """Tears down what a run left (after --keep, a crash, or a failed clean-up), prices it and records it.
 
@@ -202,6 +217,9 @@ def down_run(
 
     Args:
         extra: machines a provider still lists for the run that the store does not hold as up (orphans).
+        forget: give up the remote clean-up (``down --forget``: a box rebuilt with another host key, or one that
+            never answers): nothing connects to the machines; reused boxes are released and recorded ``forgotten``,
+            cloud machines terminated; a ``forget`` event records what was left where.
     """
     rows = store.machines(run_id, live_only=True)
     known = [row.machine for row in rows if row.machine is not None]
@@ -213,12 +231,16 @@ def down_run(
     except OrchestrateError:
         run = None  # an orphan of a run the store never recorded: nothing to keep or price
     salvage = _Salvage()
-    if run is not None and run.state not in FINAL_STATES:  # its orchestrator died: keep what the payload wrote
+    if run is not None and run.state not in FINAL_STATES and not forget:  # its orchestrator died: keep its results
         salvage = _salvaged(run_id, [m for m in known if m.id in touched], connect=connect, home=home)
+    event = store.start_event(run_id, "forget") if forget and run is not None else None
     result = tear_down(store, run_id, [*known, *orphans], touched=touched, providers=providers,
                        provider_names={row.provider for row in rows}, connect=connect, home=home,
-                       transports=salvage.transports)
-    outcome = DownResult(run_id, [m.id for m in result.gone], result.failed)
+                       transports=salvage.transports, forget=forget)
+    outcome = DownResult(run_id, [m.id for m in result.gone], result.failed,
+                         forgotten={m.id: _left_on(m) for m in result.forgotten})
+    if event is not None:
+        store.end_event(event, "failed" if result.failed else "ok", _forget_detail(result, touched))
     if run is None:
         return outcome
     start, end = _execute_marks(store, run_id)
@@ -239,6 +261,8 @@ def down_run(
         error = "abandoned: its orchestrator process is gone; torn down by `orchestrate down`"
         if salvage.results:
             error += f"; the results the payload had written on {len(salvage.results)} machine(s) were kept"
+        if result.forgotten:
+            error += "; forgotten (`orchestrate down --forget`), not cleaned up: " + ", ".join(outcome.forgotten)
         if result.failed:
             error += "; cleanup_failed: " + ", ".join(result.failed)
         created = datetime.fromisoformat(run.created_at)
@@ -249,3 +273,18 @@ def down_run(
         outcome.state = "interrupted"
     outcome.cost_usd = sum(float(r["amount_usd"]) for r in store.costs(run_id))
     return outcome
+
+
+def _left_on(machine: Machine) -> str:
+    """What a forgotten box may still hold: the run's directory, and a payload if it was still running."""
+    return f"its run directory {machine.run_dir} and any payload still running there"
+
+
+def _forget_detail(result: TeardownResult, touched: set[str]) -> str:
+    """The ``forget`` event's detail: the clean-up given up, and what happened to each machine instead."""
+    parts = ["remote clean-up given up by `orchestrate down --forget` (nothing connected to the machines)"]
+    parts += [f"{m.id}: released, not cleaned up: {_left_on(m)}" for m in result.forgotten]
+    parts += [f"{m.id}: terminated" + (" without its remote clean-up" if m.id in touched else "")
+              for m in result.gone]
+    parts += [f"{machine_id}: {why}" for machine_id, why in result.failed.items()]
+    return "; ".join(parts)

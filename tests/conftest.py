@@ -97,3 +97,36 @@ def group_alive(pgid: int) -> bool:
         except (ProcessLookupError, psutil.NoSuchProcess):
             continue
     return False
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Feeds the fault matrix's report (here, not in tests/faults/conftest.py: under pytest-xdist the controller
+    receives every worker's reports but loads only this conftest)."""
+    from tests.faults import report as fault_report
+
+    fault_report.keep(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Writes docs/reliability.md when the whole fault matrix ran (in the controller only, under pytest-xdist)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from tests.faults import report as fault_report
+
+    fault_report.write_if_complete()
+
+
+# Folders whose tests start servers or outside tools, and fixtures that do, wherever they are used: such tests are
+# marked `server`, and `make check` (the edit loop) leaves them out with the `slow` ones.
+SERVER_FOLDERS = ("integration", "faults", "iac")
+SERVER_FIXTURES = frozenset({"sshd", "moto_server", "arm", "arm_module", "rented_box", "postgres"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks the tests that start a server (see SERVER_FOLDERS and SERVER_FIXTURES) with `server`."""
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        path = Path(str(item.path))
+        folder = path.relative_to(tests).parts[0] if path.is_relative_to(tests) else ""
+        if folder in SERVER_FOLDERS or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)

@@ -58,6 +58,48 @@ class StepTimerCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.timer.batch_end(images, end - self._begin + 1)
 
 
+class PredictTimerCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Times ``model.predict`` chunk by chunk with a StepTimer, as ``StepTimerCallback`` times training.
+
+    With ``steps_per_execution`` K, predict calls its compiled function (and these hooks) once per chunk of K
+    batches. At each chunk end the callback reads one value of the chunk's last prediction back to the host:
+    the one sync per chunk, so on an asynchronous device the time stamp is the chunk's real end. Every call of
+    ``model.predict`` is one epoch of the timer (one pass). ``syncs`` counts the reads.
+    """
+
+    def __init__(self, timer: StepTimer, num_samples: int, batch_size: int) -> None:
+        """Creates the callback.
+
+        Args:
+            timer: Receives the spans.
+            num_samples: Images per pass, to size a short last chunk.
+            batch_size: Images per full batch.
+        """
+        super().__init__()
+        self.timer = timer
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.syncs = 0
+        self._begin = 0
+
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.timer.epoch_begin()
+
+    def on_predict_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._begin = batch
+        self.timer.batch_begin()
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        outputs = keras.tree.flatten((logs or {}).get("outputs"))
+        if outputs and outputs[0] is not None:
+            keras.ops.convert_to_numpy(outputs[0][-1])  # a few bytes back to the host: waits for the chunk
+            self.syncs += 1
+        last_step = -(-self.num_samples // self.batch_size) - 1
+        end = min(batch, last_step)
+        images = min(self.num_samples, (end + 1) * self.batch_size) - self._begin * self.batch_size
+        self.timer.batch_end(images, end - self._begin + 1)
+
+
 class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Prints one line per epoch: ``epoch 3/10 loss=0.2100 acc=0.9500 1.2s``."""
 

@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from keras_bench.inference import InferenceTiming
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
@@ -35,8 +33,8 @@ class TrainingTiming:
 
     @property
     def median_images_per_sec(self) -> float:
-        """Images/sec of the median repeat."""
-        return float(np.median([r.images_per_sec for r in self.repeats]))
+        """Images/sec of the median repeat (the spread's median)."""
+        return self.spread.median
 
     @property
     def spread(self) -> Spread:
@@ -165,6 +163,54 @@ def time_training(
     return summarize_repeats(timer.steps, warmup_steps, batch_size, chunk)
 
 
+def time_inference(
+    model: Any,
+    x: Any,
+    *,
+    batch_size: int,
+    warmup_steps: int,
+    steps: int,
+    repeats: int,
+    stop: StopRequest,
+    callbacks: Sequence[Any] = (),
+) -> TrainingTiming:
+    """Times batched inference the way ``time_training`` times training: ``repeats`` passes of ``model.predict``
+    over ``warmup_steps + steps`` batches, in chunks of the model's ``steps_per_execution`` batches.
+
+    One call of the compiled predict function runs a whole chunk (on TensorFlow a while loop, see
+    ``predict_chunks``), and the timing callback reads one value of its last prediction back (one host sync per
+    chunk, none per batch). Each pass leaves out its first
+    ``warmup_steps`` batches (tracing in the first pass, iterator start-up in the others); warm-up and timed
+    batches are rounded up to whole chunks, as for training.
+
+    Args:
+        model: A compiled Keras model (its ``steps_per_execution`` is the chunk).
+        x: Inputs holding at least ``batch_size`` x (the rounded ``warmup_steps + steps``) examples.
+        batch_size: Images per batch.
+        warmup_steps: Untimed batches at the start of every pass.
+        steps: Timed batches per pass.
+        repeats: Passes.
+        stop: Checked at every chunk end.
+        callbacks: More callbacks for every ``predict`` call (tests count chunks with one).
+
+    Returns:
+        The timed chunks per pass (``repeats`` are the passes).
+    """
+    from keras_bench.keras_callbacks import PredictTimerCallback, StopCheckCallback
+    from keras_bench.predict_chunks import use_looped_predict
+
+    use_looped_predict(model)  # TensorFlow: a chunk is a loop in one graph, not K unrolled copies of the model
+    chunk = int(getattr(model, "steps_per_execution", 1) or 1)
+    warmup_steps, steps = chunked_steps(warmup_steps, steps, chunk)
+    per_pass = warmup_steps + steps
+    timer = StepTimer()
+    every_call = [PredictTimerCallback(timer, batch_size * per_pass, batch_size), StopCheckCallback(stop), *callbacks]
+    for _ in range(repeats):
+        model.predict(x[: batch_size * per_pass], batch_size=batch_size, steps=per_pass, verbose=0,
+                      callbacks=every_call)
+    return summarize_repeats(timer.steps, warmup_steps, batch_size, chunk)
+
+
 def chunked_steps(warmup_steps: int, steps: int, steps_per_execution: int) -> tuple[int, int]:
     """Returns (warm-up steps, timed steps), each rounded up to whole chunks of ``steps_per_execution``."""
     return whole_chunks(warmup_steps, steps_per_execution), whole_chunks(steps, steps_per_execution)
@@ -213,14 +259,33 @@ def record_training(recorder: RunRecorder, timing: TrainingTiming, metadata: dic
     Returns:
         The median images/sec, or None when no repeat had a timed step.
     """
+    return _record_chunked(recorder, "train_throughput", timing, metadata)
+
+
+def record_chunked_inference(
+    recorder: RunRecorder, timing: TrainingTiming, metadata: dict[str, MetadataValue]
+) -> float | None:
+    """Writes ``inference_throughput`` rows from ``time_inference``, with the same rows and metadata as
+    ``record_training`` (``steps``, ``warmup_steps`` per pass, ``steps_per_execution``, ``repeats_timed``: the
+    passes; step times are chunk times over their batches).
+
+    Returns:
+        The median pass's images/sec, or None when no pass had a timed batch.
+    """
+    return _record_chunked(recorder, "inference_throughput", timing, metadata)
+
+
+def _record_chunked(
+    recorder: RunRecorder, benchmark: str, timing: TrainingTiming, metadata: dict[str, MetadataValue]
+) -> float | None:
     if not timing.repeats:
         return None
     timed_steps = max(r.timed_steps for r in timing.repeats)
     recipe = {**metadata, "steps": timed_steps, "warmup_steps": timing.warmup_steps,
               "steps_per_execution": timing.steps_per_execution}
-    value = add_spread(recorder, "train_throughput", timing.spread, recipe)
-    _add_per_gpu(recorder, "train_throughput_per_gpu", value, {**recipe, "repeats_timed": len(timing.repeats)})
-    add_step_times(recorder, "train_throughput", timing.step_ms, recipe, timing.full_batch_steps)
+    value = add_spread(recorder, benchmark, timing.spread, recipe)
+    _add_per_gpu(recorder, f"{benchmark}_per_gpu", value, {**recipe, "repeats_timed": len(timing.repeats)})
+    add_step_times(recorder, benchmark, timing.step_ms, recipe, timing.full_batch_steps)
     return value
 
 

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
 
 import yaml
 
+from orchestrator.campaign.labels import swept_labels
+from orchestrator.campaign.progress import CampaignOutcome, CampaignReporter, CellView, Progress
 from orchestrator.cost import billing_rule
 from orchestrator.errors import OrchestrateError, SpecError
 from orchestrator.store import FINAL_STATES, RunRow, Store, now
@@ -42,6 +43,7 @@ from orchestrator.store.campaigns import CampaignBook, CellRow, NewCell
 TEARDOWN_ESTIMATE_S = {"local": 2.0, "rented": 5.0}
 CLOUD_TEARDOWN_ESTIMATE_S = 60.0
 RECOVER_WAIT_S = 900.0  # --resume: how long to wait for a cell's run that is still tearing down
+FINISHED_CELL_STATES = ("succeeded", "failed", "interrupted", "skipped")  # a cell in one changes only when run again
 
 
 def new_campaign_id() -> str:
@@ -53,63 +55,6 @@ def _run_id() -> str:
     from orchestrator.lifecycle import new_run_id
 
     return new_run_id()
-
-
-@dataclass
-class CellView:
-    """One cell as the progress display shows it."""
-
-    cell_id: str
-    where: str
-    values: str  # the swept values, as text
-    state: str
-    run_id: str | None = None
-    machine: str | None = None  # the machine the latest run got (instance id, box, localhost)
-    attempts: int = 0  # runs the cell has started (a resumed cell runs again)
-    elapsed_s: float | None = None
-    cost_usd: float | None = None  # every attempt's: billed so far (running) or priced (finished)
-    estimated_usd: float = 0.0
-    error: str | None = None
-
-
-@dataclass
-class Progress:
-    """The campaign as it stands, for the display."""
-
-    campaign_id: str
-    name: str
-    cells: list[CellView]
-    spent_usd: float  # finished runs' cost plus running cells' billed cost so far
-    budget_usd: float | None
-    parallel: int
-
-
-class CampaignReporter(Protocol):
-    """How the runner tells the user what happens; the CLI renders it."""
-
-    def update(self, progress: Progress) -> None:
-        """The whole campaign, every poll."""
-        ...
-
-    def cell(self, view: CellView, progress: Progress) -> None:
-        """One cell started, ended, or was left out."""
-        ...
-
-    def note(self, text: str) -> None:
-        """Something the user should read (a signal received, a run cleaned up on resume)."""
-        ...
-
-
-@dataclass
-class CampaignOutcome:
-    """How a campaign (or this session of it) ended."""
-
-    campaign_id: str
-    name: str
-    state: str  # completed or interrupted
-    counts: dict[str, int]  # cells by state
-    spent_usd: float
-    stopped_by: str | None = None  # SIGINT, SIGTERM, or "budget"
 
 
 @dataclass
@@ -203,6 +148,8 @@ class CampaignRunner:
         self.signals = 0
         self.directory = home / "campaigns" / campaign_id
         self._final_cost: dict[str, float] = {}
+        self._finished: dict[tuple[str, int, str], CellView] = {}  # by (cell, attempts, state): views that stay
+        self._swept: dict[str, str] | None = None  # cell id → what varies (the campaign's cells do not change)
 
     # the loop --------------------------------------------------------------------------------------
 
@@ -221,7 +168,8 @@ class CampaignRunner:
                             self._leave_out_rest()
                     if self.stopped_by is not None and not self.running:
                         break
-                    self.reporter.update(self.progress())
+                    if self.reporter.redraws:  # a view per poll only for a display that redraws it
+                        self.reporter.update(self.progress())
                     if self.pending or self.running:
                         self.sleep(self.poll_s)
         except _LeaveNow:
@@ -237,7 +185,8 @@ class CampaignRunner:
         state = "interrupted" if self.stopped_by is not None else "completed"
         self.book.finish(self.campaign_id, state)
         progress = self.progress()
-        self.reporter.update(progress)
+        if self.reporter.redraws:
+            self.reporter.update(progress)
         counts: dict[str, int] = {}
         for view in progress.cells:
             counts[view.state] = counts.get(view.state, 0) + 1
@@ -392,9 +341,26 @@ class CampaignRunner:
     def _cell(self, cell_id: str) -> CellRow:
         return next(c for c in self.book.cells(self.campaign_id) if c.cell_id == cell_id)
 
+    def _swept_text(self, cell_id: str) -> str:
+        if self._swept is None:
+            cells = self.book.cells(self.campaign_id)
+            self._swept = dict(zip([c.cell_id for c in cells], swept_labels([c.values for c in cells]), strict=True))
+        return self._swept.get(cell_id, "")
+
     def _view(self, cell: CellRow, runs: list[str] | None = None) -> CellView:
-        view = CellView(cell.cell_id, cell.where, _values_text(cell.values), cell.state, cell.run_id,
-                        attempts=cell.attempts, estimated_usd=cell.estimated_usd, error=cell.error)
+        """A cell as the display shows it; a finished cell's view is computed once (it no longer changes)."""
+        key = (cell.cell_id, cell.attempts, cell.state)
+        if key in self._finished:
+            return self._finished[key]
+        view = self._compute_view(cell, runs)
+        if cell.state in FINISHED_CELL_STATES and cell.cell_id not in self.running:
+            self._finished[key] = view
+        return view
+
+    def _compute_view(self, cell: CellRow, runs: list[str] | None) -> CellView:
+        view = CellView(cell.cell_id, cell.where, _values_text(cell.values), cell.state,
+                        self._swept_text(cell.cell_id), cell.run_id, attempts=cell.attempts,
+                        estimated_usd=cell.estimated_usd, error=cell.error)
         child = self.running.get(cell.cell_id)
         if cell.run_id is not None:
             view.machine = _machine_text(self.store, cell.run_id)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.campaign.runner import CampaignRunner, CellView, Progress
+from orchestrator.campaign.progress import CellView, Progress
+from orchestrator.campaign.runner import CampaignRunner
 from orchestrator.store import Store, default_home
 from orchestrator.store.campaigns import CampaignBook, CampaignRow
 
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 
 class _Quiet:
     """A reporter that says nothing (reading a campaign's progress outside a run)."""
+
+    redraws = False
 
     def update(self, progress: Progress) -> None:  # noqa: D102
         return None
@@ -75,7 +78,7 @@ def campaign_report(text: str, *, home: Path | None = None) -> tuple[CampaignRow
         "campaign": row.name, "cell_id": c.cell_id, "position": c.position, "where": c.where,
         "provider": c.spec.get("provider"), "suite": str(c.values.get("suite", c.spec.get("suite"))),
         "state": c.state, "run_id": c.run_id, "cost_usd": by_id[c.cell_id].cost_usd, "error": c.error,
-        "values": by_id[c.cell_id].values} for c in cells])
+        "values": by_id[c.cell_id].values, "swept": by_id[c.cell_id].swept} for c in cells])
     run_ids = [c.run_id for c in cells if c.run_id is not None]
     if run_ids:
         samples, summary = api.report_frames_derived(run_ids, home=home, view="summary")

@@ -85,12 +85,13 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
 
         return rented_placements(machine, load_inventory(inventory_path(home)))
     from orchestrator.catalog.offers import load_offers
+    from orchestrator.inputs import shown
 
-    resolved = catalog_placements(spec.provider, machine, load_offers(home=home))
-    if machine.image is not None and spec.provider in IMAGE_FORMATS:
+    if machine.image is not None and spec.provider in IMAGE_FORMATS:  # the forms of the provider asked for only
         pattern, accepted = IMAGE_FORMATS[spec.provider]
         if not re.fullmatch(pattern, machine.image):
-            raise SpecError("--image", machine.image, f"{spec.provider}: {accepted}")
+            raise SpecError("--image", shown(machine.image), f"{spec.provider}: {accepted}")
+    resolved = catalog_placements(spec.provider, machine, load_offers(home=home))
     default = machine.image or {"aws": AWS_DLAMI, "azure": AZURE_UBUNTU_HPC}.get(spec.provider)
     placements = tuple(replace(p, image=machine.image or p.image or default) for p in resolved.placements)
     if any(p.image is None for p in placements):

@@ -345,8 +345,8 @@ def fetch_azure_prices(
 def parse_azure_items(items: Iterable[Mapping[str, Any]], sku: str, region: str) -> Price | None:
     """Picks the Linux pay-as-you-go and Spot hourly prices of one VM size out of Retail Prices API items.
 
-    Linux meters are those whose productName does not say Windows; the Spot meter says Spot in its
-    skuName or meterName; Low Priority meters are ignored. Where several meters qualify, the newest
+    Linux meters are those whose productName does not say Windows; the Spot meter's skuName or meterName ends
+    in " Spot" (``NC4as T4 v3 Spot``); Low Priority meters are ignored. Where several meters qualify, the newest
     (effectiveStartDate) wins. Returns None when there is no pay-as-you-go price.
     """
     newest: dict[str, tuple[str, float]] = {}
@@ -357,10 +357,10 @@ def parse_azure_items(items: Iterable[Mapping[str, Any]], sku: str, region: str)
                 or "windows" in str(item.get("productName", "")).lower()
                 or item.get("unitOfMeasure", "1 Hour") != "1 Hour"):
             continue
-        names = f"{item.get('skuName', '')} {item.get('meterName', '')}".lower()
-        if "low priority" in names:
+        names = [str(item.get(key, "")).strip().lower() for key in ("skuName", "meterName")]
+        if any(name.endswith(" low priority") for name in names):
             continue
-        kind = "spot" if "spot" in names else "on_demand"
+        kind = "spot" if any(name.endswith(" spot") for name in names) else "on_demand"
         price = float(item.get("retailPrice", item.get("unitPrice", 0)) or 0)
         started = str(item.get("effectiveStartDate", ""))
         if price > 0 and (kind not in newest or started > newest[kind][0]):
@@ -467,7 +467,9 @@ def _priced(offer: Offer, price: Price, *, provider: str, region: str, today: da
         source = (f"on-demand: AWS Price List API (GetProducts, AmazonEC2, {region}, Linux, shared tenancy); "
                   f"spot: {spot}; fetched {today.isoformat()}; spec: as before")
     else:
-        source = (f"Azure Retail Prices API (prices.azure.com, {region}, Linux pay-as-you-go and Spot meters), "
-                  f"fetched {today.isoformat()}; spec: as before")
+        spot = ("its Spot meter" if price.spot_per_hour is not None
+                else "no Spot meter for this size here, so not offered on spot")
+        source = (f"Azure Retail Prices API (prices.azure.com, {region}): on-demand: its Linux pay-as-you-go meter; "
+                  f"spot: {spot}; fetched {today.isoformat()}; spec: as before")
     return offer.model_copy(update={"region": region, "on_demand_per_hour": price.on_demand_per_hour,
                                     "spot_per_hour": price.spot_per_hour, "as_of": today, "source": source})

@@ -8,7 +8,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.campaign.runner import CampaignOutcome, CellView, Progress
+from orchestrator.campaign.progress import CampaignOutcome, CellView, Progress
 from orchestrator.cli.console import err, out
 
 CELL_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan", "skipped": "dim",
@@ -42,21 +42,24 @@ def cells_table(progress: Progress, title: str | None = None) -> Table:
     caption = f"{budget_text(progress)} · " + ", ".join(f"{n} {state}" for state, n in counts.items())
     table = Table(title=title or f"campaign {escape(progress.name)} ({progress.campaign_id}), --parallel "
                   f"{progress.parallel}", caption=escape(caption))
-    for column in ("#", "cell", "where", "values", "state", "machine", "elapsed", "cost", "est. $"):
-        table.add_column(column, justify="right" if column in ("#", "elapsed", "cost", "est. $") else "left")
+    for column in ("#", "swept", "where", "state", "machine", "elapsed", "cost", "est. $", "cell"):
+        table.add_column(column, justify="right" if column in ("#", "elapsed", "cost", "est. $") else "left",
+                         no_wrap=column == "swept")
     for index, view in enumerate(progress.cells, 1):
         style = CELL_STYLE.get(view.state, "")
         state = f"[{style}]{view.state}[/]" if style else view.state
-        table.add_row(str(index), view.cell_id, escape(view.where), escape(view.values), state,
+        table.add_row(str(index), escape(view.swept or view.values), escape(view.where), state,
                       escape(view.machine or ""), _seconds(view.elapsed_s), _money(view.cost_usd),
-                      _money(view.estimated_usd))
+                      _money(view.estimated_usd), view.cell_id)
     return table
 
 
 def cell_line(view: CellView, progress: Progress) -> str:
-    """One line for a cell event, e.g. ``[3/12] cell 1a2b… local (suite=accuracy, …): succeeded in 9.1 s, $0.0003``."""
+    """One line for a cell event, what varies first: ``[3/12] lr 0.001 · dropout 0.25 on local (cell 1a2b3c4d5e):
+    succeeded in 9.1s, $0.0003; spent …``."""
     done = sum(1 for v in progress.cells if v.state in ("succeeded", "failed", "skipped"))
-    head = f"[{done}/{len(progress.cells)}] cell {view.cell_id} {view.where} ({view.values}): {view.state}"
+    head = f"[{done}/{len(progress.cells)}] {view.swept or view.values} on {view.where} (cell {view.cell_id}): " \
+           f"{view.state}"
     if view.state == "running":
         return f"{head} as {view.run_id}"
     if view.state == "skipped":
@@ -75,35 +78,35 @@ class CampaignDisplay:
     """
 
     def __init__(self, live: bool) -> None:
-        self.live: Any = None
-        self.wanted = live
+        self._live: Any = None
+        self.redraws = live
 
     def update(self, progress: Progress) -> None:  # noqa: D102
-        if not self.wanted:
+        if not self.redraws:
             return
-        if self.live is None:
+        if self._live is None:
             from rich.live import Live
 
-            self.live = Live(cells_table(progress), console=out, refresh_per_second=4, transient=False,
-                             vertical_overflow="visible")
-            self.live.start()
-        self.live.update(cells_table(progress))
+            self._live = Live(cells_table(progress), console=out, refresh_per_second=4, transient=False,
+                              vertical_overflow="visible")
+            self._live.start()
+        self._live.update(cells_table(progress))
 
     def cell(self, view: CellView, progress: Progress) -> None:  # noqa: D102
-        if self.wanted:
+        if self.redraws:
             self.update(progress)
         else:
             out.print(escape(cell_line(view, progress)))
 
     def note(self, text: str) -> None:  # noqa: D102
-        console = self.live.console if self.live is not None else err
+        console = self._live.console if self._live is not None else err
         console.print(f"[yellow]note[/] {escape(text)}")
 
     def close(self) -> None:
         """Stops redrawing (the last table stays on the screen)."""
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 def print_outcome(outcome: CampaignOutcome) -> None:

@@ -201,13 +201,13 @@ def campaign_report(name: str, fmt: str, output: Path | None) -> None:
       orchestrate campaign report dev-box --format html -o campaign.html
     """
     from orchestrator.campaign.views import campaign_report as report_of
-    from orchestrator.cli.runs import _check_output
+    from orchestrator.cli.reports import check_output
     from orchestrator.report.campaign import campaign_tables, render_campaign_html, render_campaign_text
 
     if fmt == "html" and output is None:
         raise click.UsageError("--format html writes a file: give its path with -o, e.g. -o campaign.html")
     if output is not None:
-        _check_output(output)
+        check_output(output)
     row, frame, best, samples = report_of(name)
     if fmt == "html":
         assert output is not None

@@ -6,24 +6,23 @@ commands that need them.
 
 from __future__ import annotations
 
-import io
 import re
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
 from orchestrator import __version__
+from orchestrator.cli.argv import refuse_undecodable
 from orchestrator.cli.campaigns import campaign, sweep
 from orchestrator.cli.console import err, json_text, out
 from orchestrator.cli.logs import logs
 from orchestrator.cli.machines import breakeven, catalog, inventory
 from orchestrator.cli.params import NON_NEGATIVE, POSITIVE
+from orchestrator.cli.reports import report
 from orchestrator.cli.shell import ssh
 from orchestrator.errors import OrchestrateError
 
@@ -37,7 +36,7 @@ class _Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
         kwargs["standalone_mode"] = False
         try:
-            _refuse_undecodable(kwargs.get("args") or (args[0] if args else None) or sys.argv[1:])
+            refuse_undecodable(self, kwargs.get("args") or (args[0] if args else None) or sys.argv[1:])
             return super().main(*args, **kwargs)
         except click.exceptions.NoArgsIsHelpError as error:
             click.echo(error.ctx.get_help() if error.ctx else "", err=True)
@@ -53,28 +52,6 @@ class _Group(click.Group):
             _fail(error)
         except click.exceptions.Exit as error:
             sys.exit(error.exit_code)
-
-
-def _refuse_undecodable(argv: list[str]) -> None:
-    """Refuses an argument with bytes that are not UTF-8 (Python hands them over as lone surrogates), before any
-    verb can pass it to the store or a terminal.
-
-    Raises:
-        SpecError: names the option the value belongs to.
-    """
-    from orchestrator.errors import SpecError
-
-    for position, arg in enumerate(argv):
-        if not any("\udc80" <= char <= "\udcff" for char in arg):
-            continue
-        option, equals, value = arg.partition("=")
-        if arg.startswith("--") and equals:
-            field = option
-        elif position > 0 and argv[position - 1].startswith("-") and "=" not in argv[position - 1]:
-            field, value = argv[position - 1], arg
-        else:
-            field, value = "argument", arg
-        raise SpecError(field, value.encode("utf-8", "surrogateescape")[:80], "UTF-8 text (the bytes given are not)")
 
 
 def _fail(error: OrchestrateError) -> NoReturn:
@@ -293,20 +270,6 @@ def _watch_parent(pid: int) -> None:
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
-def _check_output(path: Path) -> None:
-    """Refuses an -o path that cannot be written, before any work is done.
-
-    Raises:
-        SpecError: the path is a directory, or its directory does not exist.
-    """
-    from orchestrator.errors import SpecError
-
-    if path.is_dir():
-        raise SpecError("-o", str(path), "a file path (this is a directory)")
-    if not path.parent.is_dir():
-        raise SpecError("-o", str(path), f"a file in an existing directory ({path.parent} does not exist)")
-
-
 def _print_tradeoffs(run_id: str) -> None:
     """Prints the deploy suite's trade-off table of a run (one row per model variant)."""
     from orchestrator import api
@@ -361,7 +324,7 @@ def _duration(seconds: float | None) -> str:
 
 
 @cli.command()
-@click.argument("run_id", required=False)
+@click.argument("run_id", metavar="[RUN]", required=False)
 @click.option("--last", type=click.IntRange(min=1), help="Only the newest N runs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(run_id: str | None, last: int | None, as_json: bool) -> None:
@@ -436,136 +399,26 @@ def status(run_id: str | None, last: int | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run_ids", nargs=-1)
-@click.option("--last", type=click.IntRange(min=1), help="The newest N runs (default: all runs).")
-@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "parquet", "html"]),
-              default="table", show_default=True,
-              help="Output format; parquet and html (one self-contained file with charts) need -o.")
-@click.option("--view", type=click.Choice(["summary", "samples", "deploy"]), default="summary", show_default=True,
-              help="One row per run, recipe and host (and a run total over several hosts); one row per sample; "
-                   "or the deploy suite's trade-offs, one row per model variant (size, latency, accuracy).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of the terminal.")
-@click.option("--all", "every_run", is_flag=True, help="Every recorded run (the default when no RUN or --last).")
-@click.option("--baseline", metavar="RUN|ref-NN", help="Speed-up over this run (or published reference row).")
-@click.option("--references", is_flag=True, help="Show published reference throughputs beside your runs.")
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json (for scripts).")
-@click.option("--columns", metavar="NAME,…",
-              help="Only these columns, in this order (names as in --format csv, e.g. run_id,name,host,state,"
-                   "cost_usd); the table's default is what fits the terminal.")
-@click.option("--spread-bound", metavar="FRACTION", default="0.05", show_default=True,
-              callback=lambda _ctx, _param, value: _spread_bound(value),
-              help="Mark a throughput whose repeats spread more than this (coefficient of variation) as noisy: a "
-                   "fraction above 0 and below 1, or a percentage (5%).")
-def report(
-    run_ids: tuple[str, ...], last: int | None, fmt: str, view: str, output: Path | None, every_run: bool,
-    baseline: str | None, references: bool, as_json: bool, columns: str | None, spread_bound: float,
-) -> None:
-    """Compare runs: training and inference images/sec, accuracy, duration and cost.
-
-    Throughputs show their repeats' spread (812 ±7.1%); one above --spread-bound is marked (noisy) and named in
-    the spread_flag column. A speed-up over --baseline compares the same model and precision only; the
-    baseline_caveat column says what else differs (framework, batch, XLA, data).
-
-    \b
-    Examples:
-      orchestrate report --last 1
-      orchestrate report r-20261128-180102-3fa9 --format md
-      orchestrate report --format csv --view samples -o samples.csv
-      orchestrate report --all --format html -o report.html
-      orchestrate report --references --baseline ref-01 --format md
-      orchestrate report --last 1 --view deploy
-      orchestrate report --columns run_id,name,host,state,train_images_per_sec,cost_usd
-      orchestrate report --last 3 --spread-bound 2%
-    """
-    from orchestrator import api
-    from orchestrator.report.deploy import FORMATS, tradeoff_frame, tradeoff_table
-    from orchestrator.report.render import FILE_FORMATS, pick_columns, render_text, rich_table, write_parquet
-
-    if fmt in FILE_FORMATS and output is None:
-        raise click.UsageError(f"--format {fmt} writes a file: give its path with -o, e.g. -o report.{fmt}")
-    if output is not None:
-        _check_output(output)
-    if as_json:
-        fmt = "json"
-    if every_run and (run_ids or last):
-        raise click.UsageError("--all reports every run: leave out RUN ids and --last")
-    if columns is not None and fmt == "html":
-        raise click.UsageError("--columns chooses the columns of a table, csv, json or parquet; the html report "
-                               "has its own")
-    # The summary view (and the HTML report, whose charts read only per-epoch curves) need not hold every sample.
-    samples, summary = api.report_frames_derived(run_ids, last=last, baseline=baseline, references=references,
-                                                 view="summary" if view == "summary" else None,
-                                                 spread_bound=spread_bound)
-    frame = {"summary": summary, "samples": samples}.get(view)
-    if frame is None:  # the deploy view
-        frame = tradeoff_frame(samples)
-    picked = pick_columns(frame, columns) if columns is not None else None
-    title = f"Orchestrate report ({view})"
-    if view == "deploy":
-        table = partial(tradeoff_table, title=title)
-        frame = frame[picked] if picked else frame
-    else:
-        table = partial(rich_table, title=title, columns=picked, spread_bound=spread_bound)
-    if fmt == "parquet" and output is not None:
-        write_parquet(frame[picked] if picked else frame, output)
-        err.print(f"wrote {output}")
-        return
-    if fmt == "html" and output is not None:
-        from orchestrator.report.html import render_html
-
-        # The HTML report always has both views: the table is the summary, the curves come from the samples.
-        output.write_text(render_html(samples, summary, spread_bound=spread_bound), encoding="utf-8")
-        err.print(f"wrote {output}")
-        return
-    if fmt == "table":
-        if output is not None:
-            buffer = io.StringIO()
-            Console(file=buffer, width=250, color_system=None).print(table(frame))
-            output.write_text(buffer.getvalue())
-            err.print(f"wrote {output}")
-        elif frame.empty:
-            suite = "deploy" if view == "deploy" else "smoke"
-            out.print(f"no {'deploy samples' if view == 'deploy' else 'runs'} to report: "
-                      f"try `orchestrate run --provider local --suite {suite}`")
-        else:
-            out.print(table(frame))
-        return
-    text = render_text(frame, fmt, reading=view != "deploy", formats=FORMATS if view == "deploy" else None,
-                       columns=picked, spread_bound=spread_bound)
-    if output is not None:
-        output.write_text(text)
-        err.print(f"wrote {output}")
-    else:
-        click.echo(text, nl=False)
-
-
-def _spread_bound(value: str) -> float:
-    """Reads ``report --spread-bound`` (see :func:`orchestrator.report.metrics.parse_spread_bound`).
-
-    Raises:
-        click.BadParameter: naming the value received and what is accepted (the option is named by click).
-    """
-    from orchestrator.errors import SpecError
-    from orchestrator.report.metrics import SPREAD_ACCEPTED, parse_spread_bound
-
-    try:
-        return parse_spread_bound(value)
-    except SpecError:
-        raise click.BadParameter(f"received {value!r}; accepted: {SPREAD_ACCEPTED}") from None
-
-
-@cli.command()
-@click.argument("run_ids", nargs=-1)
+@click.argument("run_ids", metavar="[RUN]...", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Every run that still has a machine up.")
 @click.option("--profile", metavar="NAME", help="AWS: this profile (default: each run's own, else boto3's chain).")
-def down(run_ids: tuple[str, ...], everything: bool, profile: str | None) -> None:
+@click.option("--forget", is_flag=True,
+              help="Give up the remote clean-up of the named runs' machines (a box rebuilt with another host key, or "
+                   "one that never answers): nothing connects to them. A rented box or the dev box is released and "
+                   "recorded forgotten (its run directory, and any payload still running, stay on it); a cloud "
+                   "machine is still terminated. Only with RUN ids, not --all.")
+def down(run_ids: tuple[str, ...], everything: bool, profile: str | None, forget: bool) -> None:
     """Tear down the machines a run left up (after --keep, or a crash).
+
+    A box that refuses its clean-up (another host key than the one pinned, or no answer) keeps its lease and stays
+    held by the run; `--forget` gives that clean-up up, run by run.
 
     \b
     Examples:
       orchestrate down r-20261128-180102-3fa9
       orchestrate down --all
       orchestrate down --all --profile research
+      orchestrate down r-20261128-180102-3fa9 --forget
     """
     from orchestrator import api
 
@@ -573,24 +426,29 @@ def down(run_ids: tuple[str, ...], everything: bool, profile: str | None) -> Non
         from orchestrator.providers.aws.profiles import check_profile
 
         check_profile(profile)
-    results = api.down(run_ids, everything=everything, profile=profile)
+    results = api.down(run_ids, everything=everything, profile=profile, forget=forget)
     failed = False
     for result in results:
         cost = "" if result.cost_usd is None else f", cost ${result.cost_usd:.4f}"
         state = f" → {result.state}" if result.state else ""
-        if result.gone or not result.failed:
+        if result.gone or not result.failed or result.forgotten:
             out.print(f"{result.run_id}{state}: terminated {len(result.gone)} machine(s)"
                       + (": " + ", ".join(result.gone) if result.gone else "") + cost)
+        for machine_id, left in result.forgotten.items():
+            out.print(f"[yellow]forgotten:[/] {result.run_id}: {machine_id} released without its clean-up; "
+                      f"{escape(left)} may still be there")
         for machine_id, why in result.failed.items():
             failed = True
-            err.print(f"[red]error:[/] {result.run_id}: {machine_id} not cleaned up: {escape(why)}")
+            hint = f" (to give it up: orchestrate down {result.run_id} --forget)" \
+                if why.startswith("clean-up failed") and not forget else ""
+            err.print(f"[red]error:[/] {result.run_id}: {machine_id} not cleaned up: {escape(why)}{hint}")
     if not results:
         out.print("nothing to tear down")
     if failed:
         sys.exit(1)
 
 
-for command in (inventory, catalog, breakeven, logs, ssh, sweep, campaign):
+for command in (report, inventory, catalog, breakeven, logs, ssh, sweep, campaign):
     cli.add_command(command)
 
 

@@ -9,15 +9,29 @@ boto3 and botocore are imported inside the functions, so importing this module s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.errors import AuthError, CapacityError, OrchestrateError, ProviderError, QuotaError, SpotRefused
 
 HTTP_TIMEOUT_S = 20.0  # seconds to connect, and to wait for each response (the Azure price API uses it too)
 ATTEMPTS = 3  # tries per call, the first included (botocore's total_max_attempts)
+# A call made without botocore's retries (RunInstances: a capacity error must fail over at once) is still retried
+# when EC2 throttles it: this many tries, waiting a random part of 1, 2, 4, 8, 16 s between them (full jitter, as
+# botocore's own ExponentialBackoff does for throttling), so at most 31 s in all.
+THROTTLE_TRIES = 6
+THROTTLE_BASE_S = 1.0
+THROTTLE_CAP_S = 20.0  # botocore's max_backoff
+# EC2 answers RequestLimitExceeded when an account's API request rate is exceeded (EC2 API reference, "Request
+# throttling"); the others are botocore's names for throttling elsewhere, should EC2 ever send them.
+THROTTLING_CODES = frozenset({"RequestLimitExceeded", "Throttling", "ThrottlingException", "EC2ThrottledException"})
+_THROTTLE_HINT = ("EC2 limits the rate of API calls per account and region: wait a minute and try again, or start "
+                  "fewer runs at once")
+
+T = TypeVar("T")
 
 _AUTH_HINT = ("check the AWS credentials in force (AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) "
               "and that their policy allows {operation}")
@@ -94,6 +108,54 @@ def client_without_retries(
     which standard retries would repeat against the same zone before the lifecycle could try the next one.
     """
     return client(service, region=region, profile=profile, endpoint_url=endpoint_url, attempts=1)
+
+
+def throttle_delay_s(retry: int, *, jitter: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before the ``retry``-th retry (1-based) of a throttled call: a random part (``jitter()`` in
+    [0, 1)) of 1, 2, 4, … s, capped at :data:`THROTTLE_CAP_S`, so that many clients do not retry in step."""
+    return jitter() * min(THROTTLE_CAP_S, THROTTLE_BASE_S * 2.0 ** (retry - 1))
+
+
+def retrying_throttled(
+    call: Callable[[], T],
+    *,
+    what: str,
+    sleep: Callable[[float], None],
+    tries: int = THROTTLE_TRIES,
+    jitter: Callable[[], float] = random.random,
+) -> T:
+    """Returns ``call()``, retrying it while AWS answers with a throttling code (:data:`THROTTLING_CODES`); any
+    other error, a capacity error above all, goes up at once, untouched.
+
+    Args:
+        call: one AWS call, made by a client without retries of its own.
+        what: who is asked, for the line raised when throttling outlasts the tries, e.g. ``EC2 API in us-east-1``.
+        sleep: how to wait between tries (injected in tests).
+        tries: tries in all, the first included.
+        jitter: a random number in [0, 1) (injected in tests).
+
+    Raises:
+        ProviderError: still throttled after ``tries`` tries; the line says how many and how long they took.
+    """
+    import botocore.exceptions
+
+    if tries < 1:
+        raise ValueError(f"tries counts the first try too: 1 or more. Received: tries={tries}")
+    waited, attempt = 0.0, 1
+    while True:
+        try:
+            return call()
+        except botocore.exceptions.ClientError as error:
+            code = (error.response.get("Error") or {}).get("Code")
+            if code not in THROTTLING_CODES:
+                raise
+            if attempt >= tries:
+                raise ProviderError(f"{translate(error, what=what)}; still throttled after {tries} tries over "
+                                    f"{waited:.0f} s", hint=_THROTTLE_HINT) from None
+            delay = throttle_delay_s(attempt, jitter=jitter)
+            sleep(delay)
+            waited += delay
+            attempt += 1
 
 
 @cache

@@ -32,6 +32,7 @@ import yaml
 from orchestrator.errors import AuthError, CapacityError, OrchestrateError, ProviderError, QuotaError, SpecError
 
 HTTP_TIMEOUT_S = 20.0  # seconds to connect, and to read each response
+MESSAGE_CHARS = 1200  # an ARM message past this is cut at a word's end (a quota refusal's URLs are kept whole)
 RETRIES = 3  # azure-core's retries of one request (429 with Retry-After, 5xx, connection errors)
 CONFIG_FILE = "azure.yaml"
 CLOUD_ENV = "ORCHESTRATE_AZURE_CLOUD"
@@ -83,31 +84,63 @@ def settings(home: Path) -> AzureSettings:
     """Reads which Azure to use: ``$ORCHESTRATE_HOME/azure.yaml``, with the environment over it.
 
     Raises:
-        SpecError: no subscription is named, the config file is not a mapping, or the cloud is unknown (plain HTTP
-            is refused except to a loopback address).
+        SpecError: no subscription is named (the line says "not set"), the config file is not a mapping, or the
+            subscription or cloud is not one (plain HTTP is refused except to a loopback address).
     """
     path = home / CONFIG_FILE
-    config: dict[str, Any] = {}
-    if path.is_file():
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise SpecError(str(path), str(loaded)[:80], "a YAML mapping: subscription_id, cloud")
-        config = loaded
+    config = _config(path)
+    manager, authority = _cloud(config)  # a bad value given is named before a value left out
     subscription = os.environ.get(SUBSCRIPTION_ENV) or config.get("subscription_id")
-    if not subscription or not re.fullmatch(r"[0-9A-Fa-f-]{36}", str(subscription)):
-        raise SpecError(SUBSCRIPTION_ENV, subscription, f"the subscription id to launch in (a GUID), from "
-                        f"{SUBSCRIPTION_ENV} or subscription_id in {path}", hint="`az account show --query id`")
+    accepted = f"the subscription id to launch in (a GUID), from {SUBSCRIPTION_ENV} or subscription_id in {path}"
+    hint = "`az account show --query id`"
+    if not subscription:
+        raise SpecError(SUBSCRIPTION_ENV, None, accepted, hint=hint)  # "invalid AZURE_SUBSCRIPTION_ID: not set; …"
+    if not re.fullmatch(r"[0-9A-Fa-f-]{36}", str(subscription)):
+        raise SpecError(SUBSCRIPTION_ENV, subscription, accepted, hint=hint)
+    return AzureSettings(str(subscription), manager, authority)
+
+
+def launch_needs(home: Path) -> str | None:
+    """What a launch on Azure will need that is not set yet, as one line for a plan; None when nothing is missing.
+
+    A dry run needs no account, so a subscription left out is said here, not refused; a value that is set but
+    wrong is refused as :func:`settings` refuses it.
+
+    Raises:
+        SpecError: the config file, the subscription or the cloud is set to something that is not one.
+    """
+    try:
+        settings(home)
+    except SpecError as error:
+        if error.field != SUBSCRIPTION_ENV or error.received is not None:
+            raise
+        return (f"a launch needs {SUBSCRIPTION_ENV} (not set; or subscription_id in {home / CONFIG_FILE}) and "
+                "Azure credentials (DefaultAzureCredential: `az login`, or AZURE_CLIENT_ID, AZURE_TENANT_ID and "
+                "AZURE_CLIENT_SECRET)")
+    return None
+
+
+def _config(path: Path) -> dict[str, Any]:
+    """``azure.yaml`` as a mapping (empty when there is none)."""
+    if not path.is_file():
+        return {}
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise SpecError(str(path), str(loaded)[:80], "a YAML mapping: subscription_id, cloud")
+    return loaded
+
+
+def _cloud(config: dict[str, Any]) -> tuple[str, str]:
+    """The Resource Manager endpoint and sign-in authority named by ``ORCHESTRATE_AZURE_CLOUD`` or ``cloud``."""
     cloud = str(os.environ.get(CLOUD_ENV) or config.get("cloud") or "AzureCloud")
     if cloud in CLOUDS:
-        manager, authority = CLOUDS[cloud]
-        return AzureSettings(str(subscription), manager, authority)
-    accepted = ", ".join(CLOUDS) + ", an https:// Resource Manager URL, or http://127.0.0.1:PORT (tests)"
+        return CLOUDS[cloud]
     parts = urlsplit(cloud)
     if parts.scheme == "https" and parts.hostname:
-        return AzureSettings(str(subscription), cloud.rstrip("/"), str(config.get("authority") or CLOUDS[
-            "AzureCloud"][1]))
+        return cloud.rstrip("/"), str(config.get("authority") or CLOUDS["AzureCloud"][1])
     if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return AzureSettings(str(subscription), cloud.rstrip("/"), "")
+        return cloud.rstrip("/"), ""
+    accepted = ", ".join(CLOUDS) + ", an https:// Resource Manager URL, or http://127.0.0.1:PORT (tests)"
     raise SpecError(CLOUD_ENV if os.environ.get(CLOUD_ENV) else "cloud", cloud, accepted)
 
 
@@ -183,12 +216,17 @@ def _credential(where: AzureSettings) -> tuple[Any, Any]:
         return DefaultAzureCredential(authority=where.authority), None
 
 
-def translate(error: BaseException, *, what: str) -> OrchestrateError:
+def translate(error: BaseException, *, what: str, operation: str | None = None) -> OrchestrateError:
     """Turns an Azure SDK (or azure-identity) exception into one of our errors, one line, naming the code.
+
+    A long-running operation that Azure accepted and that then ended ``Failed`` (``AllocationFailed`` …) reaches the
+    SDK as a successful poll (HTTP 200) of a failed operation: its line says the operation failed, not the HTTP
+    status.
 
     Args:
         error: what the SDK raised.
         what: who called, e.g. "Azure compute in eastus".
+        operation: what the long-running operation was doing, e.g. "VM create", for the line of one that failed.
     """
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
     from azure.identity import CredentialUnavailableError
@@ -202,8 +240,11 @@ def translate(error: BaseException, *, what: str) -> OrchestrateError:
     if isinstance(error, HttpResponseError):
         code = error_code(error)
         message = _first_line(getattr(getattr(error, "error", None), "message", None) or error.message or str(error))
-        status = f" (HTTP {error.status_code})" if error.status_code else ""
-        line = f"{what}: {code or 'error'}{status}: {message}"
+        if error.status_code is not None and error.status_code < 400:  # accepted, then the operation failed
+            line = f"{what}: the {operation or 'long-running'} operation failed: {code or 'error'}: {message}"
+        else:
+            status = f" (HTTP {error.status_code})" if error.status_code else ""
+            line = f"{what}: {code or 'error'}{status}: {message}"
         if code in _AUTH_CODES or error.status_code in (401, 403) or isinstance(error, ClientAuthenticationError):
             return AuthError(line, hint=_AUTH_HINT)
         if code in _CAPACITY_CODES:
@@ -236,16 +277,33 @@ def quota_family(message: str) -> str | None:
 
 
 @contextmanager
-def translating(*, what: str) -> Iterator[None]:
-    """Re-raises any Azure SDK exception inside the block as one of our errors (ours pass through)."""
+def translating(*, what: str, operation: str | None = None) -> Iterator[None]:
+    """Re-raises any Azure SDK exception inside the block as one of our errors (ours pass through).
+
+    Args:
+        what: who calls, e.g. "Azure Resource Manager (eastus)".
+        operation: the long-running operation waited for inside the block, e.g. "VM create" (see :func:`translate`).
+    """
     try:
         yield
     except OrchestrateError:
         raise
     except Exception as error:  # noqa: BLE001 - every SDK failure becomes one of ours, here only
-        raise translate(error, what=what) from None
+        raise translate(error, what=what, operation=operation) from None
 
 
-def _first_line(text: str) -> str:
-    """The message on one line (ARM messages may hold newlines and JSON)."""
-    return " ".join(text.split())[:400]
+def _first_line(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """The message on one line (ARM messages may hold newlines and JSON), cut after ``limit`` characters at a word's
+    end, never inside a word or an address: a quota refusal ends with the URL where the increase is asked for."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    cut = line.rfind(" ", 0, limit + 1)
+    if cut <= 0:
+        cut = limit
+    word_end = line.find(" ", cut + 1)
+    word = line[cut:word_end if word_end >= 0 else len(line)].strip()
+    if "://" in word:  # keep an address whole: half of one is worse than none
+        cut = word_end if word_end >= 0 else len(line)
+    kept = line[:cut].rstrip()
+    return kept if kept == line else kept + " …"

@@ -40,7 +40,7 @@ from pydantic_core import PydanticCustomError
 
 from orchestrator.cost import monthly_rental_per_hour, owned_per_hour
 from orchestrator.errors import SpecError
-from orchestrator.inputs import read_text, spec_error
+from orchestrator.inputs import one_line_path, read_text, spec_error
 from orchestrator.machine import Access, Environment
 
 
@@ -133,6 +133,11 @@ class InventoryHost(_SSHEndpoint):
     requirements: list[str] | None = None  # for prepare: venv; None means the payload's own list
     workdir: str = "orchestrate"  # base directory on the box, relative to the user's home unless absolute
     proxy_jump: ProxyJump | None = None  # the bastion to reach the box through; host is then as it resolves it
+
+    @field_validator("python", "workdir")
+    @classmethod
+    def _one_line(cls, value: str) -> str:  # they go into remote shell commands, as a run file's environment does
+        return one_line_path(value)
 
     def access(self) -> Access:
         """How to reach the box over SSH, with its pinned host key (and its bastion's, if any)."""

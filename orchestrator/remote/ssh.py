@@ -13,7 +13,10 @@ What it guarantees:
       connected under the same rules, then the machine's own SSH connection runs inside a ``direct-tcpip`` channel
       the bastion opens to it, and the machine's key is checked end to end. Nothing goes past a refused hop.
     * Connecting retries with capped exponential backoff while the machine boots; a connection that drops under
-      a command is re-established and the command run again (callers pass only idempotent commands).
+      a command (or between two) is re-established for up to ``command_retry_s`` and the command run again
+      (callers pass only idempotent commands).
+    * :meth:`SSHTransport.close` is final until :meth:`SSHTransport.connect` is called again: no operation, in any
+      thread, reconnects after it (a machine given up for gone is not dialled for minutes by the next poll).
     * paramiko and socket exceptions become :mod:`orchestrator.errors` here, once.
 """
 
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import paramiko
 
@@ -92,7 +95,8 @@ class SSHTransport:
         connect_timeout_s: how long a first connection keeps retrying while the machine boots.
         command_retry_s: how long a command or upload keeps reconnecting after its connection dropped.
         clock: monotonic seconds for the backoff deadlines (injected in tests).
-        sleep: how to wait between connection attempts (injected in tests).
+        sleep: how to wait between connection attempts (injected in tests); by default a wait that :meth:`close`
+            cuts short.
     """
 
     def __init__(
@@ -103,21 +107,23 @@ class SSHTransport:
         connect_timeout_s: float = 300.0,
         command_retry_s: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.target = target
         self.known_hosts = known_hosts
         self.connect_timeout_s = connect_timeout_s
         self.command_retry_s = command_retry_s
         self._clock = clock
-        self._sleep = sleep
+        # Set by close(), cleared only by connect(): checked before every connection attempt and every operation.
+        self._closed = threading.Event()
+        self._sleep = sleep if sleep is not None else self._closed.wait
         self._lock = threading.RLock()
         hops = target.hops()
         self._hops = tuple(
             _Hop(hop, known_hosts, bastions_after=len(hops) - 1 - index) for index, hop in enumerate(hops)
         )
         self._connection: _Connection | None = None
-        self._closes = 0  # counts close() calls, so an operation cut by close() is not retried
+        self._connected_once = False  # after a first connection, reconnecting is bounded by command_retry_s
 
     @property
     def host_key_fingerprint(self) -> str | None:
@@ -132,7 +138,8 @@ class SSHTransport:
         self.close()
 
     def connect(self) -> None:
-        """Connects now unless already connected, retrying with backoff for up to ``connect_timeout_s``.
+        """Connects now unless already connected, retrying with backoff for up to ``connect_timeout_s``; undoes a
+        :meth:`close` (the only call that does).
 
         Raises:
             HostKeyMismatch: the machine or its bastion presented a host key other than the pinned one, or has no
@@ -141,14 +148,15 @@ class SSHTransport:
             ConnectTimeout: no SSH connection within ``connect_timeout_s``.
             RemoteError: the host name does not resolve, or the server speaks no common SSH algorithms.
         """
-        self._live_connection(None)
+        self._closed.clear()
+        self._live_connection(None, first=True)
 
     def run(self, command: str, *, timeout: float = 60.0) -> CommandResult:
         """Runs a shell command string (no pty, stdin closed) and returns its exit code and output.
 
         If the connection drops before the exit status arrives, it reconnects (for up to ``command_retry_s``)
         and runs the command again: pass only idempotent commands. A command killed by a signal has exit code -1
-        (SSH reports a signal, not a status).
+        (SSH reports a signal, not a status). After :meth:`close` it raises at once, connecting nowhere.
 
         Args:
             command: the shell command line; quote every argument with ``shlex.quote``.
@@ -156,10 +164,33 @@ class SSHTransport:
                 (a silent connection may be dead without TCP knowing).
 
         Raises:
-            RemoteError: the command timed out or the channel failed; ConnectTimeout when the connection did not
-                come back; HostKeyMismatch or SSHAuthError when reconnecting met a different machine or key.
+            RemoteError: the command timed out or the channel failed, or the transport is closed; ConnectTimeout
+                when the connection did not come back; HostKeyMismatch or SSHAuthError when reconnecting met a
+                different machine or key.
         """
         return self._with_reconnect(lambda client: self._exec(client, command, timeout))
+
+    def read_to_file(self, command: str, path: Path, *, timeout: float = 600.0) -> CommandResult:
+        """Runs a command like :meth:`run` but streams its stdout into ``path`` chunk by chunk as it arrives, so
+        output of any size never sits in memory; after a dropped connection the command runs again and the file
+        starts over.
+
+        Args:
+            command: the shell command line; quote every argument with ``shlex.quote``.
+            path: the file on this computer that receives stdout (created or truncated).
+            timeout: seconds one attempt may take.
+
+        Returns:
+            The exit code and stderr; ``stdout`` is empty (it is in ``path``).
+
+        Raises:
+            RemoteError: as :meth:`run`; OSError when ``path`` cannot be written.
+        """
+        def attempt(client: Any) -> CommandResult:
+            with path.open("wb") as sink:
+                return self._exec(client, command, timeout, sink)
+
+        return self._with_reconnect(attempt)
 
     def put_bytes(
         self, data: bytes, remote_path: str, *, progress: Callable[[int, int], None] | None = None
@@ -178,12 +209,30 @@ class SSHTransport:
         Raises:
             RemoteError: the upload or the rename failed (permissions, missing directory, disk full).
         """
-        self._with_reconnect(lambda client: self._upload(client, data, remote_path, progress))
+        self._with_reconnect(lambda client: self._upload(client, lambda: io.BytesIO(data), len(data), remote_path,
+                                                         progress))
+
+    def put_file(
+        self, local_path: Path, remote_path: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Uploads a file of this computer like :meth:`put_bytes` (``.part``, then an atomic rename), read in
+        chunks as it is sent rather than whole into memory.
+
+        Raises:
+            RemoteError: as :meth:`put_bytes`; OSError when ``local_path`` cannot be read.
+        """
+        size = local_path.stat().st_size
+        self._with_reconnect(lambda client: self._upload(client, lambda: local_path.open("rb"), size, remote_path,
+                                                         progress))
 
     def close(self) -> None:
-        """Closes the connection (and the bastion's); the next call reconnects. An operation waiting to reconnect in
-        another thread stops at its next attempt (raising RemoteError) instead of retrying for ``command_retry_s``."""
-        self._closes += 1  # first, outside the lock: a thread reconnecting holds it, and sees this between attempts
+        """Closes the connection (and the bastion's) for good, until :meth:`connect` is called again.
+
+        Every later operation raises RemoteError at once without connecting, whichever thread calls it, and an
+        operation reconnecting in another thread stops at once (or after the attempt under way) instead of retrying
+        for ``command_retry_s``: a machine given up for gone is not dialled again.
+        """
+        self._closed.set()  # first, outside the lock: a thread reconnecting holds it, and sees this between attempts
         with self._lock:
             connection, self._connection = self._connection, None
         if connection is not None:
@@ -191,31 +240,45 @@ class SSHTransport:
 
     # Connecting ------------------------------------------------------------------------------------------------
 
-    def _live_connection(self, deadline: float | None, closes: int | None = None) -> _Connection:
-        """Returns the live connection, connecting first (until ``deadline``, else ``connect_timeout_s``); with
-        ``closes``, reconnecting stops once :meth:`close` has been called since (the count is no longer that)."""
+    def _live_connection(self, deadline: float | None, *, first: bool = False) -> _Connection:
+        """Returns the live connection, connecting first: until ``deadline``; else for ``connect_timeout_s`` when
+        ``first`` or before any connection existed, and for ``command_retry_s`` once one has (it dropped between two
+        operations: the machine is not booting any more).
+
+        Raises:
+            RemoteError: the transport is closed (also when it is closed while connecting).
+        """
         with self._lock:
+            self._refuse_if_closed()
             if self._connection is not None and self._connection.is_active():
                 return self._connection
             self._discard(self._connection)
-            if deadline is None:
+            if deadline is None and (first or not self._connected_once):
                 deadline, why = self._clock() + self.connect_timeout_s, f"within {self.connect_timeout_s:g} s"
             else:
+                deadline = deadline if deadline is not None else self._clock() + self.command_retry_s
                 why = f"again within {self.command_retry_s:g} s after the connection dropped"
-            self._connection = self._connect_until(deadline, why, closes)
-            return self._connection
+            connection = self._connect_until(deadline, why)
+            if self._closed.is_set():  # closed during the last attempt: its connection is not used
+                connection.close()
+                self._refuse_if_closed()
+            self._connection, self._connected_once = connection, True
+            return connection
 
-    def _connect_until(self, deadline: float, why: str, closes: int | None = None) -> _Connection:
-        """Connects, retrying transient failures with capped exponential backoff until ``deadline`` (or until
-        :meth:`close` is called, when ``closes`` is given)."""
+    def _refuse_if_closed(self) -> None:
+        if self._closed.is_set():
+            raise RemoteError(f"the SSH connection to {self.target.address} was closed: not connecting again")
+
+    def _connect_until(self, deadline: float, why: str) -> _Connection:
+        """Connects, retrying transient failures with capped exponential backoff until ``deadline``; stops with
+        RemoteError before any attempt once :meth:`close` has been called."""
         for hop in self._hops:  # refuse before opening a socket when a hop has nothing pinned or no usable key
             hop.expected_pin()
             hop.private_key()
         delay = _FIRST_DELAY_S
         attempts = 0
         while True:
-            if closes is not None and self._closes != closes:
-                raise RemoteError(f"the SSH connection to {self.target.address} was closed while reconnecting")
+            self._refuse_if_closed()
             attempts += 1
             remaining = deadline - self._clock()
             try:
@@ -266,14 +329,13 @@ class SSHTransport:
     def _with_reconnect(self, operation: Callable[[Any], _T]) -> _T:
         """Runs ``operation`` on the machine's live client; on a lost connection reconnects and runs it again."""
         retry_deadline: float | None = None
-        closes = self._closes
         while True:
-            connection = self._live_connection(retry_deadline, closes if retry_deadline is not None else None)
+            connection = self._live_connection(retry_deadline)
             try:
                 return operation(connection.client)
             except _ConnectionLost as lost:
                 self._discard(connection)
-                if self._closes != closes:
+                if self._closed.is_set():
                     raise RemoteError(f"the SSH connection to {self.target.address} was closed") from lost
                 if retry_deadline is None:
                     retry_deadline = self._clock() + self.command_retry_s
@@ -287,7 +349,7 @@ class SSHTransport:
                 self._discard(connection)
                 raise
 
-    def _exec(self, client: Any, command: str, timeout: float) -> CommandResult:
+    def _exec(self, client: Any, command: str, timeout: float, sink: IO[bytes] | None = None) -> CommandResult:
         transport = client.get_transport()
         # Real time, not the injected clock: this deadline bounds waiting on a socket.
         deadline = time.monotonic() + timeout
@@ -296,7 +358,7 @@ class SSHTransport:
             try:
                 channel.exec_command(command)
                 channel.shutdown_write()
-                stdout, stderr, finished = _read_until_exit(channel, deadline)
+                stdout, stderr, finished = _read_until_exit(channel, deadline, sink)
                 exit_code = int(channel.exit_status)
             finally:
                 channel.close()
@@ -311,10 +373,11 @@ class SSHTransport:
         return CommandResult(exit_code, stdout, stderr)
 
     def _upload(
-        self, client: Any, data: bytes, remote_path: str, progress: Callable[[int, int], None] | None
+        self, client: Any, source: Callable[[], IO[bytes]], total: int, remote_path: str,
+        progress: Callable[[int, int], None] | None,
     ) -> None:
+        """Sends ``total`` bytes that ``source()`` opens (again on each attempt) to ``remote_path`` atomically."""
         transport = client.get_transport()
-        total = len(data)
         last_reported = -1
 
         def report(sent: int, _size: int) -> None:
@@ -328,7 +391,8 @@ class SSHTransport:
             sftp = client.open_sftp()
             try:
                 sftp.get_channel().settimeout(_SFTP_STALL_S)
-                sftp.putfo(io.BytesIO(data), part, file_size=total, callback=report, confirm=True)
+                with source() as data:
+                    sftp.putfo(data, part, file_size=total, callback=report, confirm=True)
                 sftp.posix_rename(part, remote_path)
             finally:
                 sftp.close()
@@ -344,13 +408,18 @@ class SSHTransport:
             progress(total, total)
 
 
-def _read_until_exit(channel: Any, deadline: float) -> tuple[bytes, bytes, bool]:
+def _read_until_exit(channel: Any, deadline: float, sink: IO[bytes] | None = None) -> tuple[bytes, bytes, bool]:
     """Reads stdout and stderr together (neither can fill the window and stall the other) until the command
-    has exited and both streams ended, or the deadline passed. Returns ``(stdout, stderr, finished)``."""
+    has exited and both streams ended, or the deadline passed. Returns ``(stdout, stderr, finished)``; with a
+    ``sink``, stdout is written there chunk by chunk instead (and returned empty)."""
     stdout, stderr = bytearray(), bytearray()
     while True:
         if channel.recv_ready():
-            stdout += channel.recv(_READ_CHUNK)
+            chunk = channel.recv(_READ_CHUNK)
+            if sink is not None:
+                sink.write(chunk)
+            else:
+                stdout += chunk
             continue
         if channel.recv_stderr_ready():
             stderr += channel.recv_stderr(_READ_CHUNK)

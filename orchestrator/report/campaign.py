@@ -18,12 +18,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from orchestrator.report.heatmap import HeatMap
-    from orchestrator.report.html import Chart
+    from orchestrator.report.html import Chart, Series
     from orchestrator.report.render import FittedTable
 
 # The cell's own columns, first in the campaign frame. ``cell_cost_usd`` is what the campaign billed for the cell;
 # the run's priced cost (a total row: every machine of the run) stays ``cost_usd``, as in the summary.
-CELL_COLUMNS = ["campaign", "position", "cell_id", "where", "provider", "suite", "values", "state", "run_id",
+CELL_COLUMNS = ["campaign", "position", "cell_id", "where", "provider", "suite", "values", "swept", "state", "run_id",
                 "cell_cost_usd", "error"]
 # Summary columns that the cell already has (its own state is the campaign's, a pending or skipped cell included).
 _CELL_FACTS = ("provider", "suite", "state")
@@ -37,13 +37,14 @@ SUMMARY_FIRST = [
 CONFIGURATION_KEYS = ("model", "batch_size", "precision", "xla", "optimizer", "learning_rate", "dropout")
 BEST_COLUMNS = ["scope", "criterion", "value", "unit", "cell_id", "where", "configuration", "run_id"]
 OVERALL = "overall"
-# The cells table's columns (when the frame has them), and the ones it always shows.
-_CELL_TABLE = ["cell_id", "where", "values", "state", "run_id", "host", "model", "batch_size", "precision",
-               "learning_rate", "dropout", "test_accuracy", "train_images_per_sec", "spread_flag",
-               "train_images_per_usd", "cost_to_accuracy_usd", "cell_cost_usd", "error"]
-_ALWAYS = ("cell_id", "where", "state")
-CAMPAIGN_LABELS = {"cell_id": "cell", "cell_cost_usd": "cell $", "values": "swept", "learning_rate": "lr"}
-_PRIORITY = ("cell", "where", "state", "swept", "train img/$", "$ to acc", "test acc", "train img/s", "cell $")
+# The cells table's columns (when the frame has them), and the ones it always shows: what varies between the cells
+# first (``swept``, see orchestrator.campaign.labels), the cell id last.
+_CELL_TABLE = ["swept", "where", "state", "run_id", "host", "model", "batch_size", "precision", "learning_rate",
+               "dropout", "test_accuracy", "train_images_per_sec", "spread_flag", "train_images_per_usd",
+               "cost_to_accuracy_usd", "cell_cost_usd", "error", "cell_id"]
+_ALWAYS = ("swept", "where", "state", "cell_id")
+CAMPAIGN_LABELS = {"cell_id": "cell", "cell_cost_usd": "cell $", "learning_rate": "lr"}
+_PRIORITY = ("swept", "where", "state", "train img/$", "$ to acc", "test acc", "train img/s", "cell $", "cell")
 EXCLUDED = "Rows priced at $0 or not priced (an unpriced local box) are left out: their figures per dollar say nothing."
 NO_BEST = "No cell has a training throughput or a cost to accuracy on a priced machine: run the throughput or " \
           "accuracy suite on a priced machine (or give price_per_hour to the campaign's machines)."
@@ -200,14 +201,15 @@ def campaign_tables(name: str, frame: pd.DataFrame, best: pd.DataFrame) -> list[
         frame: a :func:`campaign_frame`.
         best: its :func:`best_configurations`.
     """
-    from orchestrator.report.render import frame_table
+    from orchestrator.report.render import FittedTable, frame_table
 
     best_caption = EXCLUDED if not best.empty else NO_BEST
     return [
         frame_table(best_reading(best), f"campaign {name}: best configurations", caption=best_caption,
                     priority=("scope", "criterion", "value", "cell", "where", "configuration")),
-        frame_table(cells_reading(frame), f"campaign {name}: {len(frame)} row(s) of {_cell_count(frame)} cell(s)",
-                    caption="all columns: --format csv or json", priority=_PRIORITY),
+        FittedTable(cells_reading(frame), f"campaign {name}: {len(frame)} row(s) of {_cell_count(frame)} cell(s)",
+                    caption="all columns: --format csv or json", priority=_PRIORITY,
+                    whole=frozenset({"swept"})),  # what tells the rows apart is never cut
     ]
 
 
@@ -326,14 +328,38 @@ def _machine_section(where: str, rows: pd.DataFrame, heat: HeatMap | None, batch
 
 
 def _accuracy_chart(rows: pd.DataFrame, samples: pd.DataFrame) -> Chart:
-    from orchestrator.report.html import Chart, _curves
+    from orchestrator.report.html import Chart
 
     chart = Chart("accuracy_vs_time", "Test accuracy against training time", "training seconds", "accuracy",
                   "no per-epoch accuracy curve in this machine's runs (run the accuracy suite)",
                   one_x="Every accuracy here was measured at {x} training seconds, so there is no curve to draw.")
     if "run_id" in samples.columns and "run_id" in rows.columns:
-        chart.series = _curves(samples[samples["run_id"].isin(set(rows["run_id"].dropna()))])
+        chart.series = _cell_curves(rows, samples[samples["run_id"].isin(set(rows["run_id"].dropna()))])
     return chart
+
+
+def _cell_curves(rows: pd.DataFrame, samples: pd.DataFrame) -> list[Series]:
+    """The accuracy curves of the cells' runs, each named by what varies between the cells drawn (``lr 0.001 ·
+    dropout 0.25``: the cells' ``swept`` labels without what all of them share), its cell id last; a run with
+    several curves (hosts, models) adds what its own legend said of each."""
+    from orchestrator.campaign.labels import narrowed
+    from orchestrator.report.html import _curves, _present, _run_labels
+
+    cells = rows.dropna(subset=["run_id"]).drop_duplicates("run_id")
+    cells = cells[cells["run_id"].isin(set(samples["run_id"]))]
+    swept = cells["swept"] if "swept" in cells.columns else cells["cell_id"]
+    names = narrowed([str(text) if _present(text) and str(text) else str(cell_id)
+                      for text, cell_id in zip(swept, cells["cell_id"], strict=True)])
+    series: list[Series] = []
+    for (run_id, cell_id), name in zip(zip(cells["run_id"], cells["cell_id"], strict=True), names, strict=True):
+        own = samples[samples["run_id"] == run_id]
+        prefix = _run_labels(own.assign(run_id=own["run_id"].astype(str))).get(str(run_id), str(run_id))
+        curves = _curves(own)
+        for curve in curves:
+            extra = curve.label.removeprefix(prefix).strip() if len(curves) > 1 else ""
+            curve.label = f"{name}{' · ' + extra if extra else ''} (cell {cell_id})"
+        series += curves
+    return series
 
 
 def _best_table(best: pd.DataFrame) -> str:

@@ -134,9 +134,21 @@ def parse_spread_bound(text: str) -> float:
     try:
         bound = float(value[:-1]) / 100.0 if value.endswith("%") else float(value)
     except ValueError:
-        bound = float("nan")
-    if not 0.0 < bound < 1.0:  # NaN and inf fail this too
-        raise SpecError("--spread-bound", text, SPREAD_ACCEPTED)
+        raise SpecError("--spread-bound", text, SPREAD_ACCEPTED) from None
+    return check_spread_bound(bound, received=text)
+
+
+def check_spread_bound(bound: float, *, received: object = None) -> float:
+    """Returns ``bound`` when it is above 0 and below 1 (the one range check of a spread bound).
+
+    Raises:
+        SpecError: it is not (NaN and inf are not either), naming ``--spread-bound`` and ``received`` (default:
+            the bound itself).
+    """
+    from orchestrator.errors import SpecError
+
+    if not 0.0 < bound < 1.0:
+        raise SpecError("--spread-bound", bound if received is None else received, SPREAD_ACCEPTED)
     return bound
 
 
@@ -366,10 +378,7 @@ def with_derived_metrics(
     Raises:
         SpecError: the baseline is not a row of the summary, or the bound is not above 0 and below 1.
     """
-    from orchestrator.errors import SpecError
-
-    if not 0.0 < spread_bound < 1.0:
-        raise SpecError("--spread-bound", spread_bound, SPREAD_ACCEPTED)
+    check_spread_bound(spread_bound)
     derived = summary.copy()
     derived[PRICE] = price_per_hour(summary)
     derived["train_images_per_sec_per_gpu"] = images_per_sec_per_gpu(summary)

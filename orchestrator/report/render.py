@@ -339,6 +339,7 @@ class FittedTable:
     right: frozenset[str] = frozenset()  # labels of figures shown as text ("812 ±7.1%"), aligned as numbers
     together: Mapping[str, str] = field(default_factory=dict)  # label → a label it is never shown without
     note: str | None = None  # a sentence the caption always ends with (the spread bound)
+    whole: frozenset[str] = frozenset()  # labels of text columns always shown and never cut, as those in KEEP
 
     def __post_init__(self) -> None:
         from rich.cells import cell_len
@@ -361,14 +362,15 @@ class FittedTable:
         from rich.text import Text
 
         labels = [str(column) for column in self.shown.columns]
+        keep = KEEP | self.whole
         wanted = [i for label in self.priority for i, name in enumerate(labels) if name == label]
-        order = list(dict.fromkeys([*(i for i in range(len(labels)) if labels[i] in KEEP), *wanted,
+        order = list(dict.fromkeys([*(i for i in range(len(labels)) if labels[i] in keep), *wanted,
                                     *range(len(labels))]))
         widths: dict[int, int] = {}
         used = 1  # the table's left edge; each column adds its width, two spaces of padding and a rule
 
         def short(i: int) -> int:  # text other than the kept columns (a long name) comes in short, grows after
-            return self._natural[i] if labels[i] in KEEP or self._numeric[i] or width is None else \
+            return self._natural[i] if labels[i] in keep or self._numeric[i] or width is None else \
                 min(self._natural[i], max(_TEXT_WIDTH, cell_len(labels[i])))
 
         for i in order:
@@ -377,7 +379,7 @@ class FittedTable:
             partner = labels.index(self.together[labels[i]]) if self.together.get(labels[i]) in labels else None
             placed = [i] if partner is None or partner in widths else [i, partner]
             fits = sum(short(j) + 3 for j in placed)
-            if labels[i] in KEEP or width is None or used + fits <= width:
+            if labels[i] in keep or width is None or used + fits <= width:
                 for j in placed:
                     widths[j] = short(j)
                 used += fits

@@ -61,8 +61,10 @@ def test_a_smoke_run_on_aws_from_the_command_line_trains_and_leaves_nothing(
     home: Path, tmp_path: Path, instances: dict[str, str]
 ) -> None:
     box, spec = _image(tmp_path)
+    # Real Keras training, on two epochs: enough to learn (the accuracy asserted below), not the suite's ten.
     result = run_cli(home, "run", "-f", str(spec), "--provider", "aws", "--instance-type", "g4dn.xlarge",
-                     "--image", IMAGE, "--allow-cidr", "127.0.0.1/32", "--quiet", timeout=600, **instances)
+                     "--image", IMAGE, "--allow-cidr", "127.0.0.1/32", "--quiet", "--set", "epochs=2", timeout=600,
+                     **instances)
     assert result.returncode == 0, result.stdout + result.stderr
     status = json.loads(run_cli(home, "status", "--json", **instances).stdout)
     [run] = status if isinstance(status, list) else status["runs"]

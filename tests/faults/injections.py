@@ -62,11 +62,10 @@ INJECTIONS: dict[str, str] = {
 
 # What a reader of the report should know about a cell that passes.
 NOTES: dict[tuple[str, str, str], str] = {
-    ("aws", "provision", "throttling"): "the run fails at the first throttled RunInstances: the provider sends it with "
-    "retries off (so that InsufficientInstanceCapacity fails over to the next zone at once) and maps "
-    "RequestLimitExceeded to a plain ProviderError, so neither botocore nor the zone loop retries it. Clear and "
-    "clean (nothing left, one line naming RequestLimitExceeded), but a storm on launch ends the run where a backoff "
-    "would ride it out",
+    ("aws", "provision", "throttling"): "RunInstances goes out without botocore's retries (so that "
+    "InsufficientInstanceCapacity fails over to the next zone at once); the provider retries RequestLimitExceeded "
+    "itself, with jittered backoff (6 tries, at most 31 s, clouds.aws.retrying_throttled), so the storm is ridden out "
+    "in the same zone",
     ("local", "teardown", "exception"): "teardown-step exceptions: the provider's terminate raises once; the run is "
     "recorded failed with cleanup_failed and the hint `orchestrate down RUN`, and the cell then runs that command "
     "(teardown.down_run) before looking for leftovers. The same holds for rented, aws and azure",

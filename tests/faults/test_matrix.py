@@ -238,9 +238,6 @@ def expected(provider: str, step: str, fault: str) -> tuple[str, str]:
         return "failed", f"ran past the run timeout of {HANG_TIMEOUT_S:g} s"
     if fault == "disk_full":
         return "failed", "the payload exited with code 1"
-    if fault == "throttling" and provider == "aws" and step == "provision":
-        # RunInstances goes out with retries off (a capacity error must fail over at once): one throttle ends it.
-        return "failed", "RequestLimitExceeded"
     return "succeeded", ""  # an SSH cut or outage, capacity elsewhere, throttling the SDK rides out
 
 

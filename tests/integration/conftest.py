@@ -180,9 +180,31 @@ def start_server(
 ) -> SSHServer:
     """Starts one sshd on 127.0.0.1 with its own config in ``directory`` and waits until it answers.
 
-    Plain function (the ``sshd`` fixture and ``make bench`` both use it); the caller stops the server.
+    Plain function (the ``sshd`` fixture and ``make bench`` both use it); the caller stops the server. A port picked
+    here that another process (a parallel test worker) takes before sshd binds it is picked again.
     """
-    port = port or free_port()
+    if port is not None:
+        return _start_server(directory, client_key, host_key_path, port, authorized_key, sshd_binary)
+    for attempt in range(PORT_TRIES):
+        try:
+            return _start_server(directory / f"try-{attempt}" if attempt else directory, client_key, host_key_path,
+                                 free_port(), authorized_key, sshd_binary)
+        except PortTaken:
+            continue
+    raise RuntimeError(f"sshd found no free port in {PORT_TRIES} tries")
+
+
+class PortTaken(RuntimeError):
+    """sshd could not bind the port it was given."""
+
+
+PORT_TRIES = 5
+
+
+def _start_server(
+    directory: Path, client_key: Path, host_key_path: Path, port: int, authorized_key: Path | None,
+    sshd_binary: Path,
+) -> SSHServer:
     directory.mkdir(parents=True)
     (directory / "home").mkdir()
     authorized_keys = directory / "authorized_keys"
@@ -267,13 +289,16 @@ def _wait_until_listening(server: SSHServer) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(f"sshd exited with {server.process.returncode}: {server.log()[-2000:]}")
+            log = server.log()
+            if "Address already in use" in log:
+                raise PortTaken(f"port {server.port} is taken: {log[-500:]}")
+            raise RuntimeError(f"sshd exited with {server.process.returncode}: {log[-2000:]}")
         try:
             with socket.create_connection((server.host, server.port), timeout=1.0) as probe:
                 # Read the banner, so the server is really serving and not just bound.
                 probe.settimeout(2.0)
-                if probe.recv(64).startswith(b"SSH-"):
-                    return
+                if probe.recv(64).startswith(b"SSH-") and server.process.poll() is None:
+                    return  # (a banner while ours has exited came from another worker's server on the port)
         except OSError:
             pass
         if time.monotonic() > deadline:

@@ -32,6 +32,20 @@ SPOT = Placement(provider="azure", instance_type="Standard_NC4as_T4_v3", region=
 QUOTA_MESSAGE = ("Operation could not be completed as it results in exceeding approved Standard NCASv3_T4 Family "
                  "Cores quota. Additional details - Location: eastus")
 
+# Shaped like Azure's own refusal (its portal link for the request is one long word): over 400 characters before the
+# first address ends.
+QUOTA_MESSAGE_IN_FULL = (
+    "Operation could not be completed as it results in exceeding approved standardNCASv3_T4Family Cores quota. "
+    "Additional details - Deployment Model: Resource Manager, Location: eastus, Current Limit: 0, Current Usage: 0, "
+    "Additional Required: 4, (Minimum) New Limit Required: 4. Submit a request for Quota increase at "
+    "https://aka.ms/ProdportalCRP/#blade/Microsoft_Azure_Capacity/UsageAndQuota.ReactView/Parameters/"
+    "%7B%22subscriptionId%22:%2200000000-0000-0000-0000-000000000000%22,%22command%22:%22openQuotaApprovalBlade%22,"
+    "%22quotas%22:[%7B%22location%22:%22eastus%22,%22providerId%22:%22Microsoft.Compute%22,%22resourceName%22:"
+    "%22standardNCASv3_T4Family%22,%22quotaRequest%22:%7B%22properties%22:%7B%22limit%22:4,%22unit%22:%22Count%22,"
+    "%22name%22:%7B%22value%22:%22standardNCASv3_T4Family%22%7D%7D%7D%7D]%7D by specifying parameters listed in the "
+    "'Details' section for deployment to succeed. Please read more about quota limits at "
+    "https://docs.microsoft.com/en-us/azure/azure-supportability/per-vm-quota-requests")
+
 
 def _request(run_id: str, **changes: Any) -> LaunchRequest:
     fields: dict[str, Any] = {"run_id": run_id, "placement": PLACEMENT, "allowed_cidr": CIDR}
@@ -166,11 +180,17 @@ def test_sku_not_available_at_the_vm_put_is_a_capacity_error_naming_the_code(
     assert "\n" not in str(caught.value)
 
 
-def test_allocation_failed_inside_the_operation_is_a_capacity_error(provider: AzureProvider, arm: ArmFake) -> None:
+def test_allocation_failed_inside_the_operation_is_a_capacity_error_saying_the_vm_create_failed(
+    provider: AzureProvider, arm: ArmFake
+) -> None:
     arm.fail("virtualMachines", "AllocationFailed", in_operation=True,
              message="Allocation failed. We do not have sufficient capacity for the requested VM size in this region.")
-    with pytest.raises(CapacityError, match="AllocationFailed"):
+    with pytest.raises(CapacityError, match="AllocationFailed") as caught:
         provider.launch(_request("r-alloc"))
+    # The SDK raises it with the HTTP status of the poll that found the operation Failed (200): not a refusal.
+    assert ("the VM create operation failed: AllocationFailed: Allocation failed. We do not have sufficient "
+            "capacity for the requested VM size in this region.") in str(caught.value)
+    assert "HTTP" not in str(caught.value)
     [vm] = _of_type(arm, "orchestrate-r-alloc", "Microsoft.Compute/virtualMachines")
     assert vm["properties"]["provisioningState"] == "Failed"  # the sweep finds it by the group's tag
 
@@ -182,6 +202,16 @@ def test_a_cores_quota_is_a_quota_error_naming_the_family_on_one_line(provider: 
     assert not isinstance(caught.value, CapacityError)
     assert '"Standard NCASv3_T4 Family" vCPUs' in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_long_quota_refusal_keeps_its_addresses_whole(provider: AzureProvider, arm: ArmFake) -> None:
+    arm.fail("virtualMachines", "OperationNotAllowed", status=409, message=QUOTA_MESSAGE_IN_FULL)
+    with pytest.raises(QuotaError) as caught:
+        provider.launch(_request("r-quota-url"))
+    line = str(caught.value)
+    addresses = [word for word in QUOTA_MESSAGE_IN_FULL.split() if "://" in word]
+    assert len(addresses) == 2 and all(address in line for address in addresses), line
+    assert '"standardNCASv3_T4Family" vCPUs' in line and "\n" not in line
 
 
 def test_a_quota_refusing_the_second_vm_returns_only_once_the_first_vm_s_creation_has_ended(

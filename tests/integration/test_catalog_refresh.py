@@ -30,6 +30,7 @@ class PriceServer:
 
     url: str = ""
     fail_with: int | None = None  # answer every request with this HTTP status
+    spot_meters: bool = True  # False: the Azure pages leave out their Spot meters
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -99,6 +100,10 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == AZURE_PATH and "Standard_NC4as_T4_v3" in page_filter:
             number = 2 if query.get("$skip") == ["100"] else 1
             text = (FIXTURES / f"azure_prices_nc4as_t4_v3_page{number}.json").read_text()
+            if not self.state.spot_meters:
+                recorded = json.loads(text)
+                recorded["Items"] = [i for i in recorded["Items"] if not i["meterName"].endswith(" Spot")]
+                text = json.dumps(recorded)
             # The recorded next link names the real API, as it would; point it back at this server.
             self._send(200, text.replace("https://prices.azure.com:443", self.state.url))
             return
@@ -221,11 +226,41 @@ def test_azure_refresh_follows_next_page_links_and_leaves_the_shipped_catalog_al
     # Page 1: a Windows meter and a Low Priority meter, both skipped; page 2: an older and a newer Linux
     # pay-as-you-go meter (the newer wins) and the Spot meter.
     assert (t4["on_demand_per_hour"], t4["spot_per_hour"], t4["as_of"]) == ("0.526", "0.0526", "2026-11-30")
-    assert "Azure Retail Prices API" in t4["source"]
+    assert "Azure Retail Prices API" in t4["source"] and "spot: its Spot meter" in t4["source"]
+    assert "not an Azure quote" not in t4["source"]  # the shipped row's illustrative spot figure is gone
+    # Sizes the API had no price for keep their rows, the shipped spot figure marked as one to confirm.
+    a100 = rows["Standard_NC24ads_A100_v4"]
+    assert a100["as_of"] != "2026-11-30" and a100["spot_per_hour"] and "not an Azure quote: refresh" in a100["source"]
     assert rows["Standard_NC6"]["status"] == "retired" and rows["Standard_NC6"]["as_of"] != "2026-11-30"
     t4_requests = [r for r in price_server.requests if "Standard_NC4as_T4_v3" in r["query"]["$filter"][0]]
     assert [r["query"].get("$skip") for r in t4_requests] == [None, ["100"]]
     assert "priceType eq 'Consumption'" in t4_requests[0]["query"]["$filter"][0]
+
+
+def test_a_size_without_a_spot_meter_is_refreshed_to_no_spot_price_saying_so(
+    home: Path, price_server: PriceServer
+) -> None:
+    price_server.spot_meters = False
+    result = refresh_catalog("azure", endpoint_url=price_server.url + AZURE_PATH, home=home,
+                             today=date(2026, 12, 7))
+    t4 = _read(result.path)["Standard_NC4as_T4_v3"]
+    assert (t4["on_demand_per_hour"], t4["spot_per_hour"]) == ("0.526", "")
+    assert "spot: no Spot meter for this size here, so not offered on spot" in t4["source"]
+
+
+def test_after_an_azure_refresh_a_spot_dry_run_plans_spot_at_the_api_s_price(
+    home: Path, price_server: PriceServer
+) -> None:
+    refreshed = run_cli(home, "catalog", "refresh", "--provider", "azure", "--endpoint-url",
+                        price_server.url + AZURE_PATH, timeout=60)
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert "Standard_NC4as_T4_v3 eastus: on-demand $0.526 → $0.526, spot $0.158 → $0.0526" in refreshed.stdout
+    plan = run_cli(home, "run", "--provider", "azure", "--instance-type", "Standard_NC4as_T4_v3", "--spot",
+                   "--dry-run", AZURE_SUBSCRIPTION_ID="", timeout=120)
+    assert plan.returncode == 0, plan.stderr
+    assert "1. azure Standard_NC4as_T4_v3 in eastus spot, $0.0526/h" in plan.stdout
+    assert "2. azure Standard_NC4as_T4_v3 in eastus on-demand, $0.526/h" in plan.stdout  # the fallback
+    assert not (home / "state.db").exists()
 
 
 def test_an_http_error_is_one_clear_line_and_the_catalog_on_disk_is_unchanged(

@@ -26,6 +26,7 @@ from orchestrator.lifecycle import RunContext, execute_plan
 from orchestrator.machine import LaunchRequest, Machine
 from orchestrator.plan import make_plan
 from orchestrator.providers.aws.instance import AwsProvider
+from orchestrator.remote.detached import PID_FILE
 from orchestrator.spec import RunSpec
 from orchestrator.store import Store
 from tests.fakes import aws as aws_fakes
@@ -39,6 +40,9 @@ from tests.integration.conftest import start_server
 moto_aws = aws_fakes.moto_aws  # the fixtures
 arm = azure_fakes.arm
 pytestmark = pytest.mark.slow
+# Few epochs on few images (a fraction of a second each): two trained on the first machine and copied back, then the
+# eviction (the payload held still from epoch 2 on, so that it cannot finish first), the rest on the replacement.
+EPOCHS, EVICT_AFTER = 5, 2
 
 
 class Evictable:
@@ -58,6 +62,24 @@ class Evictable:
         machines = on_box(machines, box, prepare="image")
         self.boxes.append((machines[0], box))
         return machines
+
+    def hold_payload(self) -> None:
+        """Stops (SIGSTOP) the newest machine's payload process group, named by the run directory's pid file: only
+        the payload, not an SSH session the orchestrator is reading it through."""
+        machine, _ = self.boxes[-1]
+        os.killpg(int((Path(machine.run_dir) / PID_FILE).read_text()), signal.SIGSTOP)
+
+    def epochs_on_box(self) -> int:
+        """Completed epochs in the payload's backups on the newest machine's own disk (0: none yet)."""
+        if not self.boxes:
+            return 0
+        machine, _ = self.boxes[-1]
+        for metadata in Path(machine.run_dir).glob("checkpoints/*/training_metadata.json"):
+            try:
+                return int(json.loads(metadata.read_text())["epoch"])
+            except (OSError, ValueError, KeyError):
+                return 0  # being written
+        return 0
 
     def evict(self) -> None:
         machine, box = self.boxes[-1]
@@ -134,8 +156,8 @@ def test_an_evicted_spot_machine_is_replaced_and_training_resumes_without_repeat
         "instance_type": "Standard_NC4as_T4_v3"}
     spec = RunSpec.model_validate({
         "provider": cloud, "suite": "accuracy", "timeout_s": 600,
-        "params": {"target_accuracy": 0.9999, "max_epochs": 12, "batch_size": 8, "checkpoint_above_epochs": 0,
-                   "tensorboard": False},
+        "params": {"target_accuracy": 0.9999, "max_epochs": EPOCHS, "batch_size": 8, "limit": 240,
+                   "checkpoint_above_epochs": 0, "tensorboard": False},
         "machine": {**machine, "spot": True}})
     plan = make_plan(spec, home=home)
     # The catalog prices no Azure spot offer: the test asks for a spot VM of the on-demand placement itself.
@@ -145,17 +167,24 @@ def test_an_evicted_spot_machine_is_replaced_and_training_resumes_without_repeat
                      poll_interval_s=0.05, checkpoint_poll_s=0.1, eviction_poll_s=0.5, allowed_cidr="127.0.0.1/32")
     evicted_at: list[int] = []
 
-    def evict_after_three_copied_epochs() -> None:
+    def evict_once_epoch_two_is_copied() -> None:
+        """Holds the payload still (SIGSTOP) once its backups on the machine reach epoch 2, so that the few epochs
+        left cannot end the run before the eviction; evicts once the orchestrator has copied epoch 2 or later."""
         deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and boxes.epochs_on_box() < EVICT_AFTER:
+            time.sleep(0.02)
+        if boxes.epochs_on_box() < EVICT_AFTER:
+            return
+        boxes.hold_payload()
         while time.monotonic() < deadline:
             runs = list((home / "checkpoints").glob(f"*/{ARCHIVE}")) if (home / "checkpoints").exists() else []
-            if runs and (epochs := _copied_epochs(runs[0])) >= 3:
+            if runs and (epochs := _copied_epochs(runs[0])) >= EVICT_AFTER:
                 evicted_at.append(epochs)
                 boxes.evict()
                 return
             time.sleep(0.05)
 
-    evictor = threading.Thread(target=evict_after_three_copied_epochs, daemon=True)
+    evictor = threading.Thread(target=evict_once_epoch_two_is_copied, daemon=True)
     evictor.start()
     outcome = execute_plan(plan, ctx)
     evictor.join(timeout=10)
@@ -175,7 +204,7 @@ def test_an_evicted_spot_machine_is_replaced_and_training_resumes_without_repeat
         "SELECT metadata_json FROM samples WHERE run_id=? AND benchmark='train_curve' AND metric='accuracy'",
         (outcome.run_id,))]
     epochs = [p["epoch"] for p in points]
-    assert epochs == list(range(1, 13)), epochs
+    assert epochs == list(range(1, EPOCHS + 1)), epochs
     restored = [p["epoch"] for p in points if p.get("restored")]
     assert restored == list(range(1, len(restored) + 1)) and len(restored) >= evicted_at[0]
     assert not (home / "checkpoints" / outcome.run_id).exists()  # the copies go with the run
@@ -196,9 +225,9 @@ def test_an_evicted_spot_machine_is_replaced_and_training_resumes_without_repeat
         assert lost == pytest.approx(sum(c["price_per_hour"] * c["billed_seconds"] / 3600 for c in lines))
 
 
-def test_a_copied_archive_keeps_only_files_and_directories_under_checkpoints() -> None:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
+def test_a_copied_archive_keeps_only_files_and_directories_under_checkpoints(tmp_path: Path) -> None:
+    raw, clean = tmp_path / "raw.tar", tmp_path / "clean.tar.gz"
+    with tarfile.open(raw, mode="w") as tar:
         def add(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"x", link: str = "") -> None:
             info = tarfile.TarInfo(name)
             info.type, info.size, info.linkname = kind, len(data) if kind == tarfile.REGTYPE else 0, link
@@ -211,8 +240,8 @@ def test_a_copied_archive_keeps_only_files_and_directories_under_checkpoints() -
         add("elsewhere/file")
         add("checkpoints/link", tarfile.SYMTYPE, link="/etc/passwd")
         add("checkpoints/hard", tarfile.LNKTYPE, link="checkpoints/accuracy-1/training_metadata.json")
-    clean, files = clean_archive(raw.getvalue())
-    with tarfile.open(fileobj=io.BytesIO(clean), mode="r:gz") as tar:
+    files = clean_archive(raw, clean)
+    with tarfile.open(clean, mode="r:gz") as tar:
         names = [(m.name, m.type) for m in tar.getmembers()]
     assert files == 1
     assert names == [("checkpoints", tarfile.DIRTYPE),

@@ -4,6 +4,7 @@ pinned from the outputs, and the imported inventory passes `orchestrate inventor
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,19 @@ def test_the_recorded_output_of_the_aws_module_imports_with_every_host_key_pinne
     assert listed.returncode == 0 and len(json.loads(listed.stdout)) == len(boxes)
 
 
+def _python_with_a_stand_in_keras(tmp_path: Path) -> Path:
+    """This venv's Python with a stand-in ``keras`` first on its path: the check's probe imports it in a blink, where
+    the real one (TensorFlow) takes seconds per box. Whether a box's real Keras imports is the rented tests' part."""
+    stand_in = tmp_path / "stand-in"
+    (stand_in / "keras").mkdir(parents=True)
+    (stand_in / "keras" / "__init__.py").write_text(
+        "import types\n__version__ = '3.0.0'\nbackend = types.SimpleNamespace(backend=lambda: 'tensorflow')\n")
+    python = tmp_path / "python-with-stand-in-keras"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(str(stand_in))} exec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
+    return python
+
+
 def test_an_imported_fleet_passes_inventory_check_against_its_pinned_host_keys(
     home: Path, tmp_path: Path, client_key: Path, sshd: Callable[..., Any]
 ) -> None:
@@ -52,7 +66,7 @@ def test_an_imported_fleet_passes_inventory_check_against_its_pinned_host_keys(
     document["hosts"]["value"] = document["hosts"]["value"][: len(servers)]
     output = tmp_path / "fleet.json"
     output.write_text(json.dumps(document))
-    imported = _import(home, output, client_key, "--python", sys.executable)
+    imported = _import(home, output, client_key, "--python", str(_python_with_a_stand_in_keras(tmp_path)))
     assert imported.returncode == 0, imported.stdout + imported.stderr
     check = run_cli(home, "inventory", "check", "--json", ORCHESTRATE_INVENTORY=str(home / "inventory.yaml"))
     assert check.returncode == 0, check.stdout + check.stderr

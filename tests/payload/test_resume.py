@@ -27,7 +27,7 @@ from keras_bench.checkpoint import (
 from keras_bench.timing import StepTimer
 
 PAYLOAD_TIMEOUT_S = 180
-EPOCHS = 20
+EPOCHS = 8  # above checkpoint_above_epochs (3), so every epoch is backed up; 6 epochs left after the kill
 EPOCH_LINE = re.compile(r"^\[keras_bench\] epoch (\d+)/(\d+) ")
 
 

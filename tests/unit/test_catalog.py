@@ -56,6 +56,19 @@ def test_azure_k80_sizes_are_retired_on_2023_09_06_with_half_a_board_per_gpu() -
         assert "retire" in offer.source
 
 
+def test_shipped_azure_sizes_have_spot_prices_marked_as_figures_to_confirm() -> None:
+    offers = load_offers(SHIPPED_PATH)
+    available = [o for o in offers if o.provider == "azure" and not o.retired]
+    assert {o.instance_type for o in available} == {
+        "Standard_NC4as_T4_v3", "Standard_NC24ads_A100_v4", "Standard_ND96isr_H100_v5"}
+    for offer in available:
+        assert offer.spot_per_hour is not None and 0 < offer.spot_per_hour < offer.on_demand_per_hour
+        # Said where it comes from, and that it is not a quote: `catalog refresh --provider azure` replaces it.
+        assert f"spot (added 2026-12-07): ${offer.spot_per_hour:g} = 30 % of on-demand" in offer.source
+        assert offer.source.endswith("not an Azure quote: refresh")
+    assert all(o.spot_per_hour is None for o in offers if o.provider == "azure" and o.retired)
+
+
 def test_the_shipped_catalog_survives_a_write_and_a_reload_unchanged(tmp_path: Path) -> None:
     offers = load_offers(SHIPPED_PATH)
     write_offers(offers, tmp_path / "offers.csv")

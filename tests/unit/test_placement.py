@@ -51,7 +51,7 @@ def test_regions_limit_where_failover_may_go(offers: list) -> None:  # type: ign
 @pytest.mark.parametrize(("machine", "message"), [
     (MachineSpec(instance_type="p9.huge"), "invalid --instance-type: received 'p9.huge'; accepted: an available aws"),
     (MachineSpec(gpu="H900"), "invalid --gpu: received 'H900'; accepted: a GPU of the aws catalog"),
-    (MachineSpec(), "invalid --instance-type: received None"),
+    (MachineSpec(), "invalid --instance-type: not set"),
     (MachineSpec(instance_type="p2.xlarge", spot=True, on_demand_fallback=False), "invalid --spot"),
 ])
 def test_what_the_catalog_cannot_give_is_refused(offers: list, machine: MachineSpec, message: str) -> None:  # type: ignore[type-arg]

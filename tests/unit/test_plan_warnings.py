@@ -108,7 +108,7 @@ def test_p2_with_an_image_warns_of_the_ami_and_of_what_its_catalog_row_says(tmp_
 
 
 def test_p3_without_an_image_is_still_refused(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match=r"invalid --image: received None; accepted: an AMI id for p3.2xlarge"):
+    with pytest.raises(SpecError, match=r"invalid --image: not set; accepted: an AMI id for p3.2xlarge"):
         make_plan(RunSpec(provider="aws", machine={"instance_type": "p3.2xlarge"}), home=tmp_path / "home")
 
 
@@ -159,3 +159,34 @@ def test_a_catalog_row_with_an_image_its_cloud_cannot_boot_is_refused(provider: 
     row = next(o for o in load_offers() if o.provider == provider)
     with pytest.raises(ValueError, match=accepted):
         Offer.model_validate({**row.model_dump(), "image": image})
+
+
+AZURE_T4 = {"instance_type": "Standard_NC4as_T4_v3"}
+
+
+@pytest.fixture
+def no_azure_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AZURE_SUBSCRIPTION_ID", "ORCHESTRATE_AZURE_CLOUD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_an_azure_plan_without_a_subscription_says_what_a_launch_needs(
+    tmp_path: Path, no_azure_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = make_plan(RunSpec(provider="azure", machine=AZURE_T4), home=tmp_path / "home")
+    [needs] = plan.warnings
+    assert needs.startswith("a launch needs AZURE_SUBSCRIPTION_ID (not set; or subscription_id in ")
+    assert "Azure credentials (DefaultAzureCredential" in needs and "None" not in needs
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "00000000-0000-0000-0000-000000000000")
+    assert make_plan(RunSpec(provider="azure", machine=AZURE_T4), home=tmp_path / "home").warnings == ()
+
+
+@pytest.mark.parametrize(("env", "field"), [({"AZURE_SUBSCRIPTION_ID": "prod"}, "AZURE_SUBSCRIPTION_ID"),
+                                            ({"ORCHESTRATE_AZURE_CLOUD": "Mars"}, "ORCHESTRATE_AZURE_CLOUD")])
+def test_an_azure_setting_that_is_set_but_wrong_is_still_refused_by_the_plan(
+    tmp_path: Path, no_azure_settings: None, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], field: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SpecError, match=f"invalid {field}: received '{next(iter(env.values()))}'"):
+        make_plan(RunSpec(provider="azure", machine=AZURE_T4), home=tmp_path / "home")

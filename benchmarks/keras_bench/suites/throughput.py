@@ -22,14 +22,19 @@ import numpy as np
 from keras_bench.backends import PRECISIONS, BackendFacts, backend_facts, compile_options, precision_policy
 from keras_bench.datasets import ImageSplit, load_split
 from keras_bench.errors import BenchError
-from keras_bench.inference import time_batched_passes
 from keras_bench.models import build_model, check_model
 from keras_bench.params import ParamValue, choice, flag, list_of, non_negative_int, positive_int, text
 from keras_bench.progress import say
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
-from keras_bench.throughput_timing import chunked_steps, record_inference, record_training, time_training
+from keras_bench.throughput_timing import (
+    chunked_steps,
+    record_chunked_inference,
+    record_training,
+    time_inference,
+    time_training,
+)
 
 SYNTHETIC = "synthetic"
 LEARNING_RATE = 0.001
@@ -184,16 +189,18 @@ def _measure(
         train = record_training(recorder, timing, metadata)
         line = f"{combination.label()}: train {train or 0:.1f} images/s"
         if p.inference:
-            inference = time_batched_passes(
-                model.predict_on_batch,
-                x[: combination.batch_size * timed_steps],
-                combination.batch_size,
-                p.repeats,
-                before_batch=recorder.stop.check,
+            # Timed like training: chunks of steps_per_execution batches, one host sync per chunk, each pass's
+            # first warmup_steps batches left out.
+            inference = time_inference(
+                model,
+                x,
+                batch_size=combination.batch_size,
+                warmup_steps=p.warmup_steps,
+                steps=p.steps,
+                repeats=p.repeats,
+                stop=recorder.stop,
             )
-            # Inference warms up with one whole untimed pass over the same `steps` batches it then times.
-            inference_metadata = {**metadata, "steps": timed_steps, "warmup_steps": timed_steps}
-            line += f", inference {record_inference(recorder, inference, inference_metadata) or 0:.1f} images/s"
+            line += f", inference {record_chunked_inference(recorder, inference, metadata) or 0:.1f} images/s"
     say(line)
 
 

@@ -3,9 +3,11 @@
 One ``RunInstances`` call makes every machine of a launch (MinCount = MaxCount = count), so a launch never leaves
 half a cluster behind. The provider tries the region's zones in order on a capacity error and raises
 :class:`CapacityError` naming the region when none has room; quota, auth and spot-market refusals
-(:class:`SpotRefused`) go straight up (another zone would not help). Which region, type and market to try next is
-the lifecycle's business, not this module's. A spot machine is priced at the spot price EC2 quotes for its zone
-when it is launched (``DescribeSpotPriceHistory``), the catalog's price only when EC2 does not say.
+(:class:`SpotRefused`) go straight up (another zone would not help); a throttled ``RunInstances``
+(``RequestLimitExceeded``) is retried with jittered backoff, six tries over at most 31 s. Which region, type and
+market to try next is the lifecycle's business, not this module's. A spot machine is priced at the spot price EC2
+quotes for its zone when it is launched (``DescribeSpotPriceHistory``), the catalog's price only when EC2 does not
+say.
 
 Testing knob: ``ssh_endpoint`` (or ``ORCHESTRATE_AWS_SSH_ENDPOINT=[user@]127.0.0.1:PORT``) gives every machine
 that SSH address instead of its public IP (and that login user instead of ``ubuntu``); the pinned host key stays
@@ -18,9 +20,11 @@ import getpass
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -284,8 +288,9 @@ class AwsProvider:
 
     def _run_in_some_zone(self, region: str, placement: Placement, count: int, params: dict[str, Any],
                           on_try: Callable[[str, str, str], None] | None = None) -> Any:
-        """One RunInstances per zone, in order, until one has room; without retries, so a refusal moves on. Each
-        zone refused for capacity, and the one that launched, is told to ``on_try``."""
+        """One RunInstances per zone, in order, until one has room; without botocore's retries, so a capacity
+        refusal moves on at once (only throttling is retried, with jittered backoff: ``aws.retrying_throttled``).
+        Each zone refused for capacity, and the one that launched, is told to ``on_try``."""
         import botocore.exceptions
 
         what = self._what(region)
@@ -295,7 +300,12 @@ class AwsProvider:
         tell = on_try or (lambda where, outcome, detail: None)
         for zone in zones:
             try:
-                instances = ec2.run_instances(**params, Placement={"AvailabilityZone": zone})["Instances"]
+                # One client token for every try in this zone: should a throttled-looking try have launched after
+                # all, EC2 answers the retry with those instances instead of launching more (idempotent RunInstances).
+                token = str(uuid.uuid4())
+                instances = aws.retrying_throttled(
+                    partial(ec2.run_instances, **params, Placement={"AvailabilityZone": zone}, ClientToken=token),
+                    what=f"{what} ({zone})", sleep=self.sleep)["Instances"]
                 tell(zone, "ok", ", ".join(i["InstanceId"] for i in instances))
                 return instances
             except botocore.exceptions.ClientError as error:

@@ -209,34 +209,37 @@ class AzureProvider:
             prefix = run_id if request.attempt <= 1 else f"{run_id}-a{request.attempt}"
             names = [f"{prefix}-{i}" for i in range(request.count)]
             # 2: the network pieces, at once.
-            vnet, nsg, *addresses = self._at_once([
-                lambda: c.network.virtual_networks.begin_create_or_update(group, "vnet", net.VirtualNetwork(
-                    location=region, tags=tags, address_space=net.AddressSpace(address_prefixes=["10.0.0.0/16"]),
-                    subnets=[net.Subnet(name="default", address_prefix="10.0.0.0/24")])),
-                lambda: c.network.network_security_groups.begin_create_or_update(group, "nsg",
-                    net.NetworkSecurityGroup(location=region, tags=tags, security_rules=[net.SecurityRule(
-                        name="ssh-from-caller", priority=100, direction="Inbound", access="Allow", protocol="Tcp",
-                        source_address_prefix=cidr, source_port_range="*", destination_address_prefix="*",
-                        destination_port_range=str(SSH_PORT))])),
-                *[partial(c.network.public_ip_addresses.begin_create_or_update, group, f"{name}-ip",
-                          net.PublicIPAddress(location=region, tags=tags, sku=net.PublicIPAddressSku(name="Standard"),
-                                              public_ip_allocation_method="Static", public_ip_address_version="IPv4"))
+            vnet, nsg, *addresses = self._at_once(region, [
+                ("virtual network create", lambda: c.network.virtual_networks.begin_create_or_update(
+                    group, "vnet", net.VirtualNetwork(
+                        location=region, tags=tags, address_space=net.AddressSpace(address_prefixes=["10.0.0.0/16"]),
+                        subnets=[net.Subnet(name="default", address_prefix="10.0.0.0/24")]))),
+                ("network security group create", lambda: c.network.network_security_groups.begin_create_or_update(
+                    group, "nsg", net.NetworkSecurityGroup(location=region, tags=tags, security_rules=[
+                        net.SecurityRule(
+                            name="ssh-from-caller", priority=100, direction="Inbound", access="Allow", protocol="Tcp",
+                            source_address_prefix=cidr, source_port_range="*", destination_address_prefix="*",
+                            destination_port_range=str(SSH_PORT))]))),
+                *[("public IP address create", partial(
+                    c.network.public_ip_addresses.begin_create_or_update, group, f"{name}-ip", net.PublicIPAddress(
+                        location=region, tags=tags, sku=net.PublicIPAddressSku(name="Standard"),
+                        public_ip_allocation_method="Static", public_ip_address_version="IPv4")))
                   for name in names]])
             # 3: a NIC per VM, at once.
-            nics = self._at_once([partial(
+            nics = self._at_once(region, [("network interface create", partial(
                 c.network.network_interfaces.begin_create_or_update, group, f"{name}-nic", net.NetworkInterface(
                     location=region, tags=tags, network_security_group=net.NetworkSecurityGroup(id=nsg.id),
                     ip_configurations=[net.NetworkInterfaceIPConfiguration(
                         name="ipconfig1", subnet=net.Subnet(id=vnet.subnets[0].id),
-                        public_ip_address=net.PublicIPAddress(id=address.id))]))
+                        public_ip_address=net.PublicIPAddress(id=address.id))])))
                 for name, address in zip(names, addresses, strict=True)])
             # 4: the VMs, at once.
             vm_tags = {**tags, HOST_KEY_TAG: host.public}
             custom_data = base64.b64encode(user_data(
                 host, request.user_data, user=LOGIN_USER, workdir="orchestrate").encode()).decode()
-            vms = self._at_once([partial(
+            vms = self._at_once(region, [("VM create", partial(
                 c.compute.virtual_machines.begin_create_or_update, group, name, _vm_body(
-                    vm_models, name, nic.id, region, placement, reference, key.public, custom_data, vm_tags))
+                    vm_models, name, nic.id, region, placement, reference, key.public, custom_data, vm_tags)))
                 for name, nic in zip(names, nics, strict=True)])
         machines = []
         for vm, address, nic in zip(vms, addresses, nics, strict=True):
@@ -259,30 +262,33 @@ class AzureProvider:
                     raise
                 self.sleep(self.polling_interval)
 
-    def _done(self, poller: Any) -> Any:
-        """The result of one long-running operation, bounded in time."""
-        result = poller.result(timeout=OPERATION_TIMEOUT_S)
+    def _done(self, poller: Any, what: str, operation: str) -> Any:
+        """The result of one long-running operation, bounded in time; a failed one says which operation it was."""
+        with azure.translating(what=what, operation=operation):
+            result = poller.result(timeout=OPERATION_TIMEOUT_S)
         if not poller.done():
-            raise ProviderError(f"{self._what()}: an operation did not end in {OPERATION_TIMEOUT_S:g} s",
+            raise ProviderError(f"{what}: the {operation} operation did not end in {OPERATION_TIMEOUT_S:g} s",
                                 hint="check the Azure portal; `orchestrate down RUN` deletes the run's group")
         return result
 
-    def _at_once(self, starts: Sequence[Callable[[], Any]]) -> list[Any]:
-        """Starts every operation, then waits for every one that started, and only then raises the first refusal
-        (so no resource is still being made when the lifecycle's sweep deletes the group); else their results."""
-        pollers: list[Any] = []
+    def _at_once(self, region: str, starts: Sequence[tuple[str, Callable[[], Any]]]) -> list[Any]:
+        """Starts every operation (each named, e.g. "VM create"), then waits for every one that started, and only
+        then raises the first refusal (so no resource is still being made when the lifecycle's sweep deletes the
+        group); else their results."""
+        pollers: list[tuple[str, Any]] = []
         errors: list[BaseException] = []
-        for start in starts:
+        for operation, start in starts:
             try:
-                pollers.append(start())
+                pollers.append((operation, start()))
             except Exception as error:  # noqa: BLE001 - raised below, once the others have ended
                 errors.append(error)
-        return self._wait_all(pollers, errors)
+        return self._wait_all(pollers, errors, what=self._what(region))
 
-    def _wait_all(self, pollers: Sequence[Any], errors: Sequence[BaseException] = ()) -> list[Any]:
-        """Waits for every operation; raises the first of ``errors`` and theirs, else returns their results."""
+    def _wait_all(self, pollers: Sequence[tuple[str, Any]], errors: Sequence[BaseException] = (), *,
+                  what: str) -> list[Any]:
+        """Waits for every (operation, poller); raises the first of ``errors`` and theirs, else their results."""
         with ThreadPoolExecutor(max_workers=max(1, len(pollers)), thread_name_prefix="azure") as pool:
-            futures = [pool.submit(self._done, poller) for poller in pollers]
+            futures = [pool.submit(self._done, poller, what, operation) for operation, poller in pollers]
         failed = [*errors, *(error for error in (f.exception() for f in futures) if error is not None)]
         if failed:
             raise failed[0]
@@ -350,10 +356,10 @@ class AzureProvider:
         with azure.translating(what=self._what()):
             for name in sorted(names):
                 try:
-                    pollers.append(self.clients.resource.resource_groups.begin_delete(name))
+                    pollers.append(("resource group delete", self.clients.resource.resource_groups.begin_delete(name)))
                 except ResourceNotFoundError:
                     continue  # already gone
-            self._wait_all(pollers)
+            self._wait_all(pollers, what=self._what())
         remove_client_key(self.home, run_id)
 
     # -- machines ------------------------------------------------------------------------------------------------
