@@ -414,6 +414,10 @@ def _read_until_exit(channel: Any, deadline: float, sink: IO[bytes] | None = Non
     ``sink``, stdout is written there chunk by chunk instead (and returned empty)."""
     stdout, stderr = bytearray(), bytearray()
     while True:
+        # Look for the end before draining: output that arrives after an empty look and before the end is seen
+        # would be lost otherwise (the transport thread may deliver the last chunks and the end in between, which a
+        # loaded machine makes likely). Paramiko queues every chunk before it marks the end.
+        ended = channel.eof_received or channel.closed
         if channel.recv_ready():
             chunk = channel.recv(_READ_CHUNK)
             if sink is not None:
@@ -426,7 +430,7 @@ def _read_until_exit(channel: Any, deadline: float, sink: IO[bytes] | None = Non
             continue
         remaining = deadline - time.monotonic()
         # OpenSSH may send the exit status before the last output, so wait for end of file too.
-        if channel.eof_received or channel.closed:
+        if ended:
             return bytes(stdout), bytes(stderr), bool(channel.status_event.wait(max(0.0, remaining)))
         if remaining <= 0:
             return bytes(stdout), bytes(stderr), False
