@@ -10,6 +10,8 @@ PYTEST_ARGS ?=
 # The suite runs on this many pytest-xdist workers: most tests wait on processes, sockets and sshd more than they
 # compute, so more workers than the 2 cores finish sooner (docs/performance.md, "The test suite").
 TEST_WORKERS ?= 4
+# loadgroup: a test module marked xdist_group (those whose module-scoped fixtures run a payload) goes to one worker,
+# so its shared runs are made once; the other tests are spread one by one.
 # The infrastructure checks' tools, outside the project's venv: checkov pins old boto3 and packaging (FACTS), and
 # cloud-init's JSON schema comes from Debian's cloud-init package (not on PyPI).
 CHECKOV := .venv-checkov/bin/checkov
@@ -48,7 +50,7 @@ $(CLOUD_INIT_SCHEMA):
 	images/cloud-init/fetch-schema.sh $(dir $@)
 
 test: $(STAMP_TEST) $(CHECKOV) $(CLOUD_INIT_SCHEMA)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The edit loop (docs/performance.md: well under 90 s): lint, then the control plane's tests that train nothing, start
 # no server (sshd, moto's server, the ARM fake, checkov) and run no CLI process per case: tests/unit and

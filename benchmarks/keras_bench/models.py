@@ -120,9 +120,17 @@ def _check_weights(weights: str | None, input_shape: tuple[int, int, int], appli
                 f"for model {application}"
             )
         return weights
+    check_weights_file(weights)
+    return weights
+
+
+def check_weights_file(weights: str | None) -> None:
+    """Raises ParamError naming the field when ``weights`` is a path with no file there; suites call it before
+    they import Keras, so a wrong path fails in a second, not after the backend's start-up."""
+    if weights is None or weights.lower() == "none" or weights == "imagenet":
+        return
     if not Path(weights).is_file():
         raise ParamError(f"param 'weights': expected {WEIGHT_CHOICES_TEXT}, received {weights!r} (no such file)")
-    return weights
 
 
 def _build_application(

@@ -86,17 +86,27 @@ def client(
         AuthError: the profile does not exist or its credentials cannot be loaded.
         ProviderError: no region is configured, or the client cannot be made.
     """
-    import boto3
     import botocore.config
+    import botocore.session
 
     config = botocore.config.Config(
         connect_timeout=HTTP_TIMEOUT_S, read_timeout=HTTP_TIMEOUT_S,
         retries={"total_max_attempts": attempts, "mode": "standard"},
     )
     with translating(what=f"AWS {service} client"):
-        # A fresh session: boto3's default one caches credentials for the life of the process.
-        session = boto3.session.Session(profile_name=profile)
-        return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+        # A fresh session (a shared one caches credentials for the life of the process), with the process's one
+        # loader of API models: a session's own loader parses EC2's model again (~0.3 s of CPU per client).
+        session = botocore.session.Session(profile=profile)
+        session.register_component("data_loader", _api_models())
+        return session.create_client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+@cache
+def _api_models() -> Any:
+    """botocore's loader of the services' API models (read-only files, parsed once per process)."""
+    import botocore.loaders
+
+    return botocore.loaders.create_loader()
 
 
 def client_without_retries(

@@ -199,6 +199,34 @@ with tarfile.open(archive, "r:gz") as tar:
 """
 
 
+# Run on the machine with its Python after SAFE_EXTRACT filled a fresh directory beside the cache: marks it complete
+# and renames it into the cache's place in one step, so a run never sees the payload half-written (runs on one box
+# share the cache: an extraction in place once truncated files another run's payload was importing). A cache that a
+# run placed first is kept (same name, same content hash); one left incomplete by an older in-place extraction is
+# set aside and replaced. argv: the filled directory, the cache directory (absent or empty, or as described).
+PLACE_PAYLOAD = """
+import os, shutil, sys, tempfile
+filled, cache = sys.argv[1], sys.argv[2]
+open(os.path.join(filled, ".complete"), "w").close()
+for _ in range(3):
+    if os.path.exists(os.path.join(cache, ".complete")):
+        break
+    try:
+        os.rename(filled, cache)  # atomic; it replaces an empty directory and fails on one with files
+        break
+    except OSError:
+        aside = tempfile.mkdtemp(dir=os.path.dirname(cache), prefix=".stale-")
+        try:
+            os.rename(cache, os.path.join(aside, "stale"))
+        except OSError:
+            pass
+        shutil.rmtree(aside, ignore_errors=True)
+shutil.rmtree(filled, ignore_errors=True)
+if not os.path.exists(os.path.join(cache, ".complete")):
+    sys.exit("could not place the payload at " + cache)
+"""
+
+
 def payload_requirements() -> list[str]:
     """Returns what a fresh venv on a machine needs to run the payload: the ``payload`` extra of this package."""
     from importlib import metadata

@@ -8,6 +8,7 @@ and go away.
 from __future__ import annotations
 
 import json
+import posixpath
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 from orchestrator.errors import PayloadFailed, RemoteError
 from orchestrator.machine import Machine
 from orchestrator.remote.detached import DetachedProcess
-from orchestrator.remote.payload import SAFE_EXTRACT, SUITE_FILE, Bundle
+from orchestrator.remote.payload import PLACE_PAYLOAD, SAFE_EXTRACT, SUITE_FILE, Bundle
 from orchestrator.remote.prepare import prepare_machine
 from orchestrator.remote.transport import Transport, check
 from orchestrator.results import parse_results
@@ -88,11 +89,15 @@ class Session:
             return f"payload {bundle.content_hash[:12]} already there, not sent"
         archive = f"{self.run_dir}/{BUNDLE_FILE}"
         transport.put_bytes(bundle.archive, archive, progress=progress)
+        python, parent = shlex.quote(self.python), shlex.quote(posixpath.dirname(self.payload_dir))
+        # Unpacked beside the cache, then renamed into its place whole (PLACE_PAYLOAD): other runs on this machine
+        # may be using the cache already.
         check(
             transport,
-            f"{shlex.quote(self.python)} -c {shlex.quote(SAFE_EXTRACT)} {shlex.quote(archive)} "
-            f"{shlex.quote(self.payload_dir)} && rm -f {shlex.quote(archive)} && touch "
-            f"{shlex.quote(self.payload_dir)}/.complete",
+            f'filled="$(mktemp -d {parent}/.partial-XXXXXX)" && {python} -c {shlex.quote(SAFE_EXTRACT)} '
+            f'{shlex.quote(archive)} "$filled" && {python} -c {shlex.quote(PLACE_PAYLOAD)} "$filled" '
+            f'{shlex.quote(self.payload_dir)}; status=$?; rm -f {shlex.quote(archive)}; '
+            f'[ -z "$filled" ] || rm -rf "$filled"; exit $status',
             what=f"unpacking the payload on {self.machine.id}",
         )
         return f"{bundle.files} files, {len(bundle.archive)} bytes, sha256 {bundle.content_hash[:12]}"

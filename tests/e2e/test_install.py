@@ -28,7 +28,8 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+# Its tests share one built wheel and venv (a module fixture): one worker (--dist loadgroup) builds it once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("install")]
 
 # What a wheel is built from: the build files and the two trees it packages (plus the data folders mapped in).
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "orchestrator", "benchmarks", "images")

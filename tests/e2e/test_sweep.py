@@ -98,8 +98,9 @@ def test_a_campaign_runs_every_cell_and_a_failed_cell_does_not_stop_it(
     assert sum(": running as r-" in line for line in lines) == 3
     # Each line names what varies between the cells first, then where and the cell.
     assert any(re.search(r"\] epochs 13 on local \(cell [0-9a-f]{10}\): failed", line) for line in lines)
-    assert "campaign grid (" in result.stdout and "2 succeeded" in result.stdout and "1 failed" in result.stdout
     by_epochs = {c["values"]: c for c in cells(home, "grid")}
+    assert "campaign grid (" in result.stdout and "2 succeeded" in result.stdout and "1 failed" in result.stdout, (
+        result.stdout, [(values, c["state"], c.get("error")) for values, c in by_epochs.items()])
     assert by_epochs["suite=smoke, epochs=13"]["state"] == "failed"
     assert "payload" in by_epochs["suite=smoke, epochs=13"]["error"]  # the run's own error, kept with the cell
     assert {c["state"] for v, c in by_epochs.items() if "13" not in v} == {"succeeded"}

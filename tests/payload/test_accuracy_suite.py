@@ -21,6 +21,9 @@ from keras_bench.errors import ParamError
 from keras_bench.params import resolve_params
 from keras_bench.suites import SUITES
 
+# Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
+pytestmark = pytest.mark.xdist_group("accuracy_suite")
+
 PAYLOAD_TIMEOUT_S = 180
 
 

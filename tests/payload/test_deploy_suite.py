@@ -28,6 +28,9 @@ from keras_bench.suites.deploy import DEPLOY, pruned_variant
 pytest.importorskip("tensorflow")
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 
+# Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
+pytestmark = pytest.mark.xdist_group("deploy_suite")
+
 DEPLOY_TIMEOUT_S = 300
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 METRICS = {"model_bytes", "model_bytes_gzip", "latency_ms_p50", "latency_ms_p90", "images_per_sec", "accuracy",

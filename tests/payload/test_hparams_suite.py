@@ -16,6 +16,9 @@ from keras_bench.params import resolve_params
 from keras_bench.suites import SUITES
 from keras_bench.training import auto_dropout, resolve_dropout
 
+# Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
+pytestmark = pytest.mark.xdist_group("hparams_suite")
+
 PAYLOAD_TIMEOUT_S = 180
 HPARAMS_SPECS = SUITES["hparams"].params
 

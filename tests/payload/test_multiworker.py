@@ -14,6 +14,9 @@ import pytest
 from keras_bench.distribute import WorkerRole, read_tf_config
 from keras_bench.errors import ParamError
 
+# Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
+pytestmark = pytest.mark.xdist_group("multiworker")
+
 WORKER_TIMEOUT_S = 180
 TINY = {"per_replica_batch": 8, "image_size": 16, "steps": 4, "warmup_steps": 2, "repeats": 2, "worker_timeout_s": 120}
 

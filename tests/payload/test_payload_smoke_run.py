@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("payload_smoke_run")]
 
 SMOKE_TIMEOUT_S = 180
 

@@ -14,6 +14,9 @@ from keras_bench.errors import ParamError
 from keras_bench.params import resolve_params
 from keras_bench.suites import SUITES
 
+# Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
+pytestmark = pytest.mark.xdist_group("scaling_suite")
+
 RUN_TIMEOUT_S = 180
 TINY = {
     "cpu_devices": 2,

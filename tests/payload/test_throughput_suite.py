@@ -16,6 +16,9 @@ from keras_bench.suites import throughput
 from keras_bench.throughput_timing import record_training, summarize_repeats
 from keras_bench.timing import StepTimer
 
+# Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
+pytestmark = pytest.mark.xdist_group("throughput_suite")
+
 THROUGHPUT_TIMEOUT_S = 240
 RECIPE_KEYS = {
     "model",

@@ -21,6 +21,9 @@ from keras_bench.checkpoint import WORKDIR_ENV
 from keras_bench.errors import ParamError
 from keras_bench.suites import SUITES
 
+# Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
+pytestmark = pytest.mark.xdist_group("transfer_suite")
+
 PAYLOAD_TIMEOUT_S = 240
 IMAGE_SHAPE = (32, 32, 3)
 MODEL = "mobilenet"  # keras.applications.MobileNet
@@ -147,6 +150,7 @@ def test_a_missing_weights_file_is_a_bad_param(
     assert process.returncode == 2
     assert "param 'weights': expected" in process.stderr and str(missing) in process.stderr
     assert document["samples"] == []
+    assert "imported keras" not in process.stdout + process.stderr  # refused before the backend's start-up
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from typing import Any
 
 from keras_bench.checkpoint import BackupPlan, finish_backups
 from keras_bench.errors import ParamError
-from keras_bench.models import BACKBONE_LAYER, build_model
+from keras_bench.models import BACKBONE_LAYER, build_model, check_weights_file
 from keras_bench.params import (
     AUTO,
     ParamValue,
@@ -190,6 +190,7 @@ def run_transfer(params: Mapping[str, ParamValue], recorder: RunRecorder) -> Non
         recorder: Receives samples and phase timings.
     """
     p = TransferParams.from_params(params)
+    check_weights_file(p.weights)  # the machine's file system, before the backend's start-up
 
     with recorder.phase("import", "import"):
         import keras
