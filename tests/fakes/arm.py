@@ -18,6 +18,7 @@ import copy
 import json
 import math
 import re
+import sys
 import threading
 import time
 import uuid
@@ -113,6 +114,14 @@ def _set_state(body: dict[str, Any], state: str) -> None:
         child.setdefault("properties", {})["provisioningState"] = state
 
 
+class _Server(ThreadingHTTPServer):
+    """The fake's HTTP server: a client killed mid-request (the SIGKILL tests) is not an error of the fake's."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
 class ArmFake:
     """A stateful fake of the ARM REST API for one subscription, served on 127.0.0.1.
 
@@ -141,7 +150,7 @@ class ArmFake:
 
     def start(self) -> ArmFake:
         """Binds 127.0.0.1 on a free port and serves in a daemon thread; ``url`` then says where."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
         self._server = server
