@@ -367,7 +367,9 @@ def test_close_during_a_command_ends_it_without_running_it_again(sshd: Factory, 
     worker = threading.Thread(target=run)
     worker.start()
     deadline = time.monotonic() + 10
-    while not counter.exists():
+    # Written, not only created: `>>` makes the file before echo writes to it, and a close in between would end the
+    # command before its one write.
+    while not (counter.exists() and counter.read_text()):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     transport.close()
