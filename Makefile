@@ -22,6 +22,11 @@ CLOUD_INIT_SCHEMA := .cache/cloud-init/schema-cloud-config-v1.json
 # Installs go through uv (same versions as pip, resolved and unpacked in parallel: ~15 s instead of ~2.5 min for the
 # test extras with a warm cache, docs/performance.md); pip stays in the venv for what users and tests run with it.
 UV := $(BIN)/uv
+# --compile-bytecode: uv, unlike pip, leaves .py files uncompiled, and where PYTHONDONTWRITEBYTECODE is set (as on
+# these VMs and in CI) nothing ever writes the .pyc files, so every process compiled what it imported, each time:
+# TensorFlow + Keras took ~15 CPU-s to import instead of ~7, on every payload start. Compiling once at install takes
+# ~40 s on 2 cores (docs/performance.md, "Bytecode").
+UV_INSTALL := $(UV) pip install --quiet --compile-bytecode
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +36,11 @@ $(UV): | $(BIN)/python
 	$(BIN)/python -m pip install --quiet 'uv>=0.5'
 
 $(STAMP_DEMO): pyproject.toml setup.py | $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -e '.[payload]'
+	$(UV_INSTALL) --python $(BIN)/python -e '.[payload]'
 	touch $@
 
 $(STAMP_TEST): pyproject.toml setup.py | $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -e '.[test]'
+	$(UV_INSTALL) --python $(BIN)/python -e '.[test]'
 	touch $@ $(STAMP_DEMO)
 
 demo: $(STAMP_DEMO)

@@ -6,6 +6,8 @@ Imports Keras only inside functions: call these inside a suite run, after its ti
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +28,35 @@ class BackendFacts:
     name: str  # tensorflow, jax, torch
     version: str | None
     gpus: int  # accelerators of kind GPU the backend sees
+
+
+# Packages that Keras and TensorFlow import whenever they are installed, for features this payload never uses:
+# pandas (Keras's data adapters accept DataFrames), scikit-learn (Keras's sklearn wrappers) and JAX (TFLite's
+# converter from JAX functions). Together 2.8 of the ~8 CPU-s that importing Keras on TensorFlow takes on a 2-core VM
+# (docs/performance.md, "The payload's start").
+LEAN_IMPORTS_HELD = ("pandas", "sklearn", "jax")
+
+
+@contextmanager
+def lean_imports() -> Iterator[None]:
+    """Imports of Keras or TensorFlow inside the block skip the optional packages in ``LEAN_IMPORTS_HELD``.
+
+    Each package not yet imported is held as ``None`` in ``sys.modules``, which Keras and TensorFlow take as not
+    installed (they import them in ``try``/``except ImportError``), and released at the end of the block: a later
+    plain ``import`` of it works as usual. JAX is held only when ``KERAS_BACKEND`` says ``tensorflow``: on the JAX
+    backend (or one chosen in ``keras.json``) Keras needs it.
+    """
+    held = [name for name in LEAN_IMPORTS_HELD if name not in sys.modules]
+    if os.environ.get("KERAS_BACKEND") != TENSORFLOW:
+        held = [name for name in held if name != "jax"]
+    for name in held:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in held:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def backend_name() -> str:

@@ -51,8 +51,9 @@ def benchmarks_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def payload_env() -> dict[str, str]:
-    """The environment the orchestrator gives the payload: PYTHONPATH pointing at benchmarks/."""
+    """The environment the orchestrator gives the payload: PYTHONPATH pointing at benchmarks/, KERAS_BACKEND set."""
     env = os.environ.copy()
+    env.setdefault("KERAS_BACKEND", "tensorflow")  # as the orchestrator sets it from the run's spec (lifecycle.py)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHMARKS_DIR), env.get("PYTHONPATH")]))
     return env
 

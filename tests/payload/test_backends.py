@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import pytest
 
@@ -72,3 +77,45 @@ def test_tensorflow_only_feature_on_another_backend_names_the_param_and_the_fix(
         require_tensorflow("pipeline", "the tf.data pipeline")
     message = str(caught.value)
     assert message == "param 'pipeline': the tf.data pipeline needs KERAS_BACKEND=tensorflow, received backend jax"
+
+
+# Stands in for Keras and TensorFlow: imports the optional packages the way they do.
+_OPTIONAL_IMPORTER = """
+import sys
+from keras_bench.backends import lean_imports
+with lean_imports():
+    held = [name for name in ("pandas", "sklearn", "jax") if sys.modules.get(name, 0) is None]
+    try:
+        import pandas
+    except ImportError:
+        pandas = None
+import pandas as later
+print(",".join(held), pandas is None, later.__name__, sys.modules["pandas"] is later)
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "held"),
+    [("tensorflow", "pandas,sklearn,jax"), ("jax", "pandas,sklearn"), (None, "pandas,sklearn")],
+)
+def test_lean_imports_hold_the_optional_packages_off_inside_and_release_them_after(
+    backend: str | None, held: str
+) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    if backend is not None:
+        env["KERAS_BACKEND"] = backend
+    process = subprocess.run(
+        [sys.executable, "-c", _OPTIONAL_IMPORTER], cwd=Path(backends.__file__).parent.parent, env=env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.split() == [held, "True", "pandas", "True"]
+
+
+def test_lean_imports_leave_a_package_already_imported_alone() -> None:
+    import pandas
+
+    with backends.lean_imports():
+        import pandas as inside
+    assert inside is pandas and sys.modules["pandas"] is pandas
+

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from keras_bench.datasets import load_split, read_cifar_batch, synthetic_split
+from keras_bench import datasets
+from keras_bench.datasets import load_split, read_cifar_batch, read_digits, synthetic_split
 from keras_bench.errors import ParamError
 from keras_bench.models import BACKBONE_LAYER, MODEL_BUILDERS, build_model, model_names, resolve_application
 
@@ -89,6 +92,30 @@ def test_digits_split_can_be_limited_resized_recoloured_and_cut_to_fewer_classes
     assert split.num_classes == 3
     assert set(np.unique(split.y_train)) <= {0, 1, 2}
     assert split.x_train.min() >= 0.0 and split.x_train.max() <= 1.0
+
+
+def test_digits_read_from_scikit_learns_file_are_load_digits_without_importing_scikit_learn() -> None:
+    from sklearn.datasets import load_digits
+
+    pixels, labels = read_digits()
+    expected = load_digits()
+    assert pixels.shape == (1797, 8, 8) and labels.dtype == np.int64
+    assert np.array_equal(pixels, expected.images) and np.array_equal(labels, expected.target)
+    benchmarks = Path(datasets.__file__).parent.parent
+    code = "import sys; from keras_bench.datasets import read_digits; read_digits(); print('sklearn' in sys.modules)"
+    process = subprocess.run([sys.executable, "-c", code], cwd=benchmarks, capture_output=True, text=True, timeout=60)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.strip() == "False"
+
+
+def test_digits_come_from_load_digits_when_the_file_is_not_where_scikit_learn_keeps_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from_file = read_digits()
+    monkeypatch.setattr(datasets, "DIGITS_CSV", ("datasets", "data", "no-such-file.csv.gz"))
+    from_sklearn = read_digits()
+    assert all(np.array_equal(a, b) for a, b in zip(from_file, from_sklearn, strict=True))
+    assert from_sklearn[0].dtype == np.float64 and from_sklearn[1].dtype == np.int64
 
 
 def test_more_classes_than_the_data_set_has_is_a_param_error() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from keras_bench.backends import lean_imports
 from keras_bench.models import build_model
 from keras_bench.params import (
     AUTO,
@@ -137,7 +138,7 @@ def run_accuracy(params: Mapping[str, ParamValue], recorder: RunRecorder) -> Non
     """
     p = AccuracyParams.from_params(params)
 
-    with recorder.phase("import", "import"):
+    with recorder.phase("import", "import"), lean_imports():
         import keras
     say(f"imported keras {keras.__version__} (backend {keras.backend.backend()}) in {recorder.seconds['import']:.1f}s")
 

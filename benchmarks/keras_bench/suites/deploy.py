@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from keras_bench.backends import lean_imports
 from keras_bench.checkpoint import run_directory
 from keras_bench.datasets import ImageSplit
 from keras_bench.deploy_measure import (
@@ -454,7 +455,7 @@ def run_deploy(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None:
         RuntimeError: When variants were asked for and every one of them failed.
     """
     p = DeployParams.from_params(params)
-    with recorder.phase("import", "import"):
+    with recorder.phase("import", "import"), lean_imports():
         import keras
 
         _require_tensorflow()

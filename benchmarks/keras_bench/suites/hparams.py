@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from keras_bench.backends import lean_imports
 from keras_bench.models import build_model
 from keras_bench.params import (
     AUTO,
@@ -123,7 +124,7 @@ def run_hparams(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None
     """
     p = HparamsParams.from_params(params)
 
-    with recorder.phase("import", "import"):
+    with recorder.phase("import", "import"), lean_imports():
         import keras
     say(f"imported keras {keras.__version__} (backend {keras.backend.backend()}) in {recorder.seconds['import']:.1f}s")
 

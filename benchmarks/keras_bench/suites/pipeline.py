@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from keras_bench.backends import BackendFacts, backend_facts, require_tensorflow
+from keras_bench.backends import BackendFacts, backend_facts, lean_imports, require_tensorflow
 from keras_bench.checkpoint import run_directory
 from keras_bench.datasets import ImageSplit, synthetic_split
 from keras_bench.models import build_model, check_model
@@ -157,7 +157,7 @@ def run_pipeline(params: Mapping[str, ParamValue], recorder: RunRecorder) -> Non
         RuntimeError: When every feed failed.
     """
     p = PipelineParams.from_params(params)
-    with recorder.phase("import", "import"):
+    with recorder.phase("import", "import"), lean_imports():
         import keras
 
         facts = backend_facts()

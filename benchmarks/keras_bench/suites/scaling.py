@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from keras_bench.backends import lean_imports
 from keras_bench.distribute import (
     WorkerRole,
     configure_cpu_devices,
@@ -316,7 +317,7 @@ def run_scaling(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None
     role = read_tf_config(os.environ)
     multi_worker = role is not None and role.workers > 1
 
-    with recorder.phase("import", "import"):
+    with recorder.phase("import", "import"), lean_imports():
         import tensorflow  # noqa: F401  (first, so the CPU split below precedes device initialisation)
 
         if not multi_worker and p.cpu_devices > 0:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from keras_bench.backends import backend_name, gpu_count
+from keras_bench.backends import backend_name, gpu_count, lean_imports
 from keras_bench.datasets import load_digits_split
 from keras_bench.errors import ParamError
 from keras_bench.inference import time_batched_passes
@@ -105,7 +105,7 @@ def run_smoke(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None:
     """
     p = SmokeParams.from_params(params)
 
-    with recorder.phase("import", "import"):
+    with recorder.phase("import", "import"), lean_imports():
         import keras
 
         from keras_bench.keras_callbacks import ProgressCallback, StepTimerCallback, StopCheckCallback

@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from keras_bench.backends import PRECISIONS, BackendFacts, backend_facts, compile_options, precision_policy
+from keras_bench.backends import (
+    PRECISIONS,
+    BackendFacts,
+    backend_facts,
+    compile_options,
+    lean_imports,
+    precision_policy,
+)
 from keras_bench.datasets import ImageSplit, load_split
 from keras_bench.errors import BenchError
 from keras_bench.models import build_model, check_model
@@ -218,7 +225,7 @@ def run_throughput(params: Mapping[str, ParamValue], recorder: RunRecorder) -> N
     """
     p = ThroughputParams.from_params(params)
 
-    with recorder.phase("import", "import"):
+    with recorder.phase("import", "import"), lean_imports():
         import keras
 
         facts = backend_facts()

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from keras_bench.backends import lean_imports
 from keras_bench.checkpoint import BackupPlan, finish_backups
 from keras_bench.errors import ParamError
 from keras_bench.models import BACKBONE_LAYER, build_model, check_weights_file
@@ -192,7 +193,7 @@ def run_transfer(params: Mapping[str, ParamValue], recorder: RunRecorder) -> Non
     p = TransferParams.from_params(params)
     check_weights_file(p.weights)  # the machine's file system, before the backend's start-up
 
-    with recorder.phase("import", "import"):
+    with recorder.phase("import", "import"), lean_imports():
         import keras
     say(f"imported keras {keras.__version__} (backend {keras.backend.backend()}) in {recorder.seconds['import']:.1f}s")
 
