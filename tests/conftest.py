@@ -123,10 +123,18 @@ SERVER_FIXTURES = frozenset({"sshd", "moto_server", "arm", "arm_module", "rented
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks the tests that start a server (see SERVER_FOLDERS and SERVER_FIXTURES) with `server`."""
+    """Marks the tests that start a server (see SERVER_FOLDERS and SERVER_FIXTURES) with `server`, and puts the
+    longest first.
+
+    Under pytest-xdist the workers take tests in collection order: the payload suites' groups (each a few payload
+    processes on one worker, up to two minutes) and then the other `slow` tests go first, so that the run's last
+    minutes are spent on short tests spread over every worker rather than one long test on one worker
+    (docs/performance.md, "The test suite's wall time"). The order within each kind is kept.
+    """
     tests = Path(__file__).resolve().parent
     for item in items:
         path = Path(str(item.path))
         folder = path.relative_to(tests).parts[0] if path.is_relative_to(tests) else ""
         if folder in SERVER_FOLDERS or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
+    items.sort(key=lambda item: (not item.get_closest_marker("xdist_group"), not item.get_closest_marker("slow")))
