@@ -22,6 +22,9 @@ from orchestrator.remote.prepare import prepare_machine
 from orchestrator.remote.transport import Transport, check
 from orchestrator.results import parse_results
 
+# The folder a payload is unpacked into before it is renamed into place: mktemp fills the six X's at random.
+PARTIAL_PAYLOAD = ".partial-" + "X" * 6
+
 RESULTS_FILE = "results.json"
 BUNDLE_FILE = "bundle.tar.gz"
 BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
@@ -94,7 +97,7 @@ class Session:
         # may be using the cache already.
         check(
             transport,
-            f'filled="$(mktemp -d {parent}/.partial-XXXXXX)" && {python} -c {shlex.quote(SAFE_EXTRACT)} '
+            f'filled="$(mktemp -d {parent}/{PARTIAL_PAYLOAD})" && {python} -c {shlex.quote(SAFE_EXTRACT)} '
             f'{shlex.quote(archive)} "$filled" && {python} -c {shlex.quote(PLACE_PAYLOAD)} "$filled" '
             f'{shlex.quote(self.payload_dir)}; status=$?; rm -f {shlex.quote(archive)}; '
             f'[ -z "$filled" ] || rm -rf "$filled"; exit $status',

@@ -37,13 +37,17 @@ class _Channel:
         self.closed = False
         self.status_event = threading.Event()
 
+    def _deliver(self) -> None:
+        """The transport thread's delivery: the last chunks and the end of file together."""
+        self.buffer += self.pending
+        self.stderr_buffer += self.pending_stderr
+        self._eof = True
+        self.status_event.set()
+
     @property
     def eof_received(self) -> bool:
         if not self._eof:  # the last chunks and the end arrive together, as a loaded machine may see them
-            self.buffer += self.pending
-            self.stderr_buffer += self.pending_stderr
-            self._eof = True
-            self.status_event.set()
+            self._deliver()
             return False  # this look came before the delivery
         return True
 
@@ -66,10 +70,7 @@ class _LateChannel(_Channel):
     def recv_stderr_ready(self) -> bool:
         ready = super().recv_stderr_ready()
         if not self._eof and not ready:
-            self.buffer += self.pending
-            self.stderr_buffer += self.pending_stderr
-            self._eof = True
-            self.status_event.set()
+            self._deliver()
         return ready
 
     @property
