@@ -89,7 +89,8 @@ def read_digits() -> tuple[np.ndarray, np.ndarray]:
     start"). Falls back to ``load_digits`` when the file is not where scikit-learn keeps it.
     """
     spec = importlib.util.find_spec("sklearn")
-    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+    locations = spec.submodule_search_locations if spec is not None else None
+    for location in locations or []:
         path = Path(location).joinpath(*DIGITS_CSV)
         if not path.is_file():
             continue

@@ -122,6 +122,7 @@ class _Server(ThreadingHTTPServer):
             return
         super().handle_error(request, client_address)
 
+
 class ArmFake:
     """A stateful fake of the ARM REST API for one subscription, served on 127.0.0.1.
 
