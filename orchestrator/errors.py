@@ -8,6 +8,10 @@ with ``error.exit_code``; a traceback means a bug.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrator.machine import LeaseHolder
 
 
 class OrchestrateError(Exception):
@@ -63,14 +67,13 @@ class BoxHeld(ProviderError):
     """Boxes the run needs are held by runs that died or ended without cleaning them up; never taken silently.
 
     Args:
-        holders: box name → the holding run (a :class:`orchestrator.providers.base.LeaseHolder`).
+        holders: box name → the run that holds it.
     """
 
-    def __init__(self, holders: Mapping[str, object]) -> None:
+    def __init__(self, holders: Mapping[str, LeaseHolder]) -> None:
         self.holders = holders
-        runs = sorted({str(getattr(h, "run_id", h)) for h in holders.values()})
-        boxes = ", ".join(f"{box} (run {getattr(h, 'run_id', h)}, {getattr(h, 'state', 'held')})"
-                          for box, h in sorted(holders.items()))
+        runs = sorted({h.run_id for h in holders.values()})
+        boxes = ", ".join(f"{box} (run {h.run_id}, {h.state})" for box, h in sorted(holders.items()))
         super().__init__(
             f"boxes held by runs that are no longer going on: {boxes}; a payload may still run there",
             hint=f"`orchestrate down {' '.join(runs)}` stops it and frees the box, or run again with --reclaim",

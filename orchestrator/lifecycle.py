@@ -376,7 +376,7 @@ class _Run:
 
     def reclaim(self, error: BoxHeld) -> None:
         """--reclaim: tears down the runs that hold the boxes (stopping their payloads), as `down` would."""
-        runs = sorted({str(getattr(holder, "run_id", holder)) for holder in error.holders.values()})
+        runs = sorted({holder.run_id for holder in error.holders.values()})
         with self.step("reclaim") as note:
             done = [down_run(self.store, run_id, providers=self.ctx.provider, connect=self.ctx.connect,
                              home=self.ctx.home) for run_id in runs]

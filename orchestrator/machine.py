@@ -1,4 +1,4 @@
-"""The types a provider hands to the core: placements, launch requests and machines (DESIGN §2).
+"""The types a provider hands to the core: placements, launch requests, machines and leases (DESIGN §2).
 
 They live here, not in ``providers/``, so that remote code (transports, the payload session) can use a
 :class:`Machine` without importing any provider. Everything the core reads is a typed field; ``extra`` holds
@@ -12,7 +12,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 
 class Capability(enum.StrEnum):
@@ -180,3 +180,37 @@ class Machine:
             private_address=record.get("private_address"),
             extra=dict(record.get("extra") or {}),
         )
+
+
+class LeaseState(enum.StrEnum):
+    """Why a box is held by another run."""
+
+    ACTIVE = "active"  # its run is going on: wait for it
+    ABANDONED = "abandoned"  # its orchestrator process is gone: `orchestrate down RUN` (or --reclaim) frees it
+    LEFT = "left"  # its run ended without cleaning the box up: `orchestrate down RUN` frees it
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """The run that holds a box, and whether it is still going on."""
+
+    run_id: str
+    state: LeaseState
+    pid: int  # the orchestrator process of that run
+    host: str  # the machine that orchestrator runs on
+
+
+class LeaseBook(Protocol):
+    """Who holds which rented box; taking a lease is atomic. The store implements it."""
+
+    def acquire(self, box: str, run_id: str) -> LeaseHolder | None:
+        """Takes the box for the run; returns None when taken, else the run that holds it."""
+        ...
+
+    def release(self, box: str, run_id: str) -> None:
+        """Gives the box back, if this run holds it."""
+        ...
+
+    def held(self) -> dict[str, str]:
+        """Returns the held leases: box → run id."""
+        ...

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.errors import SpecError
 
 if TYPE_CHECKING:
-    from orchestrator.providers.base import LeaseBook, Provider
+    from orchestrator.machine import LeaseBook
+    from orchestrator.providers.base import Provider
 
 PROVIDERS: dict[str, tuple[str, str]] = {
     "local": ("orchestrator.providers.local", "LocalProvider"),

@@ -1,14 +1,13 @@
 """The provider contract (DESIGN §2): how a machine comes to exist and goes away, nothing else.
 
 A provider knows no store, no SSH session, no payload. What it needs from outside is injected: the rented
-provider's leases come through a :class:`LeaseBook` (the store implements it).
+provider's leases come through a :class:`~orchestrator.machine.LeaseBook` (the store implements it).
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from orchestrator.machine import Capability, LaunchRequest, Machine
@@ -42,40 +41,6 @@ class Provider(Protocol):
         ...
 
 
-class LeaseState(enum.StrEnum):
-    """Why a box is held by another run."""
-
-    ACTIVE = "active"  # its run is going on: wait for it
-    ABANDONED = "abandoned"  # its orchestrator process is gone: `orchestrate down RUN` (or --reclaim) frees it
-    LEFT = "left"  # its run ended without cleaning the box up: `orchestrate down RUN` frees it
-
-
-@dataclass(frozen=True)
-class LeaseHolder:
-    """The run that holds a box, and whether it is still going on."""
-
-    run_id: str
-    state: LeaseState
-    pid: int  # the orchestrator process of that run
-    host: str  # the machine that orchestrator runs on
-
-
-class LeaseBook(Protocol):
-    """Who holds which rented box; taking a lease is atomic. The store implements it."""
-
-    def acquire(self, box: str, run_id: str) -> LeaseHolder | None:
-        """Takes the box for the run; returns None when taken, else the run that holds it."""
-        ...
-
-    def release(self, box: str, run_id: str) -> None:
-        """Gives the box back, if this run holds it."""
-        ...
-
-    def held(self) -> dict[str, str]:
-        """Returns the held leases: box → run id."""
-        ...
-
-
 @dataclass(frozen=True)
 class SpotQuote:
     """A spot price a cloud quoted for a machine at launch."""
@@ -90,8 +55,6 @@ def at_spot_price(machine: Machine, quote: SpotQuote | None) -> Machine:
     """The machine priced at the quote (unless the user fixed its price), the quote recorded in ``extra``; without a
     quote it keeps the catalog's price and ``extra["spot_price_source"]`` says ``catalog`` (a launch never fails for
     its price)."""
-    from dataclasses import replace
-
     if quote is None:
         return replace(machine, extra={**machine.extra, "spot_price_source": "catalog"})
     placement = machine.placement if machine.placement.price_fixed else replace(

@@ -1,7 +1,7 @@
 """Rented bare-metal boxes and owned dev boxes, reached over SSH and listed in the inventory.
 
 A box "comes to exist" for a run by taking its lease, so two runs never share it; it "goes away" when the lease
-is given back. The leases come through an injected :class:`~orchestrator.providers.base.LeaseBook` (the store);
+is given back. The leases come through an injected :class:`~orchestrator.machine.LeaseBook` (the store);
 stopping a payload and removing the run directory on the box is the run's remote clean-up, done before the lease
 is given back — never here.
 """
@@ -16,8 +16,16 @@ from pathlib import Path
 
 from orchestrator.errors import BoxHeld, CapacityError, ProviderError
 from orchestrator.inventory.model import Inventory, InventoryHost, inventory_path, load_inventory
-from orchestrator.machine import Capability, LaunchRequest, Machine, MachineState, Placement
-from orchestrator.providers.base import LeaseBook, LeaseHolder, LeaseState
+from orchestrator.machine import (
+    Capability,
+    LaunchRequest,
+    LeaseBook,
+    LeaseHolder,
+    LeaseState,
+    Machine,
+    MachineState,
+    Placement,
+)
 
 STATE_MAP = {"leased": MachineState.RUNNING, "released": MachineState.TERMINATED}
 LEASE_POLL_S = 1.0

@@ -22,8 +22,7 @@ from typing import Any, TypeVar
 
 from orchestrator.errors import StoreError, UnknownRun
 from orchestrator.inputs import run_id_text
-from orchestrator.machine import Machine
-from orchestrator.providers.base import LeaseHolder, LeaseState
+from orchestrator.machine import LeaseHolder, LeaseState, Machine
 from orchestrator.store.schema import SCHEMA_VERSION, upgrade
 
 FINAL_STATES = ("succeeded", "failed", "interrupted")
@@ -636,7 +635,7 @@ class Store:
 
 
 class StoreLeases:
-    """The store as the rented provider's :class:`~orchestrator.providers.base.LeaseBook`."""
+    """The store as the rented provider's :class:`~orchestrator.machine.LeaseBook`."""
 
     def __init__(self, store: Store) -> None:
         self.store = store

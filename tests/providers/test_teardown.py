@@ -6,8 +6,7 @@ from pathlib import Path
 
 from orchestrator.errors import ConnectTimeout
 from orchestrator.inventory.model import Inventory
-from orchestrator.machine import Access, LaunchRequest, Placement
-from orchestrator.providers.base import LeaseState
+from orchestrator.machine import Access, LaunchRequest, LeaseState, Placement
 from orchestrator.providers.rented import RentedProvider
 from orchestrator.remote.transport import LocalTransport, Transport
 from orchestrator.store import Store, StoreLeases

@@ -127,7 +127,7 @@ def test_a_lease_is_held_while_its_run_goes_on_and_never_taken_from_an_abandoned
     import subprocess
     import sys
 
-    from orchestrator.providers.base import LeaseState
+    from orchestrator.machine import LeaseState
 
     store = Store(tmp_path)
     for run_id in ("r-1", "r-2", "r-3"):
