@@ -11,51 +11,40 @@ waits, not a cloud's boot time (moto's instances are running at once).
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
-import textwrap
 import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (
+    Section,
+    bench_parser,
+    make_bench_command,
+    measured_on,
+    median_range,
+    prepare_sshd,
+    stand_in_payload,
+    use_fake_aws_credentials,
+)
+from tests.fakes.reporter import QuietReporter
 
-from benchlib import machine_line, median_range, write_section  # noqa: E402
-from tests.conftest import FAKE_MAIN_HEADER  # noqa: E402
-from tests.fakes.reporter import QuietReporter  # noqa: E402
-
-BEGIN = "<!-- bench:aws:begin -->"
-END = "<!-- bench:aws:end -->"
-
-
-
-
-def _payload(root: Path) -> Path:
-    package = root / "fixed_payload" / "keras_bench"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "__main__.py").write_text(FAKE_MAIN_HEADER + textwrap.dedent("""
-        write([sample("train_throughput", "images_per_sec", 1.0)])
-    """))
-    (package / "results.schema.json").write_bytes((REPO / "benchmarks/keras_bench/results.schema.json").read_bytes())
-    (package.parent / "suites").mkdir()
-    (package.parent / "suites" / "smoke.yaml").write_bytes((REPO / "benchmarks/suites/smoke.yaml").read_bytes())
-    return package
+SECTION = Section("aws")
+PAYLOAD_MAIN = """
+    write([sample("train_throughput", "images_per_sec", 1.0)])
+"""
 
 
 def one_run(root: Path, latency_s: float, *, spot: bool = False) -> dict[str, Any]:
     """One run; returns the call counts by operation and the two spans in seconds."""
     from moto import mock_aws
 
-    from orchestrator.lifecycle import RunContext, execute_plan
+    from orchestrator.lifecycle import execute_plan
     from orchestrator.plan import make_plan
     from orchestrator.providers.aws.instance import AwsProvider
+    from orchestrator.run_steps import RunContext
     from orchestrator.spec import RunSpec
     from orchestrator.store import Store
     from tests.fakes.aws import IMAGE, HookedClients, LoopbackAws, LoopbackBox
@@ -95,22 +84,17 @@ def one_run(root: Path, latency_s: float, *, spot: bool = False) -> dict[str, An
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     args = parser.parse_args()
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
-                       "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    use_fake_aws_credentials()
+    prepare_sshd()
     markets: dict[str, list[dict[str, Any]]] = {"on-demand": [], "spot": []}
     for _ in range(args.repeats):
         for market, runs in markets.items():
             with tempfile.TemporaryDirectory() as tmp:
-                os.environ["ORCHESTRATE_PAYLOAD_DIR"] = str(_payload(Path(tmp)))
+                os.environ["ORCHESTRATE_PAYLOAD_DIR"] = str(stand_in_payload(Path(tmp), PAYLOAD_MAIN))
                 runs.append(one_run(Path(tmp), args.latency_ms / 1000.0, spot=market == "spot"))
     rows = []
     for market, runs in markets.items():
@@ -124,15 +108,14 @@ def main() -> None:
     calls = markets["on-demand"][-1]["calls"]
     extra = markets["spot"][-1]["calls"] - calls
     by_operation = ", ".join(f"{name} {count}" for name, count in sorted(calls.items()))
-    section = "\n".join([
-        BEGIN,
+    section = SECTION.text([
         "## An AWS run's orchestrator-side time (issue 12)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}: the whole lifecycle in-process on the AWS "
+        f"{measured_on()}: the whole lifecycle in-process on the AWS "
         f"provider against moto's EC2, every EC2 call delayed by {args.latency_ms:g} ms, a loopback sshd as the "
         f"instance, a payload that exits at once. Seconds; median (min, max) of {args.repeats} runs per market.",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_aws.py --output docs/performance.md`).",
+        make_bench_command(__file__),
         "",
         "| market | span | seconds | EC2 calls |",
         "|---|---|---|---|",
@@ -144,10 +127,8 @@ def main() -> None:
         "at once, so a real cloud adds its boot and shutdown time (and the ~2 s polls that wait for them) to these. "
         "The first span also holds the test harness starting the loopback sshd once the instance exists (~0.1 s), and "
         "the SSH connect, prepare probe and payload upload over loopback.",
-        END,
     ])
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -9,22 +9,15 @@ operation (a create, the group's delete) taking ``--latency-s`` seconds before i
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Section, bench_parser, make_bench_command, measured_on, median_range
 
-from benchlib import machine_line, median_range, write_section  # noqa: E402
-
-BEGIN = "<!-- bench:azure:begin -->"
-END = "<!-- bench:azure:end -->"
+SECTION = Section("azure")
 
 
 def one_launch(root: Path, latency_s: float, count: int) -> dict[str, Any]:
@@ -59,8 +52,7 @@ def one_launch(root: Path, latency_s: float, count: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency-s", type=float, default=1.0)
     args = parser.parse_args()
@@ -74,15 +66,14 @@ def main() -> None:
             f"| {count} | {runs[-1]['operations']} | {median_range([r['launch_s'] for r in runs])} | "
             f"{median_range([r['critical_s'] for r in runs])} | {median([r['sequential_s'] for r in runs]):.2f} | "
             f"{median_range([r['teardown_s'] for r in runs])} |")
-    section = "\n".join([
-        BEGIN,
+    section = SECTION.text([
         "## An Azure launch's wait on Azure (issue 13)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}: the real AzureProvider and SDK against the ARM "
+        f"{measured_on()}: the real AzureProvider and SDK against the ARM "
         f"fake on loopback, every long-running operation taking {args.latency_s:g} s. Seconds; median (min, max) of "
         f"{args.repeats} launches each.",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_azure.py --output docs/performance.md`).",
+        make_bench_command(__file__),
         "",
         "| VMs | create operations | launch, wall | operations on the critical path | operations one after another "
         "(sequential) | teardown (one group delete), wall |",
@@ -93,10 +84,8 @@ def main() -> None:
         "the VMs at once: three operations in a row after the group, each as long as the slowest of its level, "
         "where awaiting every operation in turn would wait their sum. Azure's own `Retry-After` paces the polls "
         "(the SDK polls once at once, then as told), so each level ends within a poll of its operation's end.",
-        END,
     ])
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -9,33 +9,33 @@ The target: the campaign takes at most 1.3× that. Also: the dev-box sweep (real
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_remote import fixed_payload, inventory, loopback_boxes
+from benchlib import (
+    BENCHMARKS,
+    ORCHESTRATE,
+    Section,
+    bench_parser,
+    make_bench_command,
+    measured_on,
+    median_range,
+    prepare_sshd,
+    timed_run,
+)
 
-from bench_remote import fixed_payload, inventory, servers  # noqa: E402
-from benchlib import machine_line, median_range, write_section  # noqa: E402
-
-BEGIN = "<!-- bench:campaign:begin -->"
-END = "<!-- bench:campaign:end -->"
-ORCHESTRATE = str(Path(sys.executable).with_name("orchestrate"))
+SECTION = Section("campaign")
 
 
 def _timed(args: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run([ORCHESTRATE, *args], check=True, capture_output=True, env=env, timeout=1800)
-    return time.perf_counter() - started
+    return timed_run([ORCHESTRATE, *args], env, timeout_s=1800)
 
 
 def _sweep(root: Path, name: str, cells_per_box: int) -> Path:
@@ -60,15 +60,13 @@ def _heat_squares_drawn(root: Path, env: dict[str, str]) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    prepare_sshd()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        boxes = servers(root, 4)
-        try:
+        with loopback_boxes(root, 4) as boxes:
             env = {**os.environ, "ORCHESTRATE_INVENTORY": str(inventory(root, boxes)),
                    "ORCHESTRATE_PAYLOAD_DIR": str(fixed_payload(root, 5.0))}
             campaign, baseline = [], []
@@ -78,12 +76,9 @@ def main() -> None:
                 baseline.append(sum(_timed(["run", "--provider", "rented", "--host", f"box{i}", "--quiet"], home)
                                     for i in range(4)))
                 campaign.append(_timed(["sweep", str(_sweep(root, f"overhead-{repeat}", 4))], home))
-        finally:
-            for server in boxes:
-                server.stop()
         dev_home = {**os.environ, "ORCHESTRATE_HOME": str(root / "dev-box-home")}
         started = time.perf_counter()
-        dev_box = subprocess.run([ORCHESTRATE, "sweep", str(REPO / "benchmarks/sweeps/dev-box.yaml")], check=True,
+        dev_box = subprocess.run([ORCHESTRATE, "sweep", str(BENCHMARKS / "sweeps" / "dev-box.yaml")], check=True,
                                  capture_output=True, text=True, env=dev_home, timeout=1800)
         dev_box_s = time.perf_counter() - started
         last = dev_box.stdout.strip().splitlines()[-2]
@@ -91,15 +86,14 @@ def main() -> None:
         squares = _heat_squares_drawn(root, dev_home)
 
     ratio = sorted(campaign)[len(campaign) // 2] / sorted(baseline)[len(baseline) // 2]
-    section = "\n".join([
-        BEGIN,
+    section = SECTION.text([
         "## Campaign overhead (issue 15)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}, no GPU; four loopback boxes (real `sshd` on "
+        f"{measured_on()}, no GPU; four loopback boxes (real `sshd` on "
         "127.0.0.1, prepare: image), a fixed payload that sleeps 5 s. Seconds; median (min, max) of "
         f"{args.repeats}.",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_campaign.py --output docs/performance.md`).",
+        make_bench_command(__file__),
         "",
         "| figure | seconds |",
         "|---|---|",
@@ -116,10 +110,8 @@ def main() -> None:
         "Each cell is a process of its own (`orchestrate run -f CELL.yaml`), so four at once pay four Python "
         "start-ups and four sets of SSH connections on these 2 cores; the campaign's own loop polls the store twice a "
         "second. The dev-box sweep's target is under 5 minutes on two cores.",
-        END,
     ])
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -12,25 +12,18 @@ unpacked). Measured: the child's peak RSS (``ru_maxrss``) before, after the copy
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import REPO, Section, bench_parser, measured_on, prepare_sshd
+from tests.integration.conftest import start_server, write_key_pair
 
-from benchlib import machine_line, write_section  # noqa: E402
-from tests.integration.conftest import start_server, write_key_pair  # noqa: E402
-
-BEGIN = "<!-- bench:copyback:begin -->"
-END = "<!-- bench:copyback:end -->"
+SECTION = Section("copyback")
 
 # Runs in the child, with the tree under test first on sys.path; prints one JSON line.
 CHILD = textwrap.dedent("""
@@ -104,12 +97,11 @@ def measure(tree: Path, root: Path, size_mb: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser = bench_parser(__doc__)
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--before-tree", type=Path, help="another checkout to measure the same in")
     args = parser.parse_args()
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    prepare_sshd()
     trees = [("before (issue 23)", args.before_tree)] if args.before_tree else []
     rows = []
     for label, tree in [*trees, ("now", REPO)]:
@@ -120,11 +112,10 @@ def main() -> None:
                     f"{r['restore_s']:.1f} | {r['archive_mib']:.0f} |")
     command = "`python benchmarks/bench_copyback.py --output docs/performance.md" + (
         " --before-tree DIR`, DIR holding `git archive` of the commit before issue 23" if args.before_tree else "`")
-    section = "\n".join([
-        BEGIN,
+    section = SECTION.text([
         "## Memory of a spot backup's copy (issue 23)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}: {args.size_mb} MB of incompressible weights in a "
+        f"{measured_on()}: {args.size_mb} MB of incompressible weights in a "
         "loopback sshd box's `checkpoints/`, copied back (`CheckpointKeeper.copy_back`) and restored to a second "
         "run directory (`restore`) in a child process. Peak RSS (`ru_maxrss`) in MiB; seconds.",
         "",
@@ -138,10 +129,8 @@ def main() -> None:
         "in-memory archive, and the restore read the archive whole to upload it. Now the tar streams into a file "
         "(`Transport.read_to_file`, 64 KiB reads from the SSH channel), is cleaned file to file (tarfile's stream "
         "modes), and the restore uploads from the file (`Transport.put_file`).",
-        END,
     ])
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -8,36 +8,20 @@ over the seeds), and the accuracy change in points (median, min and max over the
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Section, bench_parser, make_bench_command, measured_on, run_payload
 
-from benchlib import machine_line, write_section  # noqa: E402
-
-BEGIN = "<!-- bench:deploy:begin -->"
-END = "<!-- bench:deploy:end -->"
-BENCHMARKS = Path(__file__).resolve().parent
+SECTION = Section("deploy")
 
 
 def run_suite(seed: int, directory: Path) -> dict[str, dict[str, float]]:
     """Runs the deploy suite with one seed and returns {variant: {metric: value}}."""
-    suite = directory / f"deploy-{seed}.json"
-    out = directory / f"results-{seed}.json"
-    suite.write_text(json.dumps({"schema_version": 1, "suite": "deploy", "run_id": f"bench-{seed}",
-                                 "params": {"seed": seed}}))
-    env = {**os.environ, "PYTHONPATH": str(BENCHMARKS), "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    subprocess.run([sys.executable, "-m", "keras_bench", "--suite", str(suite), "--out", str(out)], env=env,
-                   check=True, capture_output=True, timeout=900)
-    document = json.loads(out.read_text())
+    document = run_payload("deploy", {"seed": seed}, directory, run_id=f"bench-{seed}", timeout_s=900)
     figures: dict[str, dict[str, float]] = defaultdict(dict)
     for sample in document["samples"]:
         if sample["benchmark"] == "deploy":
@@ -46,8 +30,7 @@ def run_suite(seed: int, directory: Path) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("docs/performance.md"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     started = time.perf_counter()
@@ -66,16 +49,14 @@ def main() -> None:
     base = statistics.median(values("float32", "model_bytes"))
     base_gzip = statistics.median(values("float32", "model_bytes_gzip"))
     lines = [
-        BEGIN,
         "## Deploy suite: pruning and quantisation of the digits CNN (issue 6)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}; TensorFlow backend, LiteRT interpreter on 1 "
+        f"{measured_on()}; TensorFlow backend, LiteRT interpreter on 1 "
         f"thread. The suite's defaults, seeds {', '.join(map(str, args.seeds))} (one run each, {wall:.0f} s a run): "
         "sizes, latencies and images/s are medians over the seeds; Δ accuracy is in percentage points against the "
         "float32 .tflite model of the same seed (median, and min…max over the seeds), on the 359 held-out digits.",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_deploy.py --output docs/performance.md`); one run by "
-        "hand: `orchestrate run --provider local --suite deploy`.",
+        make_bench_command(__file__, also="one run by hand: `orchestrate run --provider local --suite deploy`"),
         "",
         "| variant | bytes | × float32 | gzip × float32 | batch-1 p50 ms | p90 ms | img/s (batch 32) | Δ acc pts "
         "(min…max) | sparsity |",
@@ -96,11 +77,9 @@ def main() -> None:
         "Keras variants run as a `tf.function` on TensorFlow's own threads, the .tflite ones in LiteRT on one "
         "thread: compare each within its format. Unstructured sparsity shows in the gzip column only (TFLite stores "
         "dense tensors, and XNNPACK does not skip zeros), so the pruned float32 files are as fast as the dense one.",
-        END,
     ]
-    section = "\n".join(lines)
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    section = SECTION.text(lines)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,8 @@ measured is the orchestrator's waits, not training.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
-import textwrap
 import threading
 import time
 from dataclasses import replace
@@ -27,34 +24,30 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (
+    Section,
+    bench_parser,
+    make_bench_command,
+    measured_on,
+    median_range,
+    prepare_sshd,
+    stand_in_payload,
+    use_fake_aws_credentials,
+)
+from tests.fakes.reporter import QuietReporter
 
-from benchlib import machine_line, median_range, write_section  # noqa: E402
-from tests.conftest import FAKE_MAIN_HEADER  # noqa: E402
-from tests.fakes.reporter import QuietReporter  # noqa: E402
-
-BEGIN = "<!-- bench:eviction:begin -->"
-END = "<!-- bench:eviction:end -->"
+SECTION = Section("eviction")
 TARGET_S = 60.0
 
 
 def _payload(root: Path, marker: Path) -> Path:
     """A stand-in payload: the first one marks that it runs and waits to be evicted; the replacement finishes."""
-    package = root / "fixed_payload" / "keras_bench"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "__main__.py").write_text(FAKE_MAIN_HEADER + textwrap.dedent(f"""
+    return stand_in_payload(root, f"""
         if not os.path.exists({str(marker)!r}):
             open({str(marker)!r}, "w").close()
             time.sleep(600)
         write([sample("train_throughput", "images_per_sec", 1.0)])
-    """))
-    (package / "results.schema.json").write_bytes((REPO / "benchmarks/keras_bench/results.schema.json").read_bytes())
-    (package.parent / "suites").mkdir()
-    (package.parent / "suites" / "smoke.yaml").write_bytes((REPO / "benchmarks/suites/smoke.yaml").read_bytes())
-    return package
+    """)
 
 
 def _timed(base: type) -> type:
@@ -80,9 +73,10 @@ def _timed(base: type) -> type:
 
 def one_run(root: Path, cloud: str) -> dict[str, float]:
     """One evicted spot run on ``cloud``; the spans in seconds."""
-    from orchestrator.lifecycle import RunContext, execute_plan
+    from orchestrator.lifecycle import execute_plan
     from orchestrator.plan import make_plan
     from orchestrator.remote.session import Session
+    from orchestrator.run_steps import RunContext
     from orchestrator.spec import RunSpec
     from orchestrator.store import Store
     from tests.integration.conftest import start_server
@@ -161,18 +155,13 @@ def one_run(root: Path, cloud: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clouds", nargs="+", choices=["aws", "azure"], default=["aws", "azure"])
     args = parser.parse_args()
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
-                       "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    from orchestrator.lifecycle import RunContext
+    use_fake_aws_credentials()
+    prepare_sshd()
+    from orchestrator.run_steps import RunContext
 
     rows = []
     for cloud in args.clouds:
@@ -184,17 +173,16 @@ def main() -> None:
         rows.append(f"| {cloud} | {median_range(totals, 1)} | {median_range([r['detect_s'] for r in runs], 1)} | "
                     f"{median_range([r['replace_s'] for r in runs], 1)} | "
                     f"{'yes' if max(totals) <= TARGET_S else 'NO'} |")
-    section = "\n".join([
-        BEGIN,
+    section = SECTION.text([
         "## A spot eviction's gap (issue 23)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}: the whole lifecycle in-process, the real providers "
+        f"{measured_on()}: the whole lifecycle in-process, the real providers "
         "against moto's EC2 and the ARM fake, loopback sshd boxes, a stand-in payload; the first box evicted once its "
         f"payload runs, with the lifecycle's default polls (provider every {RunContext.eviction_poll_s:g} s). Seconds "
         f"from the provider no longer listing the machine to the replacement's payload started; median (min, max) of "
         f"{args.repeats} runs per cloud.",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_eviction.py --output docs/performance.md`).",
+        make_bench_command(__file__),
         "",
         f"| cloud | delisted → replacement payload started | of which: until the eviction is recorded | "
         f"of which: replacing (launch, connect, prepare, push, restore) | all <= {TARGET_S:g} s |",
@@ -207,10 +195,8 @@ def main() -> None:
         "once (no thread reconnects after the close), the watch confirms a first miss 2 s later instead of a whole "
         "poll later, and the gap is the watch's poll, its confirming look, and the replacement's own launch. The "
         "fakes' machines run at once: a real cloud adds its boot time to the replacing column.",
-        END,
     ])
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -11,33 +11,25 @@ Each figure is repeated; the median and the range are reported. Nothing here ass
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchlib import machine_line, median_range, write_section
+from benchlib import ORCHESTRATE, Section, bench_parser, make_bench_command, measured_on, median_range, timed_run
 
-BEGIN = "<!-- bench:orchestrator:begin -->"
-END = "<!-- bench:orchestrator:end -->"
-ORCHESTRATE = [str(Path(sys.executable).with_name("orchestrate"))]
+SECTION = Section("orchestrator")
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True, env=env, timeout=600)
-    return time.perf_counter() - start
+    return timed_run(argv, env, timeout_s=600)
 
 
 def bench_help(repeats: int) -> list[float]:
     env = dict(os.environ)
-    _timed([*ORCHESTRATE, "--help"], env)  # warm the file cache
-    return [_timed([*ORCHESTRATE, "--help"], env) for _ in range(repeats)]
+    _timed([ORCHESTRATE, "--help"], env)  # warm the file cache
+    return [_timed([ORCHESTRATE, "--help"], env) for _ in range(repeats)]
 
 
 def bench_run_overhead(repeats: int) -> list[dict[str, float]]:
@@ -45,7 +37,7 @@ def bench_run_overhead(repeats: int) -> list[dict[str, float]]:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "ORCHESTRATE_HOME": home}
         for _ in range(repeats):
-            wall = _timed([*ORCHESTRATE, "run", "--provider", "local", "--suite", "smoke", "--quiet"], env)
+            wall = _timed([ORCHESTRATE, "run", "--provider", "local", "--suite", "smoke", "--quiet"], env)
             with sqlite3.connect(Path(home) / "state.db") as db:
                 run_id, duration, timings = db.execute(
                     "SELECT id, duration_s, timings_json FROM runs ORDER BY created_at DESC LIMIT 1"
@@ -73,14 +65,13 @@ def render(help_s: list[float], runs: list[dict[str, float]]) -> str:
 
     overhead_compute = [r["wall_s"] - r["payload_compute_s"] for r in runs]
     overhead_payload = [r["wall_s"] - r["payload_total_s"] for r in runs]
-    return "\n".join([
-        BEGIN,
+    return SECTION.text([
         "## Orchestrator overhead (issue 2)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}, "
+        f"{measured_on()}, "
         "no GPU. Seconds; median (min, max).",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_orchestrator.py --output docs/performance.md`).",
+        make_bench_command(__file__),
         "",
         "| figure | how it is measured | seconds |",
         "|---|---|---|",
@@ -107,22 +98,18 @@ def render(help_s: list[float], runs: list[dict[str, float]]) -> str:
         "",
         "Most of the overhead against compute is the payload importing TensorFlow/Keras, which any run pays; "
         "the orchestrator's own steps are the rows above marked 'of which'.",
-        END,
     ])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("docs/performance.md"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--help-repeats", type=int, default=10)
     parser.add_argument("--run-repeats", type=int, default=3)
     args = parser.parse_args()
     help_s = bench_help(args.help_repeats)
     runs = bench_run_overhead(args.run_repeats)
     section = render(help_s, runs)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 1. Payload against yardstick, per Keras backend (TensorFlow, and JAX where it is installed), each backend in a
    process of its own: for the small CNN (32x32x3, batch 64) and MobileNetV2 (32x32x3, batch 32),
    * payload: the throughput suite's functions - ``build_model``, synthetic images kept on the device
-     (``pipeline.on_device_synthetic``), ``model.compile`` (Adam 1e-3, sparse categorical cross-entropy,
+     (``data.pipeline.on_device_synthetic``), ``model.compile`` (Adam 1e-3, sparse categorical cross-entropy,
      ``steps_per_execution`` as the suite's default, XLA as the backend's plain compiled step: off on TensorFlow,
-     ``jax.jit`` on JAX) and ``throughput_timing.time_training``; its figure is the median repeat, as recorded
+     ``jax.jit`` on JAX) and ``timing.throughput.time_training``; its figure is the median repeat, as recorded
      (inference cases: ``time_inference``, chunked ``model.predict`` passes, as the suite records them);
    * yardstick: ``benchmarks/yardstick.py``, which imports nothing of the payload (its own model definition,
      data and timing: a ``tf.function`` GradientTape step, or a jitted JAX step, synced once per window; for
@@ -29,16 +29,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine_line, median_range, write_section
+from benchlib import BENCHMARKS, Section, bench_parser, make_bench_command, measured_on, median_range, run_payload
 
-BEGIN = "<!-- bench:payload:begin -->"
-END = "<!-- bench:payload:end -->"
-BENCHMARKS_DIR = Path(__file__).resolve().parent
+SECTION = Section("payload")
 TARGET_RATIO = 0.97
 BACKENDS = ("tensorflow", "jax")
 
@@ -81,11 +78,11 @@ def payload_state(case: Case, backend: str) -> dict[str, Any]:
     """Builds the payload's model and data as the throughput suite does, compiled with its default chunk."""
     import keras
 
-    from keras_bench.backends import compile_options, precision_policy
-    from keras_bench.models import build_model
-    from keras_bench.pipeline import on_device_synthetic
+    from keras_bench.data.pipeline import on_device_synthetic
+    from keras_bench.models.backends import compile_options, precision_policy
+    from keras_bench.models.builders import build_model
     from keras_bench.suites.throughput import THROUGHPUT_PARAMS
-    from keras_bench.throughput_timing import chunked_steps
+    from keras_bench.timing.throughput import chunked_steps
 
     default_chunk = int(next(p.default for p in THROUGHPUT_PARAMS if p.name == "steps_per_execution"))
     chunk = min(case.chunk or default_chunk, case.steps)
@@ -104,7 +101,7 @@ def payload_measure(case: Case, state: dict[str, Any]) -> float:
     """One payload measurement: a fit of ``repeats`` epochs (or ``repeats`` chunked predict passes); returns the
     median repeat's images/sec."""
     from keras_bench.stop import StopRequest
-    from keras_bench.throughput_timing import time_inference, time_training
+    from keras_bench.timing.throughput import time_inference, time_training
 
     if case.mode == "inference":
         timing = time_inference(state["model"], state["x"], batch_size=case.batch_size,
@@ -151,7 +148,6 @@ def compare(case: Case, backend: str, pairs: int) -> dict[str, Any]:
 def worker(backend: str, pairs: int, cases: str = "cpu") -> None:
     """Runs in a process of its own (KERAS_BACKEND is fixed at import): prints one JSON line per case, and on
     stderr one readable line (a GPU session reads those)."""
-    sys.path.insert(0, str(BENCHMARKS_DIR))
     import keras
 
     for case in (GPU_CASES if cases == "gpu" else CASES)[backend]:
@@ -172,7 +168,7 @@ def _backend_version(backend: str) -> str:
 
 def run_worker(backend: str, pairs: int) -> list[dict[str, Any]]:
     """Runs ``worker`` for one backend in a subprocess; returns its cases' figures (none when it cannot run)."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(BENCHMARKS_DIR), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(BENCHMARKS), "TF_CPP_MIN_LOG_LEVEL": "2"}
     if importlib.util.find_spec(backend) is None:
         print(f"{backend}: not installed, no yardstick comparison")
         return []
@@ -190,17 +186,7 @@ def run_worker(backend: str, pairs: int) -> list[dict[str, Any]]:
 def run_suite(suite_name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Runs one suite through the payload CLI (TensorFlow backend); returns its results document."""
     with tempfile.TemporaryDirectory() as directory:
-        suite = Path(directory) / "suite.json"
-        suite.write_text(json.dumps({"schema_version": 1, "suite": suite_name, "run_id": "bench", "params": params}))
-        out = Path(directory) / "results.json"
-        env = {**os.environ, "PYTHONPATH": str(BENCHMARKS_DIR), "TF_CPP_MIN_LOG_LEVEL": "2",
-               "KERAS_BACKEND": "tensorflow"}
-        subprocess.run(
-            [sys.executable, "-m", "keras_bench", "--suite", str(suite), "--out", str(out)],
-            env=env, cwd=directory, check=True, timeout=1800, capture_output=True,
-        )
-        document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-        return document
+        return run_payload(suite_name, params, Path(directory))
 
 
 # The run-to-run spread: each suite run this many times, one after another (params as given, else the YAML's).
@@ -260,12 +246,11 @@ def render(comparisons: list[dict[str, Any]], pairs: int, spread: dict[str, list
            pipeline: dict[str, Any]) -> str:
     versions = ", ".join(sorted({f"{k} {v}" for c in comparisons for k, v in c["versions"].items()}))
     lines = [
-        BEGIN,
         "## The payload's training and inference figures against an independent yardstick (issues 3, 17 and 23)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}, no GPU; {versions}.",
+        f"{measured_on()}, no GPU; {versions}.",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_payload.py --output docs/performance.md`).",
+        make_bench_command(__file__),
         "",
         "Payload: the throughput suite's functions (`build_model`, synthetic images kept on the device, "
         "`model.compile` with the suite's default `steps_per_execution`, `time_training`; the figure is the median "
@@ -327,15 +312,13 @@ def render(comparisons: list[dict[str, Any]], pairs: int, spread: dict[str, list
         "| feed | images/s | step p50 | step p90 | step stdev |",
         "|---|---|---|---|---|",
         *_pipeline_rows(pipeline),
-        END,
     ]
-    return "\n".join(lines)
+    return SECTION.text(lines)
 
 
 def main() -> None:
     """Measures, prints and writes the section."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("docs/performance.md"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--pairs", type=int, default=6, help="alternating payload/yardstick pairs per case (>= 5)")
     parser.add_argument("--runs", type=int, default=5, help="runs of each suite for the run-to-run spread")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated Keras backends")
@@ -355,8 +338,7 @@ def main() -> None:
                   f"yardstick {statistics.median(figures['yardstick']):.1f} images/s, paired ratio {ratio:.3f}")
     spread = run_to_run(args.runs)
     section = render(comparisons, args.pairs, spread, args.runs, run_suite("pipeline", {}))
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -9,23 +9,14 @@ cloud machine). Seconds from the end of the connect step to the payload's proces
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import yaml
+from bench_remote import inventory, loopback_boxes, run_rented, started_after_reachable
+from benchlib import REPO, Section, bench_parser, make_bench_command, measured_on, median_range, prepare_sshd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_remote import _run, _servers, _started_after_reachable  # noqa: E402
-from benchlib import machine_line, median_range, write_section  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-BEGIN = "<!-- bench:prepare:begin -->"
-END = "<!-- bench:prepare:end -->"
+SECTION = Section("prepare")
 
 
 def _payload_requirements() -> list[str]:
@@ -38,30 +29,24 @@ def _payload_requirements() -> list[str]:
 
 def one(root: Path, mode: str) -> float:
     """One run on a fresh box in ``mode``; seconds from SSH reachable to payload started."""
-    [server] = _servers(root, 1)
-    try:
-        host = {"name": "box0", "host": server.host, "port": server.port, "user": server.user,
-                "key_path": str(server.client_key_path), "host_key": server.host_key, "python": sys.executable,
-                "workdir": str(root / "box0"), "prepare": mode}
+    with loopback_boxes(root, 1) as boxes:
+        settings: dict[str, object] = {"prepare": mode}
         if mode == "venv":
             # pip's cache off: a new cloud machine has none (pip reads options among its arguments too).
-            host["requirements"] = ["--no-cache-dir", *_payload_requirements()]
-        (root / "inventory.yaml").write_text(yaml.safe_dump({"hosts": [host]}))
+            settings["requirements"] = ["--no-cache-dir", *_payload_requirements()]
         home = root / "home"
-        env = {**os.environ, "ORCHESTRATE_HOME": str(home), "ORCHESTRATE_INVENTORY": str(root / "inventory.yaml")}
-        _run(env, 1, "--set", "epochs=1")
-        return _started_after_reachable(home)
-    finally:
-        server.stop()
+        env = {**os.environ, "ORCHESTRATE_HOME": str(home),
+               "ORCHESTRATE_INVENTORY": str(inventory(root, boxes, **settings))}
+        run_rented(env, 1, "--set", "epochs=1")
+        return started_after_reachable(home)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="runs with prepare: image")
     parser.add_argument("--venv-repeats", type=int, default=1, help="runs with prepare: venv (minutes each)")
     args = parser.parse_args()
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    prepare_sshd()
     figures: dict[str, list[float]] = {"image": [], "venv": []}
     for mode, repeats in (("image", args.repeats), ("venv", args.venv_repeats)):
         for _ in range(repeats):
@@ -69,15 +54,14 @@ def main() -> None:
                 figures[mode].append(one(Path(tmp), mode))
     image, venv = figures["image"], figures["venv"]
     saved = sorted(venv)[len(venv) // 2] - sorted(image)[len(image) // 2]
-    section = "\n".join([
-        BEGIN,
+    section = SECTION.text([
         "## What a prepared image saves: SSH reachable → payload started (issue 14)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}: `orchestrate run --provider rented --set epochs=1`"
+        f"{measured_on()}: `orchestrate run --provider rented --set epochs=1`"
         " on a fresh loopback sshd box; seconds from the end of the connect step to the payload's process start; "
         "median (min, max).",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_prepare.py --output docs/performance.md`).",
+        make_bench_command(__file__),
         "",
         "| prepare | runs | SSH reachable → payload started, s |",
         "|---|---|---|",
@@ -88,10 +72,8 @@ def main() -> None:
         "",
         f"A prepared image saves **{saved:.0f} s** of billed time on every run of a fresh machine (more where the "
         "network to PyPI is slower than this one's; the venv is reused by later runs on the same long-lived box).",
-        END,
     ])
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

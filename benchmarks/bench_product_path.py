@@ -17,7 +17,6 @@ Nothing here asserts a time; the section records the figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -31,11 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine_line, median_range, write_section
+from benchlib import BENCHMARKS, Section, bench_parser, measured_on, median_range
 
-BEGIN = "<!-- bench:product-path:begin -->"
-END = "<!-- bench:product-path:end -->"
-BENCHMARKS_DIR = Path(__file__).resolve().parent
+SECTION = Section("product-path")
 TARGET_RATIO = 0.97
 # The follow loop as it was before issue 23 (a poll every 0.5 s whatever the payload writes): the real CLI with the
 # quiet back-off set to 1.
@@ -96,7 +93,7 @@ def run_product(workload: Workload, home: Path, old_polling: bool = False) -> di
 
 def run_plain(workload: Workload) -> dict[str, float]:
     """One yardstick process: training windows, then inference windows; returns each mode's median window."""
-    argv = [sys.executable, str(BENCHMARKS_DIR / "yardstick.py"), "--backend", "tensorflow", "--model", workload.model,
+    argv = [sys.executable, str(BENCHMARKS / "yardstick.py"), "--backend", "tensorflow", "--model", workload.model,
             "--image-size", str(workload.image_size), "--classes", str(workload.classes), "--batch",
             str(workload.batch_size), "--warmup", str(workload.warmup_steps), "--steps", str(workload.steps),
             "--repeats", str(workload.repeats), "--mode", "both", "--json"]
@@ -150,10 +147,9 @@ def render(workload: Workload, records: list[dict[str, Any]], command: str) -> s
     import tensorflow as tf  # noqa: PLC0415 - only for the version line, after the measurements
 
     lines = [
-        BEGIN,
         "## Figures through the product's own path against a plain loop run alone (issue 23)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}, no GPU; tensorflow {tf.__version__}; "
+        f"{measured_on()}, no GPU; tensorflow {tf.__version__}; "
         f"{len(records)} pairs, load average over the pairs {median_range([r['load'] for r in records], 1)}.",
         "",
         f"Command: `{command}`.",
@@ -194,14 +190,13 @@ def render(workload: Workload, records: list[dict[str, Any]], command: str) -> s
         "short processes beside a payload that uses both cores. The loop now doubles its wait while the log is quiet",
         "(0.5 s up to 2 s; new output brings it back). The payload starts no sampler thread without a GPU, its",
         "environment is the yardstick's (TensorFlow's default thread pools, `TF_CPP_MIN_LOG_LEVEL=2`), and the CLI",
-        "renders only when a log line arrives."]), END]
-    return "\n".join(lines)
+        "renders only when a log line arrives."])]
+    return SECTION.text(lines)
 
 
 def main() -> None:
     """Measures, prints and writes the section."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("docs/performance.md"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--pairs", type=int, default=11, help="alternating product/plain pairs (default 11)")
     parser.add_argument("--quick", action="store_true", help="2 pairs of 10 timed steps: a check that it runs")
     parser.add_argument("--old-polling", action="store_true",
@@ -222,9 +217,10 @@ def main() -> None:
         f" --pairs {pairs}" if pairs != 11 else "") + (" --old-polling" if args.old_polling else "") + (
         " --quick" if args.quick else "")
     section = render(workload, records, command)
-    if not args.quick:
-        write_section(args.output, section, BEGIN, END)
-    print(section)
+    if args.quick:
+        print(section)  # a check that it runs: nothing written
+    else:
+        SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -10,63 +10,63 @@ Measures, with real `sshd` processes on 127.0.0.1 standing in for rented boxes:
 
 from __future__ import annotations
 
-import argparse
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import textwrap
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (
+    ORCHESTRATE,
+    Section,
+    bench_parser,
+    make_bench_command,
+    measured_on,
+    median_range,
+    prepare_sshd,
+    stand_in_payload,
+    timed_run,
+)
+from tests.integration.conftest import SSHServer, start_server, write_key_pair
 
-from benchlib import machine_line, median_range, write_section  # noqa: E402
-from tests.conftest import FAKE_MAIN_HEADER  # noqa: E402
-from tests.integration.conftest import SSHServer, start_server, write_key_pair  # noqa: E402
-
-BEGIN = "<!-- bench:remote:begin -->"
-END = "<!-- bench:remote:end -->"
-ORCHESTRATE = str(Path(sys.executable).with_name("orchestrate"))
+SECTION = Section("remote")
 
 
 def fixed_payload(root: Path, seconds: float) -> Path:
-    """A stand-in payload package that sleeps ``seconds`` and writes a valid results document (for
-    ``ORCHESTRATE_PAYLOAD_DIR``): what the orchestrator adds, without Keras's CPU use."""
-    fixed = root / "fixed_payload" / "keras_bench"
-    fixed.mkdir(parents=True)
-    (fixed / "__init__.py").write_text("")
-    (fixed / "__main__.py").write_text(FAKE_MAIN_HEADER + textwrap.dedent(f"""
+    """A stand-in payload that sleeps ``seconds``, then writes a valid results document."""
+    return stand_in_payload(root, f"""
         time.sleep({seconds})
         write([sample("train_throughput", "images_per_sec", 1.0)])
-    """))
-    (fixed / "results.schema.json").write_bytes((REPO / "benchmarks/keras_bench/results.schema.json").read_bytes())
-    (fixed.parent / "suites").mkdir()
-    (fixed.parent / "suites" / "smoke.yaml").write_bytes((REPO / "benchmarks/suites/smoke.yaml").read_bytes())
-    return fixed
+    """)
 
 
-def servers(root: Path, count: int) -> list[SSHServer]:
+@contextmanager
+def loopback_boxes(root: Path, count: int) -> Iterator[list[SSHServer]]:
+    """Starts ``count`` real sshd servers on 127.0.0.1 sharing one client key (the boxes), and stops them after."""
     client_key = root / "client_key"
     write_key_pair(client_key)
     servers = []
-    for i in range(count):
-        host_key = root / f"host_key_{i}"
-        write_key_pair(host_key)
-        servers.append(start_server(root / f"sshd-{i}", client_key, host_key))
-    return servers
+    try:
+        for i in range(count):
+            host_key = root / f"host_key_{i}"
+            write_key_pair(host_key)
+            servers.append(start_server(root / f"sshd-{i}", client_key, host_key))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
 
 
-def inventory(root: Path, servers: list[SSHServer]) -> Path:
+def inventory(root: Path, servers: list[SSHServer], **settings: object) -> Path:
+    """Writes the inventory naming the servers ``box0``, ``box1``, ...; ``settings`` go into every host entry."""
     hosts = [
         {"name": f"box{i}", "host": s.host, "port": s.port, "user": s.user, "key_path": str(s.client_key_path),
-         "host_key": s.host_key, "python": sys.executable, "workdir": str(root / f"box{i}")}
+         "host_key": s.host_key, "python": sys.executable, "workdir": str(root / f"box{i}"), **settings}
         for i, s in enumerate(servers)
     ]
     path = root / "inventory.yaml"
@@ -74,15 +74,14 @@ def inventory(root: Path, servers: list[SSHServer]) -> Path:
     return path
 
 
-def _run(env: dict[str, str], hosts: int, *extra: str) -> float:
+def run_rented(env: dict[str, str], hosts: int, *extra: str) -> float:
+    """Runs `orchestrate run --provider rented` on the first ``hosts`` boxes; returns its wall seconds."""
     args = [ORCHESTRATE, "run", "--provider", "rented", "--quiet", *extra]
     args += [arg for i in range(hosts) for arg in ("--host", f"box{i}")]
-    started = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True, env=env, timeout=900)
-    return time.perf_counter() - started
+    return timed_run(args, env, timeout_s=900)
 
 
-def _started_after_reachable(home: Path) -> float:
+def started_after_reachable(home: Path) -> float:
     """Seconds from the end of the last run's connect step to its payload's process start (from events)."""
     with sqlite3.connect(home / "state.db") as db:
         run_id = db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()[0]
@@ -94,42 +93,36 @@ def _started_after_reachable(home: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    prepare_sshd()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        boxes = servers(root, 4)
-        try:
+        with loopback_boxes(root, 4) as boxes:
             fixed = fixed_payload(root, 5.0)
             home = root / "home"
             env = {**os.environ, "ORCHESTRATE_HOME": str(home), "ORCHESTRATE_INVENTORY": str(inventory(root, boxes))}
-            first_push = _run(env, 1) and _started_after_reachable(home)  # also warms the payload cache
-            smoke = {n: [_run(env, n) for _ in range(args.repeats)] for n in (1, 4)}
+            first_push = run_rented(env, 1) and started_after_reachable(home)  # also warms the payload cache
+            smoke = {n: [run_rented(env, n) for _ in range(args.repeats)] for n in (1, 4)}
             cached = []
             for _ in range(args.repeats):
-                _run(env, 1)
-                cached.append(_started_after_reachable(home))
+                run_rented(env, 1)
+                cached.append(started_after_reachable(home))
             fixed_env = {**env, "ORCHESTRATE_PAYLOAD_DIR": str(fixed)}
-            fixed_runs = {n: [_run(fixed_env, n) for _ in range(args.repeats)] for n in (1, 4)}
-        finally:
-            for server in boxes:
-                server.stop()
+            fixed_runs = {n: [run_rented(fixed_env, n) for _ in range(args.repeats)] for n in (1, 4)}
 
     def ratio(runs: dict[int, list[float]]) -> str:
         return f"{sorted(runs[4])[len(runs[4]) // 2] / sorted(runs[1])[len(runs[1]) // 2]:.2f}x"
 
-    section = "\n".join([
-        BEGIN,
+    section = SECTION.text([
         "## Runs over SSH on loopback boxes (issue 4)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}, no GPU; the boxes are real OpenSSH `sshd` "
+        f"{measured_on()}, no GPU; the boxes are real OpenSSH `sshd` "
         "processes on 127.0.0.1 (prepare: image, the payload run by this venv's Python). Seconds; median "
         f"(min, max) of {args.repeats} runs.",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_remote.py --output docs/performance.md`).",
+        make_bench_command(__file__),
         "",
         "| figure | 1 box | 4 boxes | 4 / 1 |",
         "|---|---|---|---|",
@@ -151,10 +144,8 @@ def main() -> None:
         "Measured from the run's events: the end of `connect` to the start of `execute`, whose first command "
         "starts the detached payload (in between: prepare, the Keras and backend probe; push, the suite document "
         "and the bundle unless cached).",
-        END,
     ])
-    write_section(args.output, section, BEGIN, END)
-    print(section)
+    SECTION.publish(args.output, section)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import REPO, Section, bench_parser, make_bench_command, measured_on
+from orchestrator.cost import CostLine
+from orchestrator.store import Store
 
-from benchlib import machine_line, write_section  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
-
-BEGIN = "<!-- bench:report:begin -->"
-END = "<!-- bench:report:end -->"
+SECTION = Section("report")
 SAMPLES_PER_RUN = 1000
-ROOT = Path(__file__).resolve().parent.parent
 # The figures before issue 11, as `make bench` wrote them on 2026-11-28 (one process: 100,000 samples, then
 # 1,000,000): samples → frames s, peak RSS MB, store fill s, summary CSV s, HTML report s, HTML MB.
 ISSUE_5_DATE = "2026-11-28"
@@ -56,8 +53,8 @@ def fill(home: Path, samples: int) -> None:
         document = {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": rows}
         store.finish_run(run_id, state="succeeded", duration_s=60.0, error=None, log_tail=None,
                          results={"box": document},
-                         costs=[{"component": "compute", "seconds": 60.0, "billed_seconds": 60.0,
-                                 "price_per_hour": 3.06, "amount_usd": 0.051, "rule": "aws_linux"}])
+                         costs=[CostLine(component="compute", seconds=60.0, billed_seconds=60.0, price_per_hour=3.06,
+                                         amount_usd=0.051, rule="aws_linux")])
     store.close()
 
 
@@ -75,7 +72,7 @@ def child(build: str, home: Path) -> dict[str, float]:
     from orchestrator.report.render import render_text
 
     if build == "reference":
-        sys.path.insert(0, str(ROOT / "tests" / "unit"))
+        sys.path.insert(0, str(REPO / "tests" / "unit"))
         from test_report_frame_equivalence import _reference_samples, _reference_summary
 
         def reference_frames(store: Store, run_ids: list[str], *, curves_only: bool = False) -> object:
@@ -107,20 +104,19 @@ def measure(samples: int) -> dict[str, dict[str, float]]:
         results: dict[str, dict[str, float]] = {"fill": {"s": time.perf_counter() - started}}
         for build in BUILDS:
             done = subprocess.run([sys.executable, __file__, "--child", build, str(home)], check=True,
-                                  capture_output=True, text=True, cwd=ROOT)
+                                  capture_output=True, text=True, cwd=REPO)
             results[build] = json.loads(done.stdout.splitlines()[-1])
         return results
 
 
 def section(measured: dict[int, dict[str, dict[str, float]]]) -> str:
     lines = [
-        BEGIN,
         "## Report generation (issues 5 and 11)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}. Each build in a fresh process (its own peak "
+        f"{measured_on()}. Each build in a fresh process (its own peak "
         "RSS; pandas imported before the clock starts). Seconds.",
         "",
-        "Command: `make bench` (runs `python benchmarks/bench_report.py --output docs/performance.md`).",
+        make_bench_command(__file__),
         "",
         f"Target (issue 11): the summary report's frames over 1,000,000 samples in ≤ {TARGET_S:.0f} s and "
         f"≤ {TARGET_MB} MB peak.",
@@ -164,14 +160,12 @@ def section(measured: dict[int, dict[str, dict[str, float]]]) -> str:
         "takes one median per run and recipe group instead of pivoting a frame of every sample. The summary "
         "view's samples frame holds only the per-epoch curve points its HTML charts read; the other views still "
         "get every sample, every metadata key a column.",
-        END,
     ]
-    return "\n".join(lines)
+    return SECTION.text(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("docs/performance.md"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--child", nargs=2, metavar=("BUILD", "HOME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,8 +173,7 @@ def main() -> None:
         print(json.dumps(child(args.child[0], Path(args.child[1]))))
         return
     text = section({size: measure(size) for size in args.sizes})
-    write_section(args.output, text, BEGIN, END)
-    print(text)
+    SECTION.publish(args.output, text)
 
 
 if __name__ == "__main__":

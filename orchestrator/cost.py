@@ -7,7 +7,7 @@ stated by the providers themselves are cited where they are defined.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from orchestrator.errors import SpecError
@@ -58,14 +58,15 @@ def billing_rule(name: str) -> BillingRule:
 
 @dataclass(frozen=True)
 class CostLine:
-    """One component of a run's cost."""
+    """One component of one machine's cost, as priced and as the store keeps it."""
 
     component: str  # setup, compute or teardown
-    seconds: float
-    billed_seconds: float
+    seconds: float  # used
+    billed_seconds: float  # under the rule: its minimum and rounding applied
     price_per_hour: float
     amount_usd: float
-    rule: str
+    rule: str  # the billing rule's name (BILLING_RULES)
+    machine_id: str = ""  # the machine billed; "" before it is known (price_run), or in a store older than version 5
 
 
 def price_run(
@@ -103,8 +104,8 @@ def price_machine(
     execute_end: datetime | None,
     price_per_hour: float,
     rule: BillingRule,
-) -> list[dict[str, float | str]]:
-    """Prices one machine from its launch to its termination (or now, while it is still up), as cost rows.
+) -> list[CostLine]:
+    """Prices one machine from its launch to its termination (or now, while it is still up), as its cost lines.
 
     The machine was idle in setup until the payload started, computing while it ran, and idle again until it went
     away. A machine of a failed launch attempt never ran the payload: all its time is setup.
@@ -119,7 +120,7 @@ def price_machine(
         price_per_hour=price_per_hour,
         rule=rule,
     )
-    return [{"machine_id": machine_id, **asdict(line)} for line in lines]
+    return [replace(line, machine_id=machine_id) for line in lines]
 
 
 HOURS_PER_MONTH = 730.0  # 8,760 h / 12

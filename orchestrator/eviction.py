@@ -3,13 +3,14 @@ the checkpoint the orchestrator copied back.
 
 While a one-machine spot run executes, :class:`CheckpointKeeper` reads how many epochs the payload's
 ``BackupAndRestore`` backups have completed (``<run dir>/checkpoints/*/training_metadata.json``, the payload's own
-layout, see ``keras_bench.checkpoint``) at most every ``poll_s``; once ``every_epochs`` more are done it copies the
-run directory's ``checkpoints/`` back (a tar over the run's SSH connection, streamed to a file: backups of any size
-never sit in memory), keeps only regular files and directories under ``checkpoints/`` and stores that at
+layout, see ``keras_bench.training.checkpoint``) at most every ``poll_s``; once ``every_epochs`` more are done it
+copies the run directory's ``checkpoints/`` back (a tar over the run's SSH connection, streamed to a file: backups
+of any size never sit in memory), keeps only regular files and directories under ``checkpoints/`` and stores that at
 ``$ORCHESTRATE_HOME/checkpoints/<run>/checkpoints.tar.gz``.
-When the execute step fails and the provider no longer lists the machine, the lifecycle records the eviction,
-launches a replacement (the plan's placements from the first), pushes the payload and this archive, and starts the
-payload again: its backups make it resume after the last completed epoch it had copied back.
+When the execute step fails and the provider no longer lists the machine (:func:`confirm_gone`), the run's own
+``replace_evicted`` step (``orchestrator.lifecycle``) records the eviction, launches a replacement (the plan's
+placements from the first), pushes the payload and this archive, and starts the payload again: its backups make it
+resume after the last completed epoch it had copied back. This module knows no run: it is handed what it asks.
 """
 
 from __future__ import annotations
@@ -24,13 +25,10 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from orchestrator.remote.payload import SAFE_EXTRACT
 from orchestrator.remote.session import Session
 from orchestrator.remote.transport import check, check_to_file
-from orchestrator.store import now
-from orchestrator.teardown import price_machines
 
 CHECKPOINTS = "checkpoints"  # the payload's backups, under its run directory
 ARCHIVE = "checkpoints.tar.gz"
@@ -42,8 +40,6 @@ EVICTION_CONFIRM_S = 30.0
 # Once a listing misses the machine, the watch asks again after at most this long (not a whole poll): two misses in a
 # row are the evidence, and the second need not cost another ``eviction_poll_s``.
 RECHECK_S = 2.0
-if TYPE_CHECKING:
-    from orchestrator.lifecycle import _Run
 
 _EPOCH = re.compile(rb'"epoch"\s*:\s*(\d+)')
 
@@ -180,13 +176,17 @@ class CheckpointKeeper:
 
 
 class EvictionWatch:
-    """While a one-machine spot run executes, asks the provider every ``poll_s`` whether the machine is still
-    listed; once two listings in a row miss it (the second asked :data:`RECHECK_S` after the first), closes the run's
-    SSH connection for good, so that the execute step's next poll fails at once (rather than reconnecting to an
-    address that will not answer again) and :func:`replace_evicted` takes over."""
+    """While a one-machine spot run executes, asks every ``poll_s`` whether the machine is still listed; once two
+    listings in a row miss it (the second asked :data:`RECHECK_S` after the first), closes the run's SSH connection
+    for good, so that the execute step's next poll fails at once (rather than reconnecting to an address that will
+    not answer again) and the run's replacement step takes over.
 
-    def __init__(self, run: _Run, session: Session, poll_s: float) -> None:
-        self.run, self.session, self.poll_s = run, session, poll_s
+    Args:
+        listed: whether the provider lists the machine now; raises when it cannot tell.
+    """
+
+    def __init__(self, listed: Callable[[], bool], session: Session, poll_s: float) -> None:
+        self.listed, self.session, self.poll_s = listed, session, poll_s
         self.gone = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"evict-watch-{session.name}", daemon=True)
@@ -200,14 +200,13 @@ class EvictionWatch:
         self._thread.join(timeout=30)
 
     def _watch(self) -> None:
-        machine = self.session.machine
         missing = 0  # listings in a row without the machine: a cloud's listing may lag; one miss is not enough
         while not self._stop.wait(min(self.poll_s, RECHECK_S) if missing else self.poll_s):
             try:
-                listed = self.run.ctx.provider(machine.provider).list_machines(run_id=self.run.run_id)
+                listed = self.listed()
             except Exception:  # noqa: BLE001 - cannot tell now: ask again at the next poll
                 continue
-            missing = missing + 1 if all(m.id != machine.id for m in listed) else 0
+            missing = 0 if listed else missing + 1
             if missing >= 2:
                 self.gone = True
                 if self.session.transport is not None:
@@ -216,53 +215,22 @@ class EvictionWatch:
                 return
 
 
-def recovers(run: _Run) -> bool:
-    """Whether a failure of the run's execute step may be an eviction this module recovers from: one machine, spot,
-    fewer than :data:`MAX_EVICTIONS` replacements so far."""
-    return len(run.sessions) == 1 and run.sessions[0].machine.placement.spot and len(run.evicted) < MAX_EVICTIONS
+def confirm_gone(
+    listed: Callable[[], bool], *, clock: Callable[[], float], wait: Callable[[float], bool], poll_s: float
+) -> bool:
+    """Whether the provider stops listing the machine within :data:`EVICTION_CONFIRM_S`, asked every ``poll_s``;
+    False when it is still listed then, when it cannot be asked, or when ``wait`` says the run is being stopped.
 
-
-def _gone(run: _Run, provider: str, machine_id: str) -> bool:
-    """Whether the provider stops listing the machine within :data:`EVICTION_CONFIRM_S` (asked every
-    ``eviction_poll_s``); False when it is still listed then, when it cannot be asked, or on a stop request."""
-    deadline = run.ctx.clock() + EVICTION_CONFIRM_S
+    Args:
+        listed: whether the provider lists the machine now; raises when it cannot tell.
+        wait: waits up to the given seconds; True when the run was asked to stop meanwhile.
+    """
+    deadline = clock() + EVICTION_CONFIRM_S
     while True:
         try:
-            listed = run.ctx.provider(provider).list_machines(run_id=run.run_id)
+            if not listed():
+                return True
         except Exception:  # noqa: BLE001 - cannot tell: the execute step's own failure stands
             return False
-        if not any(m.id == machine_id for m in listed):
-            return True
-        if run.ctx.clock() >= deadline or run.cancel.wait(run.ctx.eviction_poll_s):
+        if clock() >= deadline or wait(poll_s):
             return False
-
-
-def replace_evicted(run: _Run) -> bool:
-    """After the execute step failed: when the provider no longer lists the run's (spot) machine, records the
-    eviction (the machine billed up to now), launches a replacement, readies it as the first one was, and restores
-    the copied-back backups. Returns False (the failure stands) when the machine is still there or cannot be asked.
-    """
-    if not recovers(run):
-        return False
-    session = run.sessions[0]
-    machine = session.machine
-    if not _gone(run, machine.provider, machine.id):
-        return False
-    at = now()
-    run.evicted.append(machine.id)
-    run.event("evict", "failed", f"{machine.id} ({machine.placement.describe()}) is gone: evicted; backups of "
-              f"{run.keeper.epochs} epoch(s) were copied back; replacing it "
-              f"({len(run.evicted)} of at most {MAX_EVICTIONS})")
-    run.store.mark_machines(run.run_id, [machine.id], "evicted", at=at)
-    run.attempt_costs += price_machines([machine], gone_at={machine.id: at}, execute_start=run.execute_start,
-                                        execute_end=at, until=at)
-    if session.transport is not None:
-        with suppress(Exception):
-            session.transport.close()
-    run.sessions = []
-    run.provision(first_attempt=max(row.attempt for row in run.store.machines(run.run_id)) + 1)
-    run.on_every_machine("connect", run.connect, after=run.after_connect)
-    run.on_every_machine("prepare", lambda s: s.prepare(run.plan.spec.backend))
-    run.push()
-    run.on_every_machine("restore", run.keeper.restore)
-    return True

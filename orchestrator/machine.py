@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+# The providers a run may name (``--provider``); ``orchestrator.providers.PROVIDERS`` maps each to its code.
+PROVIDER_NAMES: tuple[str, ...] = ("aws", "azure", "local", "rented")
+
 
 class Capability(enum.StrEnum):
     """What a provider can do beyond launch/terminate; gaps are data, checked before calling."""
@@ -55,6 +58,11 @@ class Placement:
     hosts: tuple[str, ...] = ()  # rented: the inventory boxes this placement may lease, in order of preference
     price_fixed: bool = False  # the user set the price: every machine is priced at it, not at its own
     image: str | None = None  # clouds: the image to boot (--image, the catalog row's, or the provider's default)
+    # A spot machine's price as its cloud quoted it at launch (orchestrator.catalog.spot): who quoted it, the figure as
+    # the cloud wrote it, and when it was set. "catalog": no quote came, the catalog's price stands.
+    price_source: str = "catalog"
+    price_quoted: str | None = None
+    price_quoted_at: str | None = None
 
     def describe(self) -> str:
         """One line for the plan and the events: type, where, market and price."""

@@ -4,11 +4,15 @@ logs``). Re-exported by :mod:`orchestrator.api`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import SpecError
+from orchestrator.errors import OrchestrateError, SpecError
+from orchestrator.remote.connect import transport_to
+from orchestrator.remote.detached import MAX_KEPT_LOG, MAX_LOG_CHUNK, DetachedProcess, LineBuffer
+from orchestrator.remote.transport import Transport
 from orchestrator.store import FINAL_STATES, MachineRow, Store, default_home
 
 
@@ -49,10 +53,6 @@ def logs(
         UnknownRun: the id matches no run (or several).
         SpecError: ``machine`` is not one of the run's machines.
     """
-    import time
-
-    from orchestrator.remote.detached import MAX_KEPT_LOG
-
     home = home or default_home()
     with Store(home) as store:
         full_id = store.resolve_run_id(run_id)
@@ -112,13 +112,6 @@ def _live_logs(
     text: Callable[[str, str], LogText], kept: Callable[[str, int, str], Iterator[LogText | LogNote]],
 ) -> Iterator[LogText | LogNote]:
     """Reads each machine's log through its recorded access: what is there, or (following) until it ends."""
-    import time
-
-    from orchestrator.errors import OrchestrateError
-    from orchestrator.remote.connect import transport_to
-    from orchestrator.remote.detached import MAX_LOG_CHUNK, DetachedProcess, LineBuffer
-    from orchestrator.remote.transport import Transport
-
     transports: list[Transport] = []
     readers: dict[str, tuple[DetachedProcess, LineBuffer]] = {}
     try:

@@ -1,8 +1,8 @@
 """The plan: a spec resolved into suite params, ranked placements, and an estimate of duration and cost.
 
 Making a plan has no side effects: it reads the suite, the catalog and the inventory, and nothing else. The
-payload's own check of the params (a subprocess) is a separate step, :func:`check_plan_params`, which
-``orchestrate run`` and ``--dry-run`` call before anything is written.
+payload's own check of the params (a subprocess, ``remote.payload.check_params``) is a separate step that
+``api.plan`` (``orchestrate run`` and ``--dry-run``) takes after the plan is made, before anything is written.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.catalog.placement import resolve
+from orchestrator.clouds.azure import launch_needs
 from orchestrator.cost import billing_rule
 from orchestrator.machine import Placement
 from orchestrator.spec import ParamValue, RunSpec, SuiteSpec, load_suite, resolve_params
@@ -70,18 +71,5 @@ def _launch_needs(provider: str, home: Path) -> tuple[str, ...]:
     """
     if provider != "azure":
         return ()
-    from orchestrator.clouds.azure import launch_needs
-
     needed = launch_needs(home)
     return (needed,) if needed else ()
-
-
-def check_plan_params(plan: Plan) -> None:
-    """Asks the payload itself whether it accepts the params (ranges, combinations): one short subprocess.
-
-    Raises:
-        SpecError: the payload refuses them; the message is the payload's own line.
-    """
-    from orchestrator.remote.payload import check_params
-
-    check_params(plan.suite.name, plan.params)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from orchestrator.errors import PayloadFailed
-from orchestrator.remote.payload import results_schema
+from orchestrator.payload_files import results_schema
 
 
 def parse_results(raw: bytes) -> dict[str, Any]:

@@ -15,11 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from orchestrator.access import parse_cidr
 from orchestrator.errors import SpecError
 from orchestrator.inputs import one_line_path, read_text, shown, spec_error
-from orchestrator.machine import Environment
-from orchestrator.providers import PROVIDERS, provider_names
-from orchestrator.remote.payload import suites_dir
+from orchestrator.machine import PROVIDER_NAMES, Environment
+from orchestrator.payload_files import suites_dir
 
 _SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 Backend = Literal["tensorflow", "jax", "torch"]
@@ -75,8 +75,6 @@ class MachineSpec(_Strict):
     @field_validator("allow_cidr")
     @classmethod
     def _network(cls, value: str | None) -> str | None:
-        from orchestrator.access import parse_cidr
-
         if value is None:
             return None
         try:
@@ -128,8 +126,8 @@ class RunSpec(_Strict):
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
-        if value not in PROVIDERS:
-            raise ValueError("one of " + ", ".join(provider_names()))
+        if value not in PROVIDER_NAMES:
+            raise ValueError("one of " + ", ".join(PROVIDER_NAMES))
         return value
 
 

@@ -18,16 +18,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cost import billing_rule, price_machine
+from orchestrator.cost import CostLine, billing_rule, price_machine
 from orchestrator.errors import OrchestrateError
 from orchestrator.fanout import fan_out
 from orchestrator.machine import Capability, Machine
 from orchestrator.providers.base import Provider
 from orchestrator.remote.connect import Connector
-from orchestrator.remote.session import clean_up
+from orchestrator.remote.detached import DetachedProcess
+from orchestrator.remote.session import RESULTS_FILE, clean_up
 from orchestrator.remote.transport import Transport
-from orchestrator.store import FINAL_STATES, RunRow, Store, now
-from orchestrator.store.registry import LogRow
+from orchestrator.results import parse_results
+from orchestrator.store import FINAL_STATES, LogRow, RunRow, Store, now
 
 CLEANUP_CONNECT_S = 60.0
 
@@ -134,9 +135,9 @@ def price_machines(
     execute_start: datetime | None,
     execute_end: datetime | None,
     until: datetime,
-) -> list[dict[str, float | str]]:
-    """Cost rows for each machine, from its launch to its termination (or ``until``, while it is still up)."""
-    rows: list[dict[str, float | str]] = []
+) -> list[CostLine]:
+    """Cost lines for each machine, from its launch to its termination (or ``until``, while it is still up)."""
+    rows: list[CostLine] = []
     for machine in machines:
         rows += price_machine(
             machine.id,
@@ -183,10 +184,6 @@ class _Salvage:
 def _salvaged(run_id: str, machines: Sequence[Machine], *, connect: Connector, home: Path) -> _Salvage:
     """Stops each machine's payload and fetches its log and results document (only one of this run), best effort:
     a machine that cannot be reached keeps nothing, and is torn down all the same."""
-    from orchestrator.remote.detached import DetachedProcess
-    from orchestrator.remote.session import RESULTS_FILE
-    from orchestrator.results import parse_results
-
     kept = _Salvage()
     for machine in machines:
         try:
@@ -271,7 +268,7 @@ def down_run(
         store.finish_run(run_id, state="interrupted", duration_s=(until - created).total_seconds(), error=error,
                          log_tail=run.log_tail, results=salvage.results or None, costs=costs)
         outcome.state = "interrupted"
-    outcome.cost_usd = sum(float(r["amount_usd"]) for r in store.costs(run_id))
+    outcome.cost_usd = sum(line.amount_usd for line in store.costs(run_id))
     return outcome
 
 

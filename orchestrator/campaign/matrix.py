@@ -35,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.errors import SpecError
 from orchestrator.inputs import spec_error
+from orchestrator.plan import make_plan
+from orchestrator.remote.payload import check_params
 from orchestrator.spec import Backend, ParamValue, RunSpec, _read_yaml, load_suite
 
 # The keys of a machine entry (besides provider) and of an exclude rule that name where a cell runs.
@@ -224,8 +226,6 @@ def plan_matrix(sweep: SweepSpec, *, home: Path, budget_usd: float | None = None
     Raises:
         SpecError: the sweep is invalid, or a cell cannot be planned (the line names the cell).
     """
-    from orchestrator.plan import make_plan
-
     budget = budget_usd if budget_usd is not None else sweep.budget_usd
     lanes = parallel or sweep.parallel
     cells, excluded = expand(sweep)
@@ -278,8 +278,6 @@ def check_cell_params(matrix: Matrix) -> None:
     Raises:
         SpecError: the payload refuses a cell's params; the line names the cell.
     """
-    from orchestrator.remote.payload import check_params
-
     seen: set[str] = set()
     for planned in matrix.cells:
         key = json.dumps([planned.cell.values["suite"], planned.params], sort_keys=True, default=str)

@@ -11,31 +11,35 @@ rented box not held by another cell of the campaign (cells on one box queue on i
 runs cost, plus each running cell's estimate (or its billed cost so far, when more), plus the cell's estimate, is at
 most the budget. A cell that does not fit waits for running cells to finish (they may cost less than estimated);
 when nothing runs and it still does not fit, it is left out (``skipped``) and the campaign goes on.
+
+What is recorded when a campaign starts or is taken over to resume, and which cells it runs: :mod:`.start`.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
 import yaml
 
-from orchestrator.campaign.labels import swept_labels
+from orchestrator import api
+from orchestrator.campaign.matrix import check_cell_params, load_sweep, plan_matrix
 from orchestrator.campaign.progress import CampaignOutcome, CampaignReporter, CellView, Progress
+from orchestrator.campaign.start import begin
 from orchestrator.cost import billing_rule
-from orchestrator.errors import OrchestrateError, SpecError
-from orchestrator.store import FINAL_STATES, RunRow, Store, now
-from orchestrator.store.campaigns import CampaignBook, CellRow, NewCell
+from orchestrator.errors import OrchestrateError
+from orchestrator.report.labels import swept_labels
+from orchestrator.store import FINAL_STATES, Store, now
+from orchestrator.store.campaigns import CampaignBook, CellRow
 
 # Seconds a cell's machines are billed after its run is told to stop (payload stopped, results collected, machine
 # released or terminated), by provider: the budget guard stops running cells this much (and one poll) before the
@@ -46,12 +50,9 @@ RECOVER_WAIT_S = 900.0  # --resume: how long to wait for a cell's run that is st
 FINISHED_CELL_STATES = ("succeeded", "failed", "interrupted", "skipped")  # a cell in one changes only when run again
 
 
-def new_campaign_id() -> str:
-    """A sortable, unique campaign id such as ``c-20261130-151002-3fa9``."""
-    return f"c-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
 def _run_id() -> str:
+    # The lifecycle's imports (0.1-0.25 s) are paid only once a cell starts: `orchestrate campaign list` and
+    # `campaign status` import this module to read progress, and never start a run.
     from orchestrator.lifecycle import new_run_id
 
     return new_run_id()
@@ -80,11 +81,11 @@ def spawn_cell(spec_path: Path, run_id: str, log_path: Path) -> subprocess.Popen
 def run_cost_usd(store: Store, run_id: str, *, ahead_s: float = 0.0) -> float:
     """What a run has cost: as priced once it has finished; while it runs, each machine's billed time so far (its
     billing rule's minimum and rounding applied), ``ahead_s`` seconds from now."""
-    rows = store.query("SELECT state FROM runs WHERE id=?", (run_id,))
-    if not rows:
+    state = store.run_state(run_id)
+    if state is None:
         return 0.0
-    if rows[0]["state"] in FINAL_STATES:
-        return sum(float(line["amount_usd"]) for line in store.costs(run_id))
+    if state in FINAL_STATES:
+        return sum(line.amount_usd for line in store.costs(run_id))
     at = now()
     total = 0.0
     for row in store.machines(run_id):
@@ -228,19 +229,16 @@ class CampaignRunner:
 
     def settle(self, run_id: str, log_path: Path | None, returncode: int | None) -> tuple[str, str | None]:
         """A cell's state from its run, once its process is gone; a run left unfinished is torn down first."""
-        rows = self.store.query("SELECT state, error FROM runs WHERE id=?", (run_id,))
-        if not rows:  # the process ended before it recorded the run (bad input, a crash at start)
+        run = self.store.find_run(run_id)
+        if run is None:  # the process ended before it recorded the run (bad input, a crash at start)
             why = _last_error(log_path) if log_path is not None else None
             return "failed", why or f"the cell's process exited with {returncode} before its run started"
-        state, error = rows[0]["state"], rows[0]["error"]
-        if state not in FINAL_STATES:
+        if run.state not in FINAL_STATES:
             return self._clean_up(run_id)
-        return state, error
+        return run.state, run.error
 
     def _clean_up(self, run_id: str) -> tuple[str, str | None]:
         """Tears down what a cell's run left when its process died without finishing it (`orchestrate down`)."""
-        from orchestrator import api
-
         results = api.down([run_id], home=self.home)
         failed = {m: why for result in results for m, why in result.failed.items()}
         if failed:
@@ -266,9 +264,9 @@ class CampaignRunner:
     def _cost(self, run_id: str, ahead_s: float = 0.0) -> float:
         if run_id in self._final_cost:
             return self._final_cost[run_id]
+        final = self.store.run_state(run_id) in FINAL_STATES  # read first: a cost read after it is final too
         cost = run_cost_usd(self.store, run_id, ahead_s=ahead_s)
-        rows = self.store.query("SELECT state FROM runs WHERE id=?", (run_id,))
-        if rows and rows[0]["state"] in FINAL_STATES:
+        if final:
             self._final_cost[run_id] = cost
         return cost
 
@@ -369,8 +367,8 @@ class CampaignRunner:
             if child is not None:
                 view.elapsed_s = self.clock() - child.started
             else:
-                rows = self.store.query("SELECT duration_s FROM runs WHERE id=?", (cell.run_id,))
-                view.elapsed_s = rows[0]["duration_s"] if rows else None
+                run = self.store.find_run(cell.run_id)
+                view.elapsed_s = run.duration_s if run is not None else None
         return view
 
     def progress(self) -> Progress:
@@ -389,68 +387,7 @@ def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
         process.send_signal(signum)
 
 
-# starting and resuming -------------------------------------------------------------------------------
-
-
-@dataclass
-class CampaignStart:
-    """What ``orchestrate sweep`` starts from: the campaign as recorded and the cells this session runs."""
-
-    campaign_id: str
-    name: str
-    to_run: list[CellRow]
-    budget_usd: float | None
-    parallel: int
-    resumed: bool = False
-    notes: list[str] = field(default_factory=list)
-
-
-def _new_cells(matrix: object) -> list[NewCell]:
-    from orchestrator.campaign.matrix import Matrix
-
-    assert isinstance(matrix, Matrix)
-    return [NewCell(p.cell.id, position, p.cell.where, p.cell.values, p.cell.spec.model_dump(mode="json"),
-                    p.duration_s, p.cost_usd) for position, p in enumerate(matrix.cells)]
-
-
-def begin(store: Store, *, sweep_file: Path, sweep: object, matrix: object, resume: bool,
-          retry_failed: bool) -> CampaignStart:
-    """Records a new campaign, or takes over the unfinished one of the sweep's name (``resume``), and says which
-    cells to run: every cell of a new one; on resume, those that did not finish (and failed ones with
-    ``retry_failed``), once each cell left running by the dead orchestrator is settled (see :func:`recover`).
-
-    Raises:
-        SpecError: ``resume`` with no unfinished campaign of that name, or with its orchestrator still running.
-    """
-    from orchestrator.campaign.matrix import Matrix, SweepSpec
-
-    assert isinstance(sweep, SweepSpec) and isinstance(matrix, Matrix)
-    book = CampaignBook(store)
-    cells = _new_cells(matrix)
-    sweep_json = sweep.model_dump(mode="json")
-    previous = book.unfinished(sweep.name, with_failed=resume and retry_failed)
-    notes: list[str] = []
-    if not resume:
-        if previous is not None and previous.abandoned:
-            notes.append(f"campaign {previous.name} ({previous.id}) did not finish: `orchestrate sweep "
-                         f"{sweep_file} --resume` continues it; this starts a new one")
-        campaign_id = new_campaign_id()
-        book.create(campaign_id, name=sweep.name, file=str(sweep_file.resolve()), sweep=sweep_json,
-                    budget_usd=matrix.budget_usd, parallel=matrix.parallel, cells=cells)
-        return CampaignStart(campaign_id, sweep.name, book.cells(campaign_id), matrix.budget_usd, matrix.parallel,
-                             notes=notes)
-    if previous is None:
-        raise SpecError("--resume", sweep.name, "the name of a campaign that did not complete" + (
-            " or has failed cells" if retry_failed else "") + " (none of that name is: run it without --resume)")
-    if previous.state == "running" and not previous.abandoned:
-        raise SpecError("--resume", previous.id, "a campaign whose orchestrator is gone (this one is still "
-                        "running: stop it with Ctrl-C where it runs)")
-    book.reopen(previous.id, sweep=sweep_json, budget_usd=matrix.budget_usd, parallel=matrix.parallel, cells=cells)
-    wanted = {c.cell_id for c in cells}
-    again = ("pending", "running", "interrupted", "skipped", *(("failed",) if retry_failed else ()))
-    to_run = [c for c in book.cells(previous.id) if c.cell_id in wanted and c.state in again]
-    return CampaignStart(previous.id, sweep.name, to_run, matrix.budget_usd, matrix.parallel, resumed=True,
-                         notes=notes)
+# resuming -------------------------------------------------------------------------------------------
 
 
 def recover(runner: CampaignRunner, *, clock: Callable[[], float] = time.monotonic,
@@ -462,7 +399,7 @@ def recover(runner: CampaignRunner, *, clock: Callable[[], float] = time.monoton
         assert cell.run_id is not None
         deadline = clock() + RECOVER_WAIT_S
         said = False
-        while (row := _run_row(runner.store, cell.run_id)) is not None and row.state not in FINAL_STATES \
+        while (row := runner.store.find_run(cell.run_id)) is not None and row.state not in FINAL_STATES \
                 and not row.abandoned:
             if not said:
                 runner.reporter.note(f"cell {cell.cell_id}: its run {cell.run_id} is still tearing down; waiting")
@@ -480,11 +417,6 @@ def recover(runner: CampaignRunner, *, clock: Callable[[], float] = time.monoton
     runner.pending = [fresh[c.cell_id] for c in runner.pending]
 
 
-def _run_row(store: Store, run_id: str) -> RunRow | None:
-    rows = store.query("SELECT id FROM runs WHERE id=?", (run_id,))
-    return store.get_run(run_id) if rows else None
-
-
 def run_campaign(sweep_file: Path, *, home: Path, reporter: CampaignReporter, budget_usd: float | None = None,
                  parallel: int | None = None, resume: bool = False, retry_failed: bool = False,
                  spawn: Callable[[Path, str, Path], subprocess.Popen[bytes]] = spawn_cell,
@@ -495,8 +427,6 @@ def run_campaign(sweep_file: Path, *, home: Path, reporter: CampaignReporter, bu
     Raises:
         SpecError: the sweep file, a cell, ``--resume`` or ``--budget`` is invalid; nothing was recorded.
     """
-    from orchestrator.campaign.matrix import check_cell_params, load_sweep, plan_matrix
-
     sweep = load_sweep(sweep_file)
     matrix = plan_matrix(sweep, home=home, budget_usd=budget_usd, parallel=parallel)
     check_cell_params(matrix)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator import api
 from orchestrator.campaign.progress import CellView, Progress
 from orchestrator.campaign.runner import CampaignRunner
 from orchestrator.store import Store, default_home
 from orchestrator.store.campaigns import CampaignBook, CampaignRow
 
+# `orchestrate campaign list` and `campaign status` import this module: pandas and the report stack load only in
+# campaign_report, so that they take 0.7 s (1.6 s with pandas).
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -65,7 +68,6 @@ def campaign_report(text: str, *, home: Path | None = None) -> tuple[CampaignRow
     """
     import pandas as pd
 
-    from orchestrator import api
     from orchestrator.report.campaign import best_configurations, campaign_frame
 
     home = home or default_home()

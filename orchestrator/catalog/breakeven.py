@@ -23,8 +23,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from orchestrator.catalog.offers import Offer
 from orchestrator.cost import HOURS_PER_MONTH
 from orchestrator.errors import SpecError
+from orchestrator.inventory.model import InventoryHost
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -181,8 +183,6 @@ def catalog_options(offers: Iterable[object], *, gpu: str | None = None) -> list
         offers: :class:`orchestrator.catalog.offers.Offer` rows.
         gpu: keep offers whose accelerator contains this text (case-insensitive).
     """
-    from orchestrator.catalog.offers import Offer
-
     options: list[CostOption] = []
     for offer in offers:
         assert isinstance(offer, Offer)
@@ -223,8 +223,6 @@ def inventory_options(hosts: Iterable[object], *, gpu: str | None = None) -> lis
         hosts: :class:`orchestrator.inventory.InventoryHost` rows.
         gpu: keep boxes whose GPU model contains this text (case-insensitive).
     """
-    from orchestrator.inventory.model import InventoryHost
-
     options: list[CostOption] = []
     for host in hosts:
         assert isinstance(host, InventoryHost)

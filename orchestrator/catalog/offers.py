@@ -31,6 +31,8 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from orchestrator.catalog.images import IMAGE_FORMATS
+from orchestrator.cost import BILLING_RULES, monthly_rental_per_hour, owned_per_hour
 from orchestrator.errors import SpecError
 
 SHIPPED_PATH = Path(__file__).with_name("offers.csv")
@@ -99,16 +101,12 @@ class Offer(BaseModel):
     @field_validator("billing_rule")
     @classmethod
     def _known_rule(cls, rule: str) -> str:
-        from orchestrator.cost import BILLING_RULES
-
         if rule not in BILLING_RULES:
             raise _invalid("billing_rule", "one of " + ", ".join(sorted(BILLING_RULES)))
         return rule
 
     @model_validator(mode="after")
     def _consistent(self) -> Offer:
-        from orchestrator.cost import BILLING_RULES
-
         if self.retired and self.retired_on is None:
             raise _invalid("retired_on", "the retirement date (YYYY-MM-DD) when status is retired")
         minimum = BILLING_RULES[self.billing_rule].minimum_s
@@ -116,8 +114,6 @@ class Offer(BaseModel):
             raise _invalid("billing_minimum_s", f"{minimum:g}, the minimum of billing rule {self.billing_rule}")
         _check_terms(self.provider, self.terms, self.on_demand_per_hour)
         if self.image:
-            from orchestrator.catalog.placement import IMAGE_FORMATS
-
             formats = IMAGE_FORMATS.get(self.provider)
             if formats is None:
                 raise _invalid("image", "empty on a rented or owned row (an image is for cloud rows)")
@@ -186,8 +182,6 @@ def _parse_terms(text: str) -> dict[str, float]:
 
 def _check_terms(provider: str, text: str, on_demand: float) -> None:
     """Checks a row's terms: required on rented and owned rows, absent elsewhere, and agreeing with its price."""
-    from orchestrator.cost import monthly_rental_per_hour, owned_per_hour
-
     values = _parse_terms(text)
     needed = TERMS.get(provider)
     if needed is None:

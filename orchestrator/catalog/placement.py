@@ -16,12 +16,14 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.catalog.images import AWS_DLAMI, AWS_DLAMI_UNSUPPORTED, AZURE_UBUNTU_HPC, IMAGE_FORMATS
+from orchestrator.catalog.offers import Offer, load_offers
 from orchestrator.errors import SpecError
+from orchestrator.inputs import shown
+from orchestrator.inventory.model import Inventory, inventory_path, load_inventory
 from orchestrator.machine import Placement
 
 if TYPE_CHECKING:
-    from orchestrator.catalog.offers import Offer
-    from orchestrator.inventory.model import Inventory
     from orchestrator.spec import MachineSpec, RunSpec
 
 # Flags that name a machine a provider cannot give, by provider: refused, never silently ignored.
@@ -50,19 +52,6 @@ class Resolved:
     warnings: tuple[str, ...] = ()  # for the plan: one line each, what may make the provider refuse or the run fail
 
 
-# The AWS Deep Learning AMI (NVIDIA driver, Ubuntu 22.04), resolved by EC2 itself from its public SSM parameter at
-# launch (FACTS.md; AWS DLAMI developer guide, "find-dlami-id"). Current DLAMIs do not support P2 (K80) or P3 (V100).
-AWS_DLAMI = "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
-AWS_DLAMI_UNSUPPORTED = ("p2", "p3")
-# Azure's Ubuntu HPC 22.04 (the Data Science VM family): NVIDIA driver and CUDA for the N-series sizes.
-AZURE_UBUNTU_HPC = "microsoft-dsvm:ubuntu-hpc:2204:latest"
-# What each cloud's --image may be: (pattern, the accepted forms for the error line).
-IMAGE_FORMATS = {
-    "aws": (r"ami-[0-9a-f]{8,17}|resolve:ssm:/[\w./-]{1,1000}",
-            "an AMI id such as ami-0123456789abcdef0, or resolve:ssm:/<public parameter>"),
-    "azure": (r"[\w.-]{1,200}:[\w.-]{1,200}:[\w.-]{1,200}:[\w.-]{1,100}|/subscriptions/[\w./-]{1,1000}",
-              "publisher:offer:sku:version such as " + AZURE_UBUNTU_HPC + ", or an image's resource id"),
-}
 MAX_SUCCESSORS = 4  # successors named in a retired offer's warning
 
 
@@ -76,17 +65,12 @@ def resolve(spec: RunSpec, *, home: Path) -> Resolved:
     for name in _NOT_FOR.get(spec.provider, _CLOUDS_NOT_FOR):
         value = getattr(machine, name)
         if value not in (None, False, []):
-            shown = value.model_dump(exclude_defaults=True) if hasattr(value, "model_dump") else value
-            raise SpecError(_FLAG[name], shown, f"nothing: the {spec.provider} provider does not use it")
+            given = value.model_dump(exclude_defaults=True) if hasattr(value, "model_dump") else value
+            raise SpecError(_FLAG[name], given, f"nothing: the {spec.provider} provider does not use it")
     if spec.provider == "local":
         return _local(machine)
     if spec.provider == "rented":
-        from orchestrator.inventory.model import inventory_path, load_inventory
-
         return rented_placements(machine, load_inventory(inventory_path(home)))
-    from orchestrator.catalog.offers import load_offers
-    from orchestrator.inputs import shown
-
     if machine.image is not None and spec.provider in IMAGE_FORMATS:  # the forms of the provider asked for only
         pattern, accepted = IMAGE_FORMATS[spec.provider]
         if not re.fullmatch(pattern, machine.image):

@@ -3,27 +3,17 @@ output is a file or a pipe (CI logs stay readable)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
 
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.campaign.progress import CampaignOutcome, CellView, Progress
-from orchestrator.cli.console import err, out
+from orchestrator.cli.console import duration_text, err, money_text, out
 
 CELL_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan", "skipped": "dim",
               "pending": ""}
-
-
-def _money(value: float | None) -> str:
-    return "" if value is None else f"${value:.4f}"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    minutes, seconds = divmod(value, 60)
-    return f"{int(minutes)}m{seconds:04.1f}s" if minutes else f"{seconds:.1f}s"
 
 
 def budget_text(progress: Progress) -> str:
@@ -34,12 +24,14 @@ def budget_text(progress: Progress) -> str:
     return f"spent ${progress.spent_usd:.4f} of ${progress.budget_usd:g} (${left:.4f} left)"
 
 
+def state_counts(progress: Progress) -> str:
+    """How many cells are in each state, states in the order the cells first have them: ``2 succeeded, 1 running``."""
+    return ", ".join(f"{n} {state}" for state, n in Counter(view.state for view in progress.cells).items())
+
+
 def cells_table(progress: Progress, title: str | None = None) -> Table:
     """The cells as a table: state, machine, elapsed, cost so far; the caption has the budget left."""
-    counts: dict[str, int] = {}
-    for view in progress.cells:
-        counts[view.state] = counts.get(view.state, 0) + 1
-    caption = f"{budget_text(progress)} · " + ", ".join(f"{n} {state}" for state, n in counts.items())
+    caption = f"{budget_text(progress)} · {state_counts(progress)}"
     table = Table(title=title or f"campaign {escape(progress.name)} ({progress.campaign_id}), --parallel "
                   f"{progress.parallel}", caption=escape(caption))
     for column in ("#", "swept", "where", "state", "machine", "elapsed", "cost", "est. $", "cell"):
@@ -49,8 +41,8 @@ def cells_table(progress: Progress, title: str | None = None) -> Table:
         style = CELL_STYLE.get(view.state, "")
         state = f"[{style}]{view.state}[/]" if style else view.state
         table.add_row(str(index), escape(view.swept or view.values), escape(view.where), state,
-                      escape(view.machine or ""), _seconds(view.elapsed_s), _money(view.cost_usd),
-                      _money(view.estimated_usd), view.cell_id)
+                      escape(view.machine or ""), duration_text(view.elapsed_s), money_text(view.cost_usd),
+                      money_text(view.estimated_usd), view.cell_id)
     return table
 
 
@@ -64,8 +56,8 @@ def cell_line(view: CellView, progress: Progress) -> str:
         return f"{head} as {view.run_id}"
     if view.state == "skipped":
         return f"{head}: {view.error}"
-    tail = f" in {_seconds(view.elapsed_s)}" if view.elapsed_s is not None else ""
-    tail += f", {_money(view.cost_usd)}" if view.cost_usd is not None else ""
+    tail = f" in {duration_text(view.elapsed_s)}" if view.elapsed_s is not None else ""
+    tail += f", {money_text(view.cost_usd)}" if view.cost_usd is not None else ""
     tail += f"; {budget_text(progress)}"
     return head + tail + (f": {view.error}" if view.error and view.state != "succeeded" else "")
 
@@ -78,15 +70,13 @@ class CampaignDisplay:
     """
 
     def __init__(self, live: bool) -> None:
-        self._live: Any = None
+        self._live: Live | None = None
         self.redraws = live
 
     def update(self, progress: Progress) -> None:  # noqa: D102
         if not self.redraws:
             return
         if self._live is None:
-            from rich.live import Live
-
             self._live = Live(cells_table(progress), console=out, refresh_per_second=4, transient=False,
                               vertical_overflow="visible")
             self._live.start()

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
 
-from orchestrator.cli.console import err, json_text, out
+from orchestrator.cli.console import (
+    check_output,
+    err,
+    json_text,
+    out,
+    print_listing,
+    print_tables,
+    time_text,
+    write_output,
+)
 from orchestrator.cli.params import POSITIVE
+
+if TYPE_CHECKING:
+    from orchestrator.campaign import Matrix
+    from orchestrator.store.campaigns import CampaignRow
+
+# Commands import the campaign code lazily: `orchestrate --help` takes 0.2 s (+0.4 s with the campaign package,
+# +0.7 s with the report stack's pandas, +10 ms with rich.table).
 
 
 @click.command()
@@ -84,12 +102,9 @@ def sweep(file: Path, dry_run: bool, parallel: int | None, budget_usd: float | N
         sys.exit(1)
 
 
-def _print_matrix(name: str, matrix: object) -> None:
+def _print_matrix(name: str, matrix: Matrix) -> None:
     from rich.table import Table
 
-    from orchestrator.campaign import Matrix
-
-    assert isinstance(matrix, Matrix)
     table = Table(title=f"campaign {escape(name)} (dry run: nothing is created)")
     for column in ("#", "cell", "where", "suite and params", "est. s", "est. $", "budget"):
         table.add_column(column, justify="right" if column in ("#", "est. s", "est. $") else "left")
@@ -130,32 +145,20 @@ def list_campaigns(as_json: bool) -> None:
       orchestrate campaign list
       orchestrate campaign list --json
     """
-    from dataclasses import asdict
-
-    from rich.table import Table
-
     from orchestrator.campaign.views import campaign_progress, campaigns
+    from orchestrator.cli.campaign_views import state_counts
 
-    rows = campaigns()
-    if as_json:
-        click.echo(json_text([{**asdict(row), "progress": asdict(campaign_progress(row.id))} for row in rows]))
-        return
-    if not rows:
-        out.print("no campaigns yet: try `orchestrate sweep benchmarks/sweeps/dev-box.yaml`")
-        return
-    table = Table(title="campaigns")
-    for column in ("id", "name", "state", "started", "cells", "spent", "budget"):
-        table.add_column(column, justify="right" if column in ("spent", "budget") else "left")
-    for row in rows:
+    def cells(row: CampaignRow) -> tuple[str, ...]:
         progress = campaign_progress(row.id)
-        counts: dict[str, int] = {}
-        for view in progress.cells:
-            counts[view.state] = counts.get(view.state, 0) + 1
         state = f"{row.state} [red]abandoned[/] (--resume)" if row.abandoned else row.state
-        table.add_row(row.id, escape(row.name), state, row.created_at[:19].replace("T", " "),
-                      ", ".join(f"{n} {s}" for s, n in counts.items()), f"${progress.spent_usd:.4f}",
-                      "" if row.budget_usd is None else f"${row.budget_usd:g}")
-    out.print(table)
+        return (row.id, escape(row.name), state, time_text(row.created_at), state_counts(progress),
+                f"${progress.spent_usd:.4f}", "" if row.budget_usd is None else f"${row.budget_usd:g}")
+
+    print_listing(campaigns(), as_json=as_json, title="campaigns",
+                  record=lambda row: {**asdict(row), "progress": asdict(campaign_progress(row.id))},
+                  empty="no campaigns yet: try `orchestrate sweep benchmarks/sweeps/dev-box.yaml`",
+                  columns=("id", "name", "state", "started", "cells", "spent", "budget"), right=("spent", "budget"),
+                  cells=cells)
 
 
 @campaign.command("status")
@@ -169,8 +172,6 @@ def campaign_status(name: str, as_json: bool) -> None:
       orchestrate campaign status dev-box
       orchestrate campaign status c-20261130-151002-3fa9 --json
     """
-    from dataclasses import asdict
-
     from orchestrator.campaign.views import campaign_progress, find_campaign
     from orchestrator.cli.campaign_views import cells_table
 
@@ -201,7 +202,6 @@ def campaign_report(name: str, fmt: str, output: Path | None) -> None:
       orchestrate campaign report dev-box --format html -o campaign.html
     """
     from orchestrator.campaign.views import campaign_report as report_of
-    from orchestrator.cli.reports import check_output
     from orchestrator.report.campaign import campaign_tables, render_campaign_html, render_campaign_text
 
     if fmt == "html" and output is None:
@@ -215,18 +215,6 @@ def campaign_report(name: str, fmt: str, output: Path | None) -> None:
         err.print(f"wrote {output}")
         return
     if fmt == "table":
-        from rich.console import Console
-
-        console = Console(file=output.open("w"), width=250, color_system=None) if output is not None else out
-        for table in campaign_tables(row.name, frame, best):
-            console.print(table)
-        if output is not None:
-            console.file.close()
-            err.print(f"wrote {output}")
+        print_tables(campaign_tables(row.name, frame, best), output)
         return
-    text = render_campaign_text(frame, best, fmt)
-    if output is not None:
-        output.write_text(text)
-        err.print(f"wrote {output}")
-    else:
-        click.echo(text, nl=False)
+    write_output(render_campaign_text(frame, best, fmt), output)

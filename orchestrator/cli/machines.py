@@ -6,13 +6,19 @@ Registered on the main group in :mod:`orchestrator.cli`; thin over :mod:`orchest
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
+from rich import box
 from rich.markup import escape
 
 from orchestrator.cli.console import json_text, out
 from orchestrator.cli.params import NON_NEGATIVE, POSITIVE
+from orchestrator.errors import SpecError
+
+# Commands import the control plane lazily: `orchestrate --help` takes 0.2 s (+0.2 s with orchestrator.api or the
+# catalog, +10 ms with rich.table).
 
 
 @click.group()
@@ -158,11 +164,9 @@ def catalog(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from rich import box
     from rich.table import Table
 
     from orchestrator.catalog import catalog_path, filter_offers, load_offers, sort_offers
-    from orchestrator.errors import SpecError
 
     every = load_offers()
     providers = sorted({offer.provider for offer in every})
@@ -267,12 +271,9 @@ def breakeven(
       orchestrate breakeven --gpu-hours-per-month 120 --purchase-usd 1800 --watts 450 --owned-gpu 'RTX 4090'
       orchestrate breakeven --gpu-hours-per-month 50 --runs r-20261128-180102-3fa9 --json
     """
-    from dataclasses import asdict
-
     from rich.table import Table
 
     from orchestrator import api
-    from orchestrator.errors import SpecError
 
     if hours < 0 or hours != hours:
         raise SpecError("--gpu-hours-per-month", hours, "a number of GPU-hours >= 0")

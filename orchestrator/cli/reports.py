@@ -1,34 +1,21 @@
 """`orchestrate report`: compare runs as a table, Markdown, CSV, JSON, Parquet or one HTML file.
 
 Registered on the main group in :mod:`orchestrator.cli.runs`; thin over :func:`orchestrator.api.report_frames_derived`.
-Start-up imports only click, rich and the stdlib-only metrics constants; pandas loads inside the command.
 """
 
 from __future__ import annotations
 
-import io
 from functools import partial
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from orchestrator.cli.console import err, out
-from orchestrator.report.metrics import SPREAD_BOUND, bound_text
+from orchestrator.cli.console import check_output, err, out, print_tables, write_output
+from orchestrator.errors import SpecError
+from orchestrator.report.metrics import SPREAD_ACCEPTED, SPREAD_BOUND, bound_text, parse_spread_bound
 
-
-def check_output(path: Path) -> None:
-    """Refuses an -o path that cannot be written, before any work is done.
-
-    Raises:
-        SpecError: the path is a directory, or its directory does not exist.
-    """
-    from orchestrator.errors import SpecError
-
-    if path.is_dir():
-        raise SpecError("-o", str(path), "a file path (this is a directory)")
-    if not path.parent.is_dir():
-        raise SpecError("-o", str(path), f"a file in an existing directory ({path.parent} does not exist)")
+# The command imports the control plane and the report stack lazily: `orchestrate --help` takes 0.2 s (+0.2 s with
+# orchestrator.api, +0.7 s with the report stack's pandas).
 
 
 @click.command()
@@ -75,6 +62,7 @@ def report(
     """
     from orchestrator import api
     from orchestrator.report.deploy import FORMATS, tradeoff_frame, tradeoff_table
+    from orchestrator.report.html import render_html
     from orchestrator.report.render import FILE_FORMATS, pick_columns, render_text, rich_table, write_parquet
 
     if fmt in FILE_FORMATS and output is None:
@@ -107,32 +95,20 @@ def report(
         err.print(f"wrote {output}")
         return
     if fmt == "html" and output is not None:
-        from orchestrator.report.html import render_html
-
         # The HTML report always has both views: the table is the summary, the curves come from the samples.
         output.write_text(render_html(samples, summary, spread_bound=spread_bound), encoding="utf-8")
         err.print(f"wrote {output}")
         return
     if fmt == "table":
-        if output is not None:
-            buffer = io.StringIO()
-            Console(file=buffer, width=250, color_system=None).print(table(frame))
-            output.write_text(buffer.getvalue())
-            err.print(f"wrote {output}")
-        elif frame.empty:
+        if output is None and frame.empty:
             suite = "deploy" if view == "deploy" else "smoke"
             out.print(f"no {'deploy samples' if view == 'deploy' else 'runs'} to report: "
                       f"try `orchestrate run --provider local --suite {suite}`")
         else:
-            out.print(table(frame))
+            print_tables([table(frame)], output)
         return
-    text = render_text(frame, fmt, reading=view != "deploy", formats=FORMATS if view == "deploy" else None,
-                       columns=picked, spread_bound=spread_bound)
-    if output is not None:
-        output.write_text(text)
-        err.print(f"wrote {output}")
-    else:
-        click.echo(text, nl=False)
+    write_output(render_text(frame, fmt, reading=view != "deploy", formats=FORMATS if view == "deploy" else None,
+                             columns=picked, spread_bound=spread_bound), output)
 
 
 def _spread_bound(value: str) -> float:
@@ -141,9 +117,6 @@ def _spread_bound(value: str) -> float:
     Raises:
         click.BadParameter: naming the value received and what is accepted (the option is named by click).
     """
-    from orchestrator.errors import SpecError
-    from orchestrator.report.metrics import SPREAD_ACCEPTED, parse_spread_bound
-
     try:
         return parse_spread_bound(value)
     except SpecError:

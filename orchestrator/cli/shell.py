@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+# The command imports orchestrator.api and the SSH code lazily: `orchestrate --help` takes 0.2 s (0.4 s with them).
+
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("run_id", metavar="RUN")

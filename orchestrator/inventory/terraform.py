@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.errors import SpecError
 from orchestrator.inputs import read_text, shown, spec_error
-from orchestrator.inventory.model import Inventory, InventoryHost
+from orchestrator.inventory.model import Inventory, InventoryHost, load_inventory
 
 ACCEPTED = "`terraform output -json` of terraform/aws or terraform/azure: an object whose hosts output is a list"
 
@@ -119,8 +119,6 @@ def import_into(inventory: Path, hosts: list[InventoryHost], *, merge: bool) -> 
         if not merge:
             raise SpecError("inventory", str(inventory), "a path with no inventory yet, or --merge to add these boxes "
                             "to it", hint="ORCHESTRATE_INVENTORY names another file")
-        from orchestrator.inventory.model import load_inventory
-
         load_inventory(inventory)  # the existing file is valid before anything is changed
         raw = yaml.safe_load(read_text(inventory, "inventory", "inventory YAML file")) or {}
         existing = list(raw.get("hosts") or [])

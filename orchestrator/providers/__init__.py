@@ -10,22 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import SpecError
+from orchestrator.machine import PROVIDER_NAMES
 
 if TYPE_CHECKING:
     from orchestrator.machine import LeaseBook
     from orchestrator.providers.base import Provider
 
+# One entry per name of ``machine.PROVIDER_NAMES`` (the names the spec accepts; tests/unit/test_layers.py checks).
 PROVIDERS: dict[str, tuple[str, str]] = {
     "local": ("orchestrator.providers.local", "LocalProvider"),
     "rented": ("orchestrator.providers.rented", "RentedProvider"),
     "aws": ("orchestrator.providers.aws.instance", "AwsProvider"),
     "azure": ("orchestrator.providers.azure.vm", "AzureProvider"),
 }
-
-
-def provider_names() -> list[str]:
-    """Returns the names a user may pass as ``--provider``."""
-    return sorted(PROVIDERS)
 
 
 def get_provider(name: str, home: Path, *, leases: LeaseBook | None = None, **options: Any) -> Provider:
@@ -41,7 +38,7 @@ def get_provider(name: str, home: Path, *, leases: LeaseBook | None = None, **op
         SpecError: the name is not a known provider.
     """
     if name not in PROVIDERS:
-        raise SpecError("provider", name, "one of " + ", ".join(provider_names()))
+        raise SpecError("provider", name, "one of " + ", ".join(PROVIDER_NAMES))
     module_name, class_name = PROVIDERS[name]
     cls = getattr(importlib.import_module(module_name), class_name)
     provider: Provider = cls(home=home, leases=leases, **options)

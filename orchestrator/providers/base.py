@@ -7,7 +7,6 @@ provider's leases come through a :class:`~orchestrator.machine.LeaseBook` (the s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from typing import Protocol
 
 from orchestrator.machine import Capability, LaunchRequest, Machine
@@ -39,25 +38,3 @@ class Provider(Protocol):
     def list_machines(self, *, run_id: str | None = None) -> list[Machine]:
         """Lists the machines this provider holds for Orchestrate (all runs, or one), by tag: finds orphans."""
         ...
-
-
-@dataclass(frozen=True)
-class SpotQuote:
-    """A spot price a cloud quoted for a machine at launch."""
-
-    text: str  # as the cloud wrote it
-    price: float  # USD per hour
-    at: str  # ISO time the price was set (or read)
-    source: str  # who quoted it: "DescribeSpotPriceHistory", "Azure Retail Prices API"
-
-
-def at_spot_price(machine: Machine, quote: SpotQuote | None) -> Machine:
-    """The machine priced at the quote (unless the user fixed its price), the quote recorded in ``extra``; without a
-    quote it keeps the catalog's price and ``extra["spot_price_source"]`` says ``catalog`` (a launch never fails for
-    its price)."""
-    if quote is None:
-        return replace(machine, extra={**machine.extra, "spot_price_source": "catalog"})
-    placement = machine.placement if machine.placement.price_fixed else replace(
-        machine.placement, price_per_hour=quote.price)
-    return replace(machine, placement=placement, extra={
-        **machine.extra, "spot_price": quote.text, "spot_price_at": quote.at, "spot_price_source": quote.source})

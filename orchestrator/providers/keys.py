@@ -10,6 +10,7 @@ machine's pinned host key, so the first connection already knows whom to expect.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,3 +127,17 @@ class SSHEndpoint:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise SpecError(field, text, "[user@]host:port, e.g. 127.0.0.1:2222")
         return cls(host=host, port=int(port), user=user or None)
+
+    @classmethod
+    def setting(cls, given: str | None, env: str) -> SSHEndpoint | None:
+        """The endpoint a cloud provider was given, else the one its environment variable ``env`` names, else None.
+
+        Raises:
+            SpecError: it is not of the form ``[user@]host:port`` (the line names ``env``).
+        """
+        text = given if given is not None else os.environ.get(env)
+        return cls.parse(text, field=env) if text else None
+
+    def reach(self, host: str, port: int, user: str) -> tuple[str, int, str]:
+        """(host, port, user) to reach a machine at: this endpoint's, its user where it names one."""
+        return self.host, self.port, self.user or user

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.errors import SpecError
 from orchestrator.machine import Access
 from orchestrator.remote.transport import LocalTransport, Transport
 
@@ -34,6 +35,8 @@ def transport_to(access: Access, home: Path, connect_timeout_s: float = 300.0) -
     """
     if access.via == "local":
         return LocalTransport()
+    # Imported here, not at the top: it imports paramiko (0.7 s of a 0.8 s start, measured with `python -c`), which
+    # the dev box's runs, `orchestrate logs` of a local run and every command that never opens SSH do not need.
     from orchestrator.remote.ssh import SSHTransport
 
     ssh = SSHTransport(_ssh_target(access), known_hosts=known_hosts_path(home), connect_timeout_s=connect_timeout_s)
@@ -44,8 +47,7 @@ def transport_to(access: Access, home: Path, connect_timeout_s: float = 300.0) -
 
 def _ssh_target(access: Access) -> SSHTarget:
     """Returns the SSH target for ``access``, its bastion (and the bastion's own, if any) as ``proxy_jump``."""
-    from orchestrator.errors import SpecError
-    from orchestrator.remote.ssh import SSHTarget
+    from orchestrator.remote.ssh import SSHTarget  # paramiko: see transport_to
 
     if access.key_path is None:
         raise SpecError("key_path", None, f"a private key path to log in to {access.describe()}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -22,50 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import OrchestrateError, SpecError
+from orchestrator.payload_files import PAYLOAD_PACKAGE, payload_source_dir
 from orchestrator.remote.transport import without_credentials
 
-PAYLOAD_PACKAGE = "keras_bench"
 SUITE_FILE = "suite.json"
 MANIFEST_FILE = "MANIFEST.json"
-RESULTS_SCHEMA_FILE = "results.schema.json"
 # Members of the source tree that never travel.
 _SKIP_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache"}
 # The start of a PEM or OpenSSH private key: a file holding one is never packed (it would reach every machine).
 _PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
-
-
-def payload_source_dir() -> Path:
-    """Returns the directory of the ``keras_bench`` package (source checkout or installed).
-
-    Raises:
-        OrchestrateError: the package is not installed.
-    """
-    override = os.environ.get("ORCHESTRATE_PAYLOAD_DIR")
-    if override:
-        return Path(override)
-    spec = importlib.util.find_spec(PAYLOAD_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise OrchestrateError(
-            "the payload package keras_bench is not installed",
-            hint="install Orchestrate with `pip install -e .` from its source tree",
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def suites_dir() -> Path:
-    """Returns the directory of the named suite files (``benchmarks/suites`` in a source checkout)."""
-    source = payload_source_dir()
-    # Installed from a wheel: shipped inside the package. In a source checkout: benchmarks/suites.
-    for candidate in (source / "suites_yaml", source.parent / "suites"):
-        if candidate.is_dir():
-            return candidate
-    raise OrchestrateError(f"no suites directory next to the payload package at {source}")
-
-
-def results_schema() -> dict[str, Any]:
-    """Returns the results-document JSON Schema that the payload ships (the contract of DESIGN §4)."""
-    schema: dict[str, Any] = json.loads((payload_source_dir() / RESULTS_SCHEMA_FILE).read_text())
-    return schema
 
 
 @dataclass(frozen=True)

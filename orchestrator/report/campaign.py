@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import pandas as pd
+import numpy as np
+import pandas as pd
 
-    from orchestrator.report.heatmap import HeatMap
-    from orchestrator.report.html import Chart, Series
-    from orchestrator.report.render import FittedTable
+from orchestrator.report.charts import Chart, Series, figure_html, finite, html_text, present, settle
+from orchestrator.report.frame import stands_for_run
+from orchestrator.report.heatmap import HeatMap, accuracy_range, batch_size_chart, category, heat_map_figure, heat_maps
+from orchestrator.report.html import CSS, SORT_SCRIPT, accuracy_curves, json_for_script, label_runs
+from orchestrator.report.labels import narrowed
+from orchestrator.report.metrics import as_floats, price_per_hour, spread_note
+from orchestrator.report.render import LABELS, FittedTable, format_cell, frame_table, printable, render_text
 
 # The cell's own columns, first in the campaign frame. ``cell_cost_usd`` is what the campaign billed for the cell;
 # the run's priced cost (a total row: every machine of the run) stays ``cost_usd``, as in the summary.
@@ -38,7 +41,7 @@ CONFIGURATION_KEYS = ("model", "batch_size", "precision", "xla", "optimizer", "l
 BEST_COLUMNS = ["scope", "criterion", "value", "unit", "cell_id", "where", "configuration", "run_id"]
 OVERALL = "overall"
 # The cells table's columns (when the frame has them), and the ones it always shows: what varies between the cells
-# first (``swept``, see orchestrator.campaign.labels), the cell id last.
+# first (``swept``, see orchestrator.report.labels), the cell id last.
 _CELL_TABLE = ["swept", "where", "state", "run_id", "host", "model", "batch_size", "precision", "learning_rate",
                "dropout", "test_accuracy", "train_images_per_sec", "spread_flag", "train_images_per_usd",
                "cost_to_accuracy_usd", "cell_cost_usd", "error", "cell_id"]
@@ -81,10 +84,6 @@ def campaign_frame(cells: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
             never started), cost_usd (billed for the cell), error, values (the swept values as text).
         summary: the derived summary of the campaign's runs (``api.report_frames_derived``'s second frame).
     """
-    import pandas as pd
-
-    from orchestrator.report.frame import stands_for_run
-
     ordered = cells.sort_values("position", kind="stable") if "position" in cells.columns else cells
     left = ordered.rename(columns={"cost_usd": "cell_cost_usd"})
     for column in CELL_COLUMNS:
@@ -104,22 +103,12 @@ def campaign_frame(cells: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     return joined.astype({c: "Int64" for c in whole}).reset_index(drop=True)
 
 
-def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
-    from orchestrator.report.metrics import _numbers as numbers
-
-    return numbers(frame, column)
-
-
 def configuration_text(row: pd.Series) -> str:
     """Returns a row's recipe in a few words: ``model=cnn batch_size=32 learning_rate=0.001``, keys it has only."""
-    from orchestrator.report.heatmap import category
-    from orchestrator.report.html import _present
-    from orchestrator.report.render import printable
-
     def shown(key: str) -> str:  # a swept rate as the heat-map's axis says it (0.0001, not 1e-04 or 0.0)
         return printable(category(row[key]) if key in ("learning_rate", "dropout") else row[key])
 
-    return " ".join(f"{key}={shown(key)}" for key in CONFIGURATION_KEYS if key in row.index and _present(row[key]))
+    return " ".join(f"{key}={shown(key)}" for key in CONFIGURATION_KEYS if key in row.index and present(row[key]))
 
 
 def best_configurations(frame: pd.DataFrame) -> pd.DataFrame:
@@ -137,11 +126,6 @@ def best_configurations(frame: pd.DataFrame) -> pd.DataFrame:
         criterion (a :class:`Criterion` name), value (the figure), unit, cell_id, where, configuration (see
         :func:`configuration_text`) and run_id. Indexed by the chosen row's label in ``frame``.
     """
-    import numpy as np
-    import pandas as pd
-
-    from orchestrator.report.metrics import price_per_hour
-
     price = price_per_hour(frame).to_numpy(dtype="float64")
     priced = np.isfinite(price) & (price > 0)
     provider = frame["provider"].astype(str).to_numpy() if "provider" in frame.columns else np.full(len(frame), "")
@@ -150,7 +134,7 @@ def best_configurations(frame: pd.DataFrame) -> pd.DataFrame:
     rows, picked = [], []
     for scope in scopes:
         for criterion in CRITERIA:
-            values = _numbers(frame, criterion.column).to_numpy(dtype="float64")
+            values = as_floats(frame, criterion.column).to_numpy(dtype="float64")
             candidates = np.flatnonzero(priced & np.isfinite(values) & ((provider == scope) | (scope == OVERALL)))
             if not len(candidates):
                 continue
@@ -181,15 +165,11 @@ def best_reading(best: pd.DataFrame) -> pd.DataFrame:
 def cells_reading(frame: pd.DataFrame) -> pd.DataFrame:
     """Returns the cells table's columns (those with a value somewhere, and always the cell, where and state)
     under short labels."""
-    from orchestrator.report.heatmap import category
-    from orchestrator.report.html import _present
-    from orchestrator.report.render import LABELS
-
     columns = [c for c in _CELL_TABLE if c in frame.columns and (c in _ALWAYS or frame[c].notna().any())]
     shown = frame[columns].copy()
     for swept in ("learning_rate", "dropout"):  # as swept (1e-05, 0.3), not as a table's four decimals
         if swept in shown.columns:
-            shown[swept] = [category(value) if _present(value) else None for value in shown[swept]]
+            shown[swept] = [category(value) if present(value) else None for value in shown[swept]]
     return shown.rename(columns=lambda c: CAMPAIGN_LABELS.get(c) or LABELS.get(c, c))
 
 
@@ -201,8 +181,6 @@ def campaign_tables(name: str, frame: pd.DataFrame, best: pd.DataFrame) -> list[
         frame: a :func:`campaign_frame`.
         best: its :func:`best_configurations`.
     """
-    from orchestrator.report.render import FittedTable, frame_table
-
     best_caption = EXCLUDED if not best.empty else NO_BEST
     return [
         frame_table(best_reading(best), f"campaign {name}: best configurations", caption=best_caption,
@@ -240,15 +218,11 @@ def render_campaign_text(frame: pd.DataFrame, best: pd.DataFrame, fmt: str) -> s
     Raises:
         ValueError: another format.
     """
-    from orchestrator.report.render import render_text
-
     if fmt == "md":
         best_md = render_text(best_reading(best), "md", reading=False) + f"\n{EXCLUDED}\n" if not best.empty \
             else f"{NO_BEST}\n"
         cells_md = render_text(cells_reading(frame), "md", reading=False)
         if "spread_flag" in frame.columns and frame["spread_flag"].notna().any():
-            from orchestrator.report.metrics import spread_note
-
             cells_md += f"\n{spread_note(marked=False)}\n"
         return f"## Best configurations\n\n{best_md}\n## Cells\n\n{cells_md}"
     if fmt == "csv":
@@ -281,9 +255,6 @@ def render_campaign_html(name: str, frame: pd.DataFrame, best: pd.DataFrame,
         best: its :func:`best_configurations`.
         samples: the samples frame of the campaign's runs, for the per-epoch accuracy curves; None leaves them out.
     """
-    from orchestrator.report.heatmap import accuracy_range, batch_size_chart, heat_maps
-    from orchestrator.report.html import _CSS, _JS, _e, _json_for_script
-
     maps = heat_maps(frame)
     low, high = accuracy_range(maps)
     machines = list(dict.fromkeys(frame["where"].astype(str))) if "where" in frame.columns else []
@@ -301,35 +272,30 @@ def render_campaign_html(name: str, frame: pd.DataFrame, best: pd.DataFrame,
     title = f"Campaign {name}"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{_e(title)}</title>"
-        f"<style>{_CSS}{_CAMPAIGN_CSS}</style></head><body>"
-        f"<h1>{_e(title)}</h1><p>{_cell_count(frame)} cell(s){': ' + _e(counts) if counts else ''}; "
+        f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{html_text(title)}</title>"
+        f"<style>{CSS}{_CAMPAIGN_CSS}</style></head><body>"
+        f"<h1>{html_text(title)}</h1><p>{_cell_count(frame)} cell(s){': ' + html_text(counts) if counts else ''}; "
         f"{len(frame)} row(s). Hover a square or a mark for its values; click a column header of the cells table "
         "to sort.</p>"
         f"<h2>Best configurations</h2>{_best_table(best)}"
         f"<h2>By machine</h2>{''.join(sections) or _NO_CELLS}"
         f"<h2>Cells</h2><div class=\"scroll\">{_cells_table(frame)}</div>"
-        f"<script type=\"application/json\" id=\"campaign-data\">{_json_for_script(data)}</script>"
-        f"<script>{_JS}</script></body></html>\n"
+        f"<script type=\"application/json\" id=\"campaign-data\">{json_for_script(data)}</script>"
+        f"<script>{SORT_SCRIPT}</script></body></html>\n"
     )
 
 
 def _machine_section(where: str, rows: pd.DataFrame, heat: HeatMap | None, batch: Chart,
                      samples: pd.DataFrame | None, scale: tuple[float, float]) -> str:
     """One machine's figures: its heat-map, its batch-size curves and, with samples, its accuracy curves."""
-    from orchestrator.report.heatmap import heat_map_figure
-    from orchestrator.report.html import _e, _figure, _settle
-
-    figures = [heat_map_figure(where, heat, *scale), _figure(_settle(batch))]
+    figures = [heat_map_figure(where, heat, *scale), figure_html(settle(batch))]
     if samples is not None:
-        figures.append(_figure(_settle(_accuracy_chart(rows, samples))))
-    return f'<section class="machine" data-where="{_e(where)}"><h3>{_e(where)}</h3>' \
+        figures.append(figure_html(settle(_accuracy_chart(rows, samples))))
+    return f'<section class="machine" data-where="{html_text(where)}"><h3>{html_text(where)}</h3>' \
            f'<div class="charts">{"".join(figures)}</div></section>'
 
 
 def _accuracy_chart(rows: pd.DataFrame, samples: pd.DataFrame) -> Chart:
-    from orchestrator.report.html import Chart
-
     chart = Chart("accuracy_vs_time", "Test accuracy against training time", "training seconds", "accuracy",
                   "no per-epoch accuracy curve in this machine's runs (run the accuracy suite)",
                   one_x="Every accuracy here was measured at {x} training seconds, so there is no curve to draw.")
@@ -342,19 +308,16 @@ def _cell_curves(rows: pd.DataFrame, samples: pd.DataFrame) -> list[Series]:
     """The accuracy curves of the cells' runs, each named by what varies between the cells drawn (``lr 0.001 ·
     dropout 0.25``: the cells' ``swept`` labels without what all of them share), its cell id last; a run with
     several curves (hosts, models) adds what its own legend said of each."""
-    from orchestrator.campaign.labels import narrowed
-    from orchestrator.report.html import _curves, _present, _run_labels
-
     cells = rows.dropna(subset=["run_id"]).drop_duplicates("run_id")
     cells = cells[cells["run_id"].isin(set(samples["run_id"]))]
     swept = cells["swept"] if "swept" in cells.columns else cells["cell_id"]
-    names = narrowed([str(text) if _present(text) and str(text) else str(cell_id)
+    names = narrowed([str(text) if present(text) and str(text) else str(cell_id)
                       for text, cell_id in zip(swept, cells["cell_id"], strict=True)])
     series: list[Series] = []
     for (run_id, cell_id), name in zip(zip(cells["run_id"], cells["cell_id"], strict=True), names, strict=True):
         own = samples[samples["run_id"] == run_id]
-        prefix = _run_labels(own.assign(run_id=own["run_id"].astype(str))).get(str(run_id), str(run_id))
-        curves = _curves(own)
+        prefix = label_runs(own.assign(run_id=own["run_id"].astype(str))).get(str(run_id), str(run_id))
+        curves = accuracy_curves(own)
         for curve in curves:
             extra = curve.label.removeprefix(prefix).strip() if len(curves) > 1 else ""
             curve.label = f"{name}{' · ' + extra if extra else ''} (cell {cell_id})"
@@ -363,26 +326,21 @@ def _cell_curves(rows: pd.DataFrame, samples: pd.DataFrame) -> list[Series]:
 
 
 def _best_table(best: pd.DataFrame) -> str:
-    from orchestrator.report.html import _e
-
     if best.empty:
-        return f'<p class="empty">{_e(NO_BEST)}</p>'
+        return f'<p class="empty">{html_text(NO_BEST)}</p>'
     shown = best_reading(best)
-    head = "".join(f"<th>{_e(column)}</th>" for column in shown.columns)
-    body = "".join("<tr>" + "".join(f'<td class="{_e(column)}">{_e(value)}</td>'
+    head = "".join(f"<th>{html_text(column)}</th>" for column in shown.columns)
+    body = "".join("<tr>" + "".join(f'<td class="{html_text(column)}">{html_text(value)}</td>'
                                     for column, value in zip(shown.columns, record, strict=True)) + "</tr>"
                    for record in shown.itertuples(index=False))
-    return f'<p class="note">{_e(EXCLUDED)}</p><table class="best" data-table="best"><thead><tr>{head}</tr>' \
+    return f'<p class="note">{html_text(EXCLUDED)}</p><table class="best" data-table="best"><thead><tr>{head}</tr>' \
            f"</thead><tbody>{body}</tbody></table>"
 
 
 def _cells_table(frame: pd.DataFrame) -> str:
     """Every row of the campaign, sortable (the page's script sorts ``table.summary``), each state coloured."""
-    from orchestrator.report.html import _e, _finite
-    from orchestrator.report.render import format_cell
-
     shown = cells_reading(frame)
-    head = "".join(f"<th>{_e(column)}</th>" for column in shown.columns)
+    head = "".join(f"<th>{html_text(column)}</th>" for column in shown.columns)
     numeric = [shown.iloc[:, i].dtype.kind in "fiu" for i in range(shown.shape[1])]
     rows = []
     for record in shown.itertuples(index=False):
@@ -390,10 +348,10 @@ def _cells_table(frame: pd.DataFrame) -> str:
         for column, value, is_number in zip(shown.columns, record, numeric, strict=True):
             if column == "state":
                 known = str(value) if str(value) in _STATES else "other"
-                cells.append(f'<td class="text state state-{known}">{_e(format_cell(value))}</td>')
+                cells.append(f'<td class="text state state-{known}">{html_text(format_cell(value))}</td>')
                 continue
-            sort_key = f' data-sort="{value!r}"' if is_number and _finite(value) else ""
-            cells.append(f'<td class="{"num" if is_number else "text"}"{sort_key}>{_e(format_cell(value))}</td>')
+            sort_key = f' data-sort="{value!r}"' if is_number and finite(value) else ""
+            cells.append(f'<td class="{"num" if is_number else "text"}"{sort_key}>{html_text(format_cell(value))}</td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f'<table class="summary" data-table="cells"><thead><tr>{head}</tr></thead>' \
            f"<tbody>{''.join(rows)}</tbody></table>"

@@ -8,12 +8,9 @@ throughput, accuracy and its change from the baseline, and the sparsity measured
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import pandas as pd
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from orchestrator.report.render import FittedTable
+from orchestrator.report.render import FittedTable, frame_table
 
 BENCHMARK = "deploy"
 BASELINE = "float32"
@@ -47,8 +44,6 @@ def tradeoff_frame(samples: pd.DataFrame) -> pd.DataFrame:
     of :data:`METRICS`, plus ``size ×`` and ``gzip ×`` (the variant's bytes over the float32 baseline's of the
     same run and host). Empty when there are no deploy samples.
     """
-    import pandas as pd
-
     columns = ["run_id", "host", "variant", "format", *(label for _, label in METRICS), "size ×", "gzip ×"]
     if samples.empty or "benchmark" not in samples.columns or "variant" not in samples.columns:
         return pd.DataFrame(columns=columns)
@@ -78,7 +73,5 @@ def tradeoff_table(
     frame: pd.DataFrame, title: str = "deployment trade-offs (against the float32 baseline)"
 ) -> FittedTable:
     """Returns a :func:`tradeoff_frame` as a table for the terminal, each column in its own number format."""
-    from orchestrator.report.render import frame_table
-
     return frame_table(frame, title, formats=FORMATS, priority=PRIORITY,
                        caption="Δ acc pts: percentage points against float32; size ×: bytes over float32's")

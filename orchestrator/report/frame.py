@@ -3,18 +3,23 @@
 A run over several machines has a row per machine (its ``host``, e.g. ``box0``) and, per recipe, a total row
 (``host`` "all 2") that sums the machines' throughput; a run on one machine keeps one row per recipe.
 
-Both frames come from one bulk read of the samples (:func:`frames`): their metadata is parsed once per distinct
-text, and the summary takes one median per run and group of the samples' codes, so a report over a million
-samples needs neither a million parses nor, for the summary alone, a frame of a million rows.
+Both frames come from one bulk read of the samples (:func:`frames`, :mod:`orchestrator.report.fetch`): their
+metadata is parsed once per distinct text, and the summary takes one median per run and group of the samples'
+codes, so a report over a million samples needs neither a million parses nor, for the summary alone, a frame of a
+million rows.
+
+pandas and numpy (about a second of imports) are imported inside the functions that use them: `orchestrate status`
+imports this module (through :mod:`orchestrator.api`) and builds no frame.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.report.fetch import Fetched, fetch
 from orchestrator.store import Store
 
 if TYPE_CHECKING:
@@ -69,29 +74,6 @@ _MISSING = "-"  # stands in for a missing key while grouping (pandas drops NaN k
 _INTEGER_KEYS = ("batch_size", "image_size", "replicas", "workers", "worker_index", "per_replica_batch")
 # The samples' own columns, before their metadata's.
 _SAMPLE_COLUMNS = ["run_id", HOST, "benchmark", "metric", "value", "unit"]
-# The store is read as one row per run of its samples' text (each sample's host, benchmark, metric, unit and
-# metadata, apart by _FIELD, the samples apart by _SAMPLE: JSON text escapes both characters, and a name holding
-# one is caught by the counts) and one row per value: a million rows of five strings each cost several times
-# as much (docs/performance.md, "Report generation").
-_FIELD = "\x1f"
-_SAMPLE = "\x1e"
-_RUNS_PER_QUERY = 25  # bounds the text held at once, and the query's parameters
-
-
-@dataclass
-class _Fetched:
-    """The runs' samples as arrays, in the frames' order: the runs' order, then each run's samples by id."""
-
-    run: np.ndarray  # each sample's run: its position in the runs frame
-    sample_id: np.ndarray  # samples.id
-    key: np.ndarray  # each sample's position in ``keys``
-    value: np.ndarray  # float64
-    keys: list[tuple[str | None, str, str, str, str]]  # distinct (host, benchmark, metric, unit, metadata JSON)
-
-
-class _Unreadable(Exception):
-    """The text read in one row per run does not split into the samples counted (a name holding a separator,
-    or samples recorded between the two reads): the samples are read again, one row each."""
 
 
 def frames(store: Store, run_ids: Sequence[str], *, curves_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -110,7 +92,7 @@ def frames(store: Store, run_ids: Sequence[str], *, curves_only: bool = False) -
     if not run_ids:
         return pd.DataFrame(columns=[*RUN_COLUMNS, *_SAMPLE_COLUMNS[1:]]), summary_frame(pd.DataFrame())
     runs = _runs_frame(store, run_ids)
-    fetched = _fetch(store, list(runs["run_id"]))
+    fetched = fetch(store, list(runs["run_id"]))
     keys = _key_frame(fetched)
     rows = None
     if curves_only:
@@ -130,7 +112,7 @@ def samples_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
     if not run_ids:
         return pd.DataFrame(columns=[*RUN_COLUMNS, *_SAMPLE_COLUMNS[1:]])
     runs = _runs_frame(store, run_ids)
-    fetched = _fetch(store, list(runs["run_id"]))
+    fetched = fetch(store, list(runs["run_id"]))
     return _samples(runs, fetched, _key_frame(fetched), None)
 
 
@@ -138,117 +120,9 @@ def _runs_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
     """Returns the runs' facts (:data:`RUN_COLUMNS`), oldest first."""
     import pandas as pd
 
-    marks = ",".join("?" * len(run_ids))
-    runs = pd.DataFrame(
-        [tuple(row) for row in store.query(
-            "SELECT r.id, r.name, r.provider, r.suite, r.state, r.created_at, r.duration_s, "
-            "(SELECT SUM(amount_usd) FROM costs c WHERE c.run_id = r.id) "
-            f"FROM runs r WHERE r.id IN ({marks}) ORDER BY r.created_at, r.id", list(run_ids))],
-        columns=RUN_COLUMNS,
-    )
+    runs = pd.DataFrame([astuple(facts) for facts in store.run_facts(run_ids)], columns=RUN_COLUMNS)
     runs["cost_usd"] = runs["cost_usd"].astype("float64")
     return runs
-
-
-def _fetch(store: Store, run_ids: list[str]) -> _Fetched:
-    """Reads the runs' samples: per run, its samples' ids and text in one row; then their values, one row each."""
-    position = {run_id: i for i, run_id in enumerate(run_ids)}
-    lookup: dict[str, int] = {}  # a sample's text → its key
-    try:
-        batches = [_read_batch(store, run_ids[start:start + _RUNS_PER_QUERY], position, lookup)
-                   for start in range(0, len(run_ids), _RUNS_PER_QUERY)]
-        keys = [_split(sample) for sample in lookup]
-    except _Unreadable:
-        return _fetch_rows(store, run_ids)
-    return _assembled(batches, keys)
-
-
-_Batch = tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]  # run positions, ids, keys, values
-
-
-def _read_batch(store: Store, batch: list[str], position: dict[str, int], lookup: dict[str, int]) -> _Batch:
-    """Reads some runs' samples, in SQLite's order of run ids, each run's by id; new texts join ``lookup``."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    marks = ",".join("?" * len(batch))
-    text = f"printf('%Q{_FIELD}%s{_FIELD}%s{_FIELD}%s{_FIELD}%s', host, benchmark, metric, unit, metadata_json)"
-    runs = store.query(
-        f"SELECT run_id, COUNT(*), group_concat(id), group_concat({text}, '{_SAMPLE}') FROM samples "
-        f"WHERE run_id IN ({marks}) GROUP BY run_id ORDER BY run_id", batch)
-    values = store.query(f"SELECT value FROM samples WHERE run_id IN ({marks}) ORDER BY run_id, id", batch)
-    counts = np.array([row[1] for row in runs], dtype=np.int64)
-    total = int(counts.sum())
-    if len(values) != total:
-        raise _Unreadable
-    if not total:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty, np.zeros(0, dtype="float64")
-    # Split and coded in Arrow: no Python string per sample, only per distinct text.
-    samples = pc.split_pattern(pa.array([row[3] for row in runs], type=pa.large_string()), pattern=_SAMPLE)
-    ids_text = pc.split_pattern(pa.array([row[2] for row in runs], type=pa.large_string()), pattern=",")
-    if (pc.list_value_length(samples).to_numpy() != counts).any() or len(ids_text.flatten()) != total:
-        raise _Unreadable
-    ids = ids_text.flatten().cast(pa.int64()).to_numpy()
-    coded = pc.dictionary_encode(samples.flatten())
-    texts = coded.dictionary.to_pylist()
-    keys = np.array([lookup.setdefault(sample, len(lookup)) for sample in texts], dtype=np.int64)[
-        coded.indices.to_numpy()]
-    value = np.fromiter((row[0] for row in values), dtype="float64", count=total)
-    run = np.repeat(np.arange(len(counts)), counts)
-    if ((np.diff(ids) <= 0) & (np.diff(run) == 0)).any():  # group_concat's order is SQLite's: put each run's
-        order = np.lexsort((ids, run))                        # samples in id order, as their values are
-        ids, keys = ids[order], keys[order]
-    return np.array([position[row[0]] for row in runs], dtype=np.int64)[run], ids, keys, value
-
-
-def _split(sample: str) -> tuple[str | None, str, str, str, str]:
-    """Returns the (host, benchmark, metric, unit, metadata JSON) of a sample's text as :func:`_read_batch` reads
-    it."""
-    fields = sample.split(_FIELD)
-    if len(fields) != 5:
-        raise _Unreadable
-    host, benchmark, metric, unit, metadata = fields
-    if host == "NULL":  # %Q writes a NULL bare and quotes a name, even the name "NULL"
-        return None, benchmark, metric, unit, metadata
-    if len(host) < 2 or host[0] != "'" or host[-1] != "'":
-        raise _Unreadable
-    return host[1:-1].replace("''", "'"), benchmark, metric, unit, metadata
-
-
-def _fetch_rows(store: Store, run_ids: list[str]) -> _Fetched:
-    """Reads the runs' samples one row each (slower; for the text :func:`_read_batch` cannot split)."""
-    import numpy as np
-
-    lookup: dict[tuple[str | None, str, str, str, str], int] = {}
-    batches = []
-    for start in range(0, len(run_ids), _RUNS_PER_QUERY):
-        batch = run_ids[start:start + _RUNS_PER_QUERY]
-        rows = store.query(
-            "SELECT run_id, id, value, host, benchmark, metric, unit, metadata_json FROM samples "
-            f"WHERE run_id IN ({','.join('?' * len(batch))}) ORDER BY run_id, id", batch)
-        position = {run_id: start + i for i, run_id in enumerate(batch)}
-        keys = []
-        for row in rows:
-            host, benchmark, metric, unit, metadata = tuple(row)[3:]
-            keys.append(lookup.setdefault((host, benchmark, metric, unit, metadata), len(lookup)))
-        batches.append((np.array([position[row[0]] for row in rows], dtype=np.int64),
-                        np.array([row[1] for row in rows], dtype=np.int64), np.array(keys, dtype=np.int64),
-                        np.array([row[2] for row in rows], dtype="float64")))
-    return _assembled(batches, list(lookup))
-
-
-def _assembled(batches: list[_Batch], keys: list[tuple[str | None, str, str, str, str]]) -> _Fetched:
-    """Joins the batches' arrays, in the runs' order (each run's samples by id)."""
-    import numpy as np
-
-    if not batches:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Fetched(empty, empty, empty, np.zeros(0, dtype="float64"), keys)
-    run, ids, key, value = (np.concatenate(parts) for parts in zip(*batches, strict=True))
-    order = np.argsort(run, kind="stable")
-    return _Fetched(run[order], ids[order], key[order], value[order], keys)
 
 
 @dataclass
@@ -260,7 +134,7 @@ class _Keys:
     row: np.ndarray  # each key's row in ``frame``
 
 
-def _key_frame(fetched: _Fetched) -> _Keys:
+def _key_frame(fetched: Fetched) -> _Keys:
     """Builds the key rows: a column's type depends only on the values it holds, not on how often each occurs."""
     import numpy as np
     import pandas as pd
@@ -282,7 +156,7 @@ def _key_frame(fetched: _Fetched) -> _Keys:
     return _Keys(frame, row)
 
 
-def _samples(runs: pd.DataFrame, fetched: _Fetched, keys: _Keys, rows: np.ndarray | None) -> pd.DataFrame:
+def _samples(runs: pd.DataFrame, fetched: Fetched, keys: _Keys, rows: np.ndarray | None) -> pd.DataFrame:
     """Returns the samples frame (of the samples at ``rows`` of ``fetched``; every sample when None)."""
     import pandas as pd
 
@@ -352,7 +226,7 @@ def _filled(column: pd.Series) -> pd.Series:
     return column.astype(object).where(column.notna(), _MISSING)
 
 
-def _summary_of_keys(runs: pd.DataFrame, fetched: _Fetched, keys: _Keys) -> pd.DataFrame:
+def _summary_of_keys(runs: pd.DataFrame, fetched: Fetched, keys: _Keys) -> pd.DataFrame:
     """Returns what ``summary_frame`` gives for the samples frame of ``fetched``, from its key rows and values.
 
     Each key row (typed as in the samples frame, a run without samples included) belongs to a recipe and host

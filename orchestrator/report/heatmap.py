@@ -1,7 +1,7 @@
 """The campaign page's per-machine figures: a learning rate × dropout heat-map of test accuracy, and the training
 throughput by batch size.
 
-Drawn as inline SVG like :mod:`orchestrator.report.html` (whose chart code draws the batch-size curves): every
+Drawn as inline SVG like :mod:`orchestrator.report.charts` (which draws the batch-size curves): every
 mark is in the document as written, nothing is fetched. The heat-map's axes are categories: each learning rate and
 each dropout measured on the machine, in numeric order (learning rates upwards, so that a log sweep reads evenly);
 a combination no cell measured is a grey square, and several cells at one combination show the best accuracy.
@@ -13,7 +13,17 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator.report.html import _LABEL_PX, _TICK_PX, Chart, Series, _e, _finite, _fit, _number, _present
+from orchestrator.report.charts import (
+    LABEL_PX,
+    TICK_PX,
+    Chart,
+    Series,
+    finite,
+    fit_label,
+    html_text,
+    number_text,
+    present,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,11 +95,11 @@ def heat_maps(frame: pd.DataFrame) -> dict[str, HeatMap]:
     maps: dict[str, HeatMap] = {}
     for _, row in frame.iterrows():
         accuracy = row["test_accuracy"]
-        if not (_present(row["learning_rate"]) and _present(row["dropout"]) and _finite(accuracy)):
+        if not (present(row["learning_rate"]) and present(row["dropout"]) and finite(accuracy)):
             continue
         heat = maps.setdefault(str(row["where"]), HeatMap(str(row["where"])))
         key = (category(row["learning_rate"]), category(row["dropout"]))
-        here = HeatCell(float(accuracy), str(row["cell_id"]), str(row["values"]) if _present(row.get("values")) else "",
+        here = HeatCell(float(accuracy), str(row["cell_id"]), str(row["values"]) if present(row.get("values")) else "",
                         _figure(row, "time_to_accuracy_s"), _figure(row, "cost_to_accuracy_usd"))
         known = heat.cells.get(key)
         if known is None or here.accuracy > known.accuracy:  # a tie keeps the earlier cell
@@ -139,7 +149,7 @@ def _tooltip(heat: HeatMap, learning_rate: str, dropout: str) -> str:
     words = [f"cell {cell.cell_id} ({cell.values})" if cell.values else f"cell {cell.cell_id}",
              f"learning rate {learning_rate}, dropout {dropout}", f"test accuracy {cell.accuracy:.4f}"]
     if cell.time_to_accuracy_s is not None:
-        words.append(f"time to accuracy {_number(cell.time_to_accuracy_s)} s")
+        words.append(f"time to accuracy {number_text(cell.time_to_accuracy_s)} s")
     if cell.cost_to_accuracy_usd is not None:
         words.append(f"cost to accuracy ${cell.cost_to_accuracy_usd:.3g}")
     if cell.measured > 1:
@@ -151,40 +161,42 @@ def heat_map_svg(heat: HeatMap, low: float, high: float) -> str:
     """Returns the heat-map as SVG: a square per (learning rate, dropout), coloured and labelled by accuracy."""
     rows, columns = len(heat.learning_rates), len(heat.dropouts)
     cell_height = max(_CELL_HEIGHT, math.ceil(_PLOT_HEIGHT / rows))
-    y_ticks = [_fit(label, 12 * _TICK_PX, _TICK_PX) for label in heat.learning_rates]
-    left = math.ceil(_TITLE_X + 10 + 6 + max(len(tick) for tick in y_ticks) * _TICK_PX)
+    y_ticks = [fit_label(label, 12 * TICK_PX, TICK_PX) for label in heat.learning_rates]
+    left = math.ceil(_TITLE_X + 10 + 6 + max(len(tick) for tick in y_ticks) * TICK_PX)
     right, bottom = left + columns * _CELL_WIDTH, _TOP + rows * cell_height
     width, height = right + _RIGHT, bottom + _BOTTOM
     parts = []
     for row, learning_rate in enumerate(heat.learning_rates):
         y = bottom - (row + 1) * cell_height  # the lowest learning rate at the bottom
         parts.append(f'<text class="tick" x="{left - 6}" y="{y + cell_height / 2 + 4:.1f}" text-anchor="end">'
-                     f"{_e(y_ticks[row])}</text>")
+                     f"{html_text(y_ticks[row])}</text>")
         for column, dropout in enumerate(heat.dropouts):
             x = left + column * _CELL_WIDTH
             parts.append(_square(heat, learning_rate, dropout, x, y, cell_height, low, high))
     for column, dropout in enumerate(heat.dropouts):
         parts.append(f'<text class="tick" x="{left + (column + 0.5) * _CELL_WIDTH:.1f}" y="{bottom + 16}" '
-                     f'text-anchor="middle">{_e(_fit(dropout, _CELL_WIDTH - 6, _TICK_PX))}</text>')
+                     f'text-anchor="middle">{html_text(fit_label(dropout, _CELL_WIDTH - 6, TICK_PX))}</text>')
     parts.append(f'<text class="label" x="{(left + right) / 2:.0f}" y="{height - 8}" text-anchor="middle">'
-                 f"{_e(_fit('dropout', right - left, _LABEL_PX))}</text>")
+                 f"{html_text(fit_label('dropout', right - left, LABEL_PX))}</text>")
     parts.append(f'<text class="label" transform="translate({_TITLE_X} {(_TOP + bottom) / 2:.0f}) rotate(-90)" '
                  f'text-anchor="middle" dominant-baseline="central">learning rate</text>')
     return (f'<svg class="heat-map" viewBox="0 0 {width} {height}" style="max-width:{width}px" role="img" '
-            f'aria-label="test accuracy by learning rate and dropout on {_e(heat.where)}">{"".join(parts)}</svg>')
+            f'aria-label="test accuracy by learning rate and dropout on {html_text(heat.where)}">'
+            f'{"".join(parts)}</svg>')
 
 
 def _square(heat: HeatMap, learning_rate: str, dropout: str, x: int, y: int, height: int, low: float,
             high: float) -> str:
     cell = heat.cells.get((learning_rate, dropout))
     place = f'x="{x}" y="{y}" width="{_CELL_WIDTH}" height="{height}"'
-    title = f"<title>{_e(_tooltip(heat, learning_rate, dropout))}</title>"
+    title = f"<title>{html_text(_tooltip(heat, learning_rate, dropout))}</title>"
     if cell is None:
         return f'<rect class="heat-missing" {place} fill="{_MISSING}">{title}</rect>'
     fill = colour(cell.accuracy, low, high)
-    return (f'<rect class="heat" {place} fill="{fill}" data-learning-rate="{_e(learning_rate)}" '
-            f'data-dropout="{_e(dropout)}" data-accuracy="{cell.accuracy!r}" data-cell="{_e(cell.cell_id)}">'
-            f'{title}</rect><text class="heat-value" x="{x + _CELL_WIDTH / 2:.1f}" y="{y + height / 2 + 4:.1f}" '
+    return (f'<rect class="heat" {place} fill="{fill}" data-learning-rate="{html_text(learning_rate)}" '
+            f'data-dropout="{html_text(dropout)}" data-accuracy="{cell.accuracy!r}" '
+            f'data-cell="{html_text(cell.cell_id)}">{title}</rect>'
+            f'<text class="heat-value" x="{x + _CELL_WIDTH / 2:.1f}" y="{y + height / 2 + 4:.1f}" '
             f'text-anchor="middle" fill="{_ink(fill)}">{cell.accuracy:.3f}</text>')
 
 
@@ -203,7 +215,7 @@ def heat_map_figure(where: str, heat: HeatMap | None, low: float, high: float) -
     head = f'<figure class="chart heat" data-chart="accuracy_heat_map" data-points="{cells}">' \
            f"<figcaption>Test accuracy by learning rate and dropout</figcaption>"
     if heat is None:
-        return f'{head}<p class="empty">{_e(HEAT_EMPTY)}</p></figure>'
+        return f'{head}<p class="empty">{html_text(HEAT_EMPTY)}</p></figure>'
     best = any(cell.measured > 1 for cell in heat.cells.values())
     note = '<p class="note">Where several rows measured one combination, the best accuracy is shown.</p>' \
         if best else ""
@@ -222,9 +234,9 @@ def batch_size_chart(rows: pd.DataFrame) -> Chart:
     merged = False
     for _, row in rows.iterrows():
         throughput, batch = row["train_images_per_sec"], _as_number(row["batch_size"])
-        if not _finite(throughput) or batch is None or batch <= 0:
+        if not finite(throughput) or batch is None or batch <= 0:
             continue
-        recipe = " ".join(str(row[k]) if k in row.index and _present(row[k]) else "-" for k in ("model", "precision"))
+        recipe = " ".join(str(row[k]) if k in row.index and present(row[k]) else "-" for k in ("model", "precision"))
         points = best.setdefault(recipe, {})
         merged = merged or batch in points
         points[batch] = max(points.get(batch, 0.0), float(throughput))

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from orchestrator.errors import SpecError
 
+# `orchestrate status` imports this module (api, through report.verbs): pandas loads inside the functions that read
+# the references, so that status takes 0.4 s (1.3 s with pandas).
 if TYPE_CHECKING:
     import pandas as pd
 

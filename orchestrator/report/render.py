@@ -8,12 +8,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.errors import SpecError
+from orchestrator.report.frame import VARIANT_KEYS
+from orchestrator.report.metrics import NOISY_MARK, SPREAD_BOUND, SPREADS, spread_note, spread_text
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     import pandas as pd
     from rich.console import Console, ConsoleOptions
-    from rich.table import Table
 
 FORMATS = ("table", "md", "csv", "json", "parquet", "html")
 # Formats that are files, not text for a terminal: they need an output path.
@@ -84,8 +92,6 @@ def spread_cell(value: object, cv: object, bound: float) -> tuple[str, bool]:
         cv: the coefficient of variation of its repeats (NaN or None when not known).
         bound: the largest spread not marked.
     """
-    from orchestrator.report.metrics import NOISY_MARK, spread_text
-
     text = format_cell(value)
     if not text or not isinstance(cv, int | float) or isinstance(cv, bool) or math.isnan(cv):
         return text, False
@@ -96,16 +102,12 @@ def spread_cell(value: object, cv: object, bound: float) -> tuple[str, bool]:
 def has_spread(frame: pd.DataFrame) -> bool:
     """Returns whether any throughput of the frame has its repeats' spread (runs recorded before the payload
     wrote it have none)."""
-    from orchestrator.report.metrics import SPREADS
-
     return any(cv in frame.columns and frame[cv].notna().any() for cv in SPREADS.values())
 
 
 def _with_spread(frame: pd.DataFrame, bound: float) -> tuple[pd.DataFrame, list[str]]:
     """Returns the frame with each throughput that has a spread as text (:func:`spread_cell`), and those
     columns (numbers still: right-aligned)."""
-    from orchestrator.report.metrics import SPREADS
-
     if "benchmark" in frame.columns or not has_spread(frame):  # the samples view has no summary figures
         return frame, []
     shown = frame.copy()
@@ -118,13 +120,11 @@ def _with_spread(frame: pd.DataFrame, bound: float) -> tuple[pd.DataFrame, list[
     return shown, texts
 
 
-def _reading_columns(frame: pd.DataFrame) -> list[str]:
+def reading_columns(frame: pd.DataFrame) -> list[str]:
     """Returns the columns a reader scans, in reading order (run, name, host, recipe, figures, duration and cost).
 
     Columns that are empty everywhere are left out.
     """
-    from orchestrator.report.frame import VARIANT_KEYS
-
     lead = [c for c in _LEAD if c in frame.columns]
     variants = [c for c in VARIANT_KEYS if c in frame.columns]
     tail = [c for c in _TAIL if c in frame.columns]
@@ -146,7 +146,7 @@ def _label(column: str) -> str:
 
 def _display(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Returns the given columns (default: the reading columns) under their short labels."""
-    return frame[list(columns or _reading_columns(frame))].rename(columns=_label)
+    return frame[list(columns or reading_columns(frame))].rename(columns=_label)
 
 
 _BENCHMARK_WORDS = {"train_throughput": "train", "inference_throughput": "infer", "train": "", "hparams": ""}
@@ -177,8 +177,6 @@ def pick_columns(frame: pd.DataFrame, names: str) -> list[str]:
     Raises:
         SpecError: a name that is not a column of the frame; the message lists the accepted ones.
     """
-    from orchestrator.errors import SpecError
-
     picked = [name.strip() for name in names.split(",") if name.strip()]
     accepted = ", ".join(str(column) for column in frame.columns)
     for name in picked:
@@ -277,10 +275,8 @@ def rich_table(frame: pd.DataFrame, title: str, columns: Sequence[str] | None = 
         spread_bound: throughputs show their repeats' spread ("812 ±7.1%"), marked noisy above this bound (the
             default: :data:`orchestrator.report.metrics.SPREAD_BOUND`), and the caption states it.
     """
-    from orchestrator.report.metrics import SPREAD_BOUND, spread_note
-
     bound = SPREAD_BOUND if spread_bound is None else spread_bound
-    raw = list(columns) if columns else _reading_columns(frame)
+    raw = list(columns) if columns else reading_columns(frame)
     priority = raw if columns else _priority(frame, raw)
     shown, texts = _with_spread(frame, bound)
     texts = [column for column in texts if column in raw]
@@ -296,8 +292,6 @@ def rich_table(frame: pd.DataFrame, title: str, columns: Sequence[str] | None = 
 def _priority(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     """Orders reading columns by how much a reader misses them: the row's identity first (run, host, state, the
     recipe keys that differ between rows), then its name and headline figures; provider, suite and duration last."""
-    from orchestrator.report.frame import VARIANT_KEYS
-
     recipe = [c for c in columns if c in VARIANT_KEYS]
     varying = [c for c in recipe if frame[c].astype(str).nunique() > 1]
     first = [c for c in ("run_id", "host", "machine_type", "state", "benchmark", "metric", "value") if c in columns]
@@ -342,8 +336,6 @@ class FittedTable:
     whole: frozenset[str] = frozenset()  # labels of text columns always shown and never cut, as those in KEEP
 
     def __post_init__(self) -> None:
-        from rich.cells import cell_len
-
         specs = [self.formats.get(str(column)) for column in self.shown.columns]
         self._cells = [[_formatted(value, spec) for value, spec in zip(row, specs, strict=True)]
                        for row in self.shown.itertuples(index=False)]
@@ -357,10 +349,6 @@ class FittedTable:
 
     def table(self, width: int | None) -> Table:
         """Returns the rich Table for a console ``width`` columns wide (None: no limit)."""
-        from rich.cells import cell_len
-        from rich.table import Table
-        from rich.text import Text
-
         labels = [str(column) for column in self.shown.columns]
         keep = KEEP | self.whole
         wanted = [i for label in self.priority for i, name in enumerate(labels) if name == label]
@@ -408,8 +396,6 @@ class FittedTable:
 
 def title_text(title: str) -> str:
     """Returns a title or caption with rich markup escaped, so a name in it is shown as typed."""
-    from rich.markup import escape
-
     return escape(printable(title))
 
 
@@ -436,8 +422,6 @@ def render_text(
         columns: only these columns (names as in CSV), in this order; see :func:`pick_columns`.
     """
     if fmt == "md":
-        from orchestrator.report.metrics import SPREAD_BOUND, spread_note
-
         bound = SPREAD_BOUND if spread_bound is None else spread_bound
         spread, texts = _with_spread(frame, bound) if reading else (frame, [])
         shown = _display(spread, columns) if reading else frame[list(columns)] if columns else frame

@@ -10,32 +10,19 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.errors import SpecError
-from orchestrator.store.registry import Store, _orchestrator_gone, now
+from orchestrator.store.connection import StoreConnection, like_prefix, now
+from orchestrator.store.rows import CampaignRow as CampaignRow  # the campaign's rows, imported from here too
+from orchestrator.store.rows import CellRow as CellRow
+from orchestrator.store.rows import campaign_row, cell_row
 
 CELL_STATES = ("pending", "running", "succeeded", "failed", "interrupted", "skipped")
 CELL_DONE = ("succeeded", "failed")  # a resumed campaign does not run these again (failed: unless asked)
-
-
-@dataclass(frozen=True)
-class CampaignRow:
-    """One campaign as the store holds it."""
-
-    id: str
-    name: str
-    file: str  # the sweep file it was started from (absolute path)
-    sweep: dict[str, Any]  # the sweep as read then
-    state: str  # running, completed, interrupted
-    budget_usd: float | None
-    parallel: int
-    created_at: str
-    finished_at: str | None
-    # Not finished, yet the orchestrator process that ran it (on this machine) is gone: `--resume` continues it.
-    abandoned: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,30 +38,10 @@ class NewCell:
     estimated_usd: float
 
 
-@dataclass(frozen=True)
-class CellRow:
-    """One cell of a campaign and what became of it."""
-
-    campaign_id: str
-    cell_id: str
-    position: int
-    where: str
-    values: dict[str, Any]
-    spec: dict[str, Any]
-    estimated_s: float
-    estimated_usd: float
-    state: str  # one of CELL_STATES
-    run_id: str | None  # the latest attempt's run
-    attempts: int
-    started_at: str | None
-    finished_at: str | None
-    error: str | None
-
-
 class CampaignBook:
     """Campaign records in a :class:`Store` (schema version 7)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StoreConnection) -> None:
         self.store = store
 
     def create(self, campaign_id: str, *, name: str, file: str, sweep: dict[str, Any], budget_usd: float | None,
@@ -90,7 +57,7 @@ class CampaignBook:
             self._insert_cells(db, campaign_id, cells)
 
     @staticmethod
-    def _insert_cells(db: Any, campaign_id: str, cells: Sequence[NewCell]) -> None:
+    def _insert_cells(db: sqlite3.Connection, campaign_id: str, cells: Sequence[NewCell]) -> None:
         db.executemany(
             "INSERT INTO campaign_cells (campaign_id, cell_id, position, where_text, values_json, spec_json, "
             "estimated_s, estimated_usd, state) VALUES (?,?,?,?,?,?,?,?,'pending') "
@@ -143,28 +110,26 @@ class CampaignBook:
 
     def cells(self, campaign_id: str) -> list[CellRow]:
         """The campaign's cells in the sweep file's order."""
-        rows = self.store.query("SELECT * FROM campaign_cells WHERE campaign_id=? ORDER BY position, cell_id",
+        rows = self.store._read("SELECT * FROM campaign_cells WHERE campaign_id=? ORDER BY position, cell_id",
                                 (campaign_id,))
-        return [CellRow(r["campaign_id"], r["cell_id"], r["position"], r["where_text"], json.loads(r["values_json"]),
-                        json.loads(r["spec_json"]), r["estimated_s"], r["estimated_usd"], r["state"], r["run_id"],
-                        r["attempts"], r["started_at"], r["finished_at"], r["error"]) for r in rows]
+        return [cell_row(r) for r in rows]
 
     def run_ids(self, campaign_id: str) -> list[str]:
         """Every run any attempt of the campaign's cells made, oldest first."""
-        rows = self.store.query("SELECT run_id FROM campaign_runs WHERE campaign_id=? ORDER BY rowid", (campaign_id,))
+        rows = self.store._read("SELECT run_id FROM campaign_runs WHERE campaign_id=? ORDER BY rowid", (campaign_id,))
         return [r["run_id"] for r in rows]
 
     def runs_by_cell(self, campaign_id: str) -> dict[str, list[str]]:
         """Each cell's runs (every attempt), oldest first."""
         by_cell: dict[str, list[str]] = {}
-        for row in self.store.query("SELECT cell_id, run_id FROM campaign_runs WHERE campaign_id=? ORDER BY rowid",
+        for row in self.store._read("SELECT cell_id, run_id FROM campaign_runs WHERE campaign_id=? ORDER BY rowid",
                                     (campaign_id,)):
             by_cell.setdefault(row["cell_id"], []).append(row["run_id"])
         return by_cell
 
     def spent_usd(self, campaign_id: str) -> float:
         """What the campaign's finished runs cost, as priced (running runs are not priced yet)."""
-        rows = self.store.query(
+        rows = self.store._read(
             "SELECT COALESCE(SUM(c.amount_usd), 0) AS total FROM costs c JOIN campaign_runs r ON r.run_id = c.run_id "
             "WHERE r.campaign_id=?", (campaign_id,))
         return float(rows[0]["total"])
@@ -172,13 +137,7 @@ class CampaignBook:
     # campaigns -------------------------------------------------------------------------------------
 
     def _rows(self, where: str, args: Sequence[Any]) -> list[CampaignRow]:
-        rows = self.store.query(f"SELECT * FROM campaigns {where}", args)
-        return [CampaignRow(
-            r["id"], r["name"], r["file"], json.loads(r["sweep_json"]), r["state"], r["budget_usd"], r["parallel"],
-            r["created_at"], r["finished_at"],
-            abandoned=r["state"] == "running" and _orchestrator_gone(r["orchestrator_pid"], r["orchestrator_host"],
-                                                                     r["created_at"]),
-        ) for r in rows]
+        return [campaign_row(r) for r in self.store._read(f"SELECT * FROM campaigns {where}", args)]
 
     def list(self) -> list[CampaignRow]:
         """Every campaign, oldest first."""
@@ -190,7 +149,7 @@ class CampaignBook:
         Raises:
             SpecError: no campaign has that id or name.
         """
-        by_id = self._rows("WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at", (_like_prefix(text),))
+        by_id = self._rows("WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at", (like_prefix(text),))
         if len(by_id) == 1:
             return by_id[0]
         by_name = self._rows("WHERE name=? ORDER BY created_at DESC, id DESC LIMIT 1", (text,))
@@ -211,7 +170,3 @@ class CampaignBook:
                           (name,))
         return rows[0] if rows else None
 
-
-def _like_prefix(text: str) -> str:
-    """``text%`` for LIKE, with LIKE's own wildcards in ``text`` taken literally."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

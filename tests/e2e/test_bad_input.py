@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
+from orchestrator.cost import CostLine
 from orchestrator.store import Store
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
@@ -359,9 +360,9 @@ def test_status_json_stays_json_when_an_old_store_holds_an_infinite_cost(tmp_pat
     with Store(home) as store:
         store.create_run("r-20261130-000000-bbbb", provider="local", suite="smoke", name=None, spec={})
         store.finish_run("r-20261130-000000-bbbb", state="succeeded", duration_s=1.0, error=None, log_tail=None,
-                         results=None, costs=[{"machine_id": "localhost", "component": "compute", "seconds": 1.0,
-                                               "billed_seconds": 1.0, "price_per_hour": float("inf"),
-                                               "amount_usd": float("inf"), "rule": "per_second"}])
+                         results=None, costs=[CostLine(component="compute", seconds=1.0, billed_seconds=1.0,
+                                                       price_per_hour=float("inf"), amount_usd=float("inf"),
+                                                       rule="per_second", machine_id="localhost")])
     result = CliRunner().invoke(cli, ["status", "--json"], env={"ORCHESTRATE_HOME": str(home)})
     assert result.exit_code == 0, result.output
 

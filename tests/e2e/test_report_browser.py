@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cost import CostLine
 from orchestrator.report.html import CHARTS
 from tests.conftest import FAKE_MAIN_HEADER, REPO, run_cli
 
@@ -176,8 +177,8 @@ def test_charts_of_many_cheap_runs_keep_every_label_inside_and_every_legend_entr
             store.finish_run(
                 f"r-{i:02d}", state="succeeded", duration_s=3600.0, error=None, log_tail=None,
                 results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}},
-                costs=[{"machine_id": "m", "component": "compute", "seconds": 3600.0, "billed_seconds": 3600.0,
-                        "price_per_hour": price, "amount_usd": price, "rule": "per_second"}],
+                costs=[CostLine(component="compute", seconds=3600.0, billed_seconds=3600.0, price_per_hour=price,
+                                amount_usd=price, rule="per_second", machine_id="m")],
             )
     page = tmp_path / "report.html"
     result = run_cli(home, "report", "--format", "html", "-o", str(page))

@@ -5,7 +5,6 @@ smoke suite (Keras training) run by this venv's Python, named by the spec's ``ma
 
 from __future__ import annotations
 
-import getpass
 import json
 import subprocess
 import sys
@@ -16,10 +15,12 @@ from typing import Any
 import pytest
 
 from orchestrator.clouds import aws
-from tests.conftest import FAKE_MAIN_HEADER, cli_env, run_cli
+from tests.conftest import FAKE_MAIN_HEADER, cli_env
+from tests.e2e.cloud_cli import served, smoke_run
 from tests.fakes import aws as aws_fakes
 from tests.fakes.aws import IMAGE, REGION
 from tests.fakes.aws_loopback import InstanceServer
+from tests.fakes.loopback import image_spec
 from tests.integration.conftest import free_port
 from tests.integration.conftest import sshd_binary as sshd_binary  # the fixture
 
@@ -30,21 +31,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def instances(home: Path, tmp_path: Path, moto_server: dict[str, str], sshd_binary: Path) -> Iterator[dict[str, str]]:
     """The environment of a CLI run whose instances the loopback server plays."""
-    port = free_port()
-    server = InstanceServer(home, port, tmp_path / "instances").start()
-    try:
-        yield {**moto_server, "ORCHESTRATE_AWS_SSH_ENDPOINT": f"{getpass.getuser()}@127.0.0.1:{port}"}
-    finally:
-        server.stop()
-    assert server.errors == []
-
-
-def _image(tmp_path: Path) -> tuple[Path, Path]:
-    """A run file saying what the "image" runs the payload with: this venv's Python, a test directory as workdir."""
-    box, spec = tmp_path / "box", tmp_path / "image.yaml"
-    environment = {"python": sys.executable, "workdir": str(box)}
-    spec.write_text(f"machine:\n  environment: {json.dumps(environment)}\n")
-    return box, spec
+    server = InstanceServer(home, free_port(), tmp_path / "instances")
+    with served(server, "ORCHESTRATE_AWS_SSH_ENDPOINT") as endpoint:
+        yield {**moto_server, **endpoint}
 
 
 def _left(run_id: str, endpoint_url: str | None = None) -> dict[str, Any]:
@@ -60,22 +49,10 @@ def _left(run_id: str, endpoint_url: str | None = None) -> dict[str, Any]:
 def test_a_smoke_run_on_aws_from_the_command_line_trains_and_leaves_nothing(
     home: Path, tmp_path: Path, instances: dict[str, str]
 ) -> None:
-    box, spec = _image(tmp_path)
-    # Real Keras training, on two epochs: enough to learn (the accuracy asserted below), not the suite's ten.
-    result = run_cli(home, "run", "-f", str(spec), "--provider", "aws", "--instance-type", "g4dn.xlarge",
-                     "--image", IMAGE, "--allow-cidr", "127.0.0.1/32", "--quiet", "--set", "epochs=2", timeout=600,
-                     **instances)
-    assert result.returncode == 0, result.stdout + result.stderr
-    status = json.loads(run_cli(home, "status", "--json", **instances).stdout)
-    [run] = status if isinstance(status, list) else status["runs"]
-    assert run["state"] == "succeeded"
-    run_id = run["id"]
+    run_id, row = smoke_run(home, tmp_path, instances, "--provider", "aws", "--instance-type", "g4dn.xlarge",
+                            "--image", IMAGE)
     assert _left(run_id) == {"live": [], "all": 1, "groups": [], "key_pairs": []}
-    assert not (home / "keys" / run_id).exists()  # the private key went with the key pair
-    assert not (box / "runs" / run_id).exists()  # the run's directory on the "instance" was cleaned up
-    [row] = json.loads(run_cli(home, "report", run_id, "--json", **instances).stdout)
     assert row["machine_type"] == "g4dn.xlarge" and row["host"].startswith("i-")
-    assert row["train_images_per_sec"] > 0 and row["test_accuracy"] > 0.5  # real Keras training on digits
     # Per second with AWS's 60 s minimum, at the catalog's on-demand price of g4dn.xlarge in us-east-1.
     assert row["price_per_hour"] == pytest.approx(0.526)
     assert row["cost_usd"] >= 0.526 * 60 / 3600 - 1e-9
@@ -94,7 +71,7 @@ def test_profile_names_the_account_for_the_run_and_down_uses_the_run_s_own(
     env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent"
     env["ORCHESTRATE_PAYLOAD_DIR"] = str(fake_payload(FAKE_MAIN_HEADER + 'write([sample("train_throughput", '
                                                       '"images_per_sec", 50.0)])\n'))
-    box, spec = _image(tmp_path)
+    _, spec = image_spec(tmp_path)
     args = ["run", "-f", str(spec), "--provider", "aws", "--instance-type", "g4dn.xlarge", "--image", IMAGE,
             "--allow-cidr", "127.0.0.1/32", "--quiet"]
     def cli(*argv: str) -> subprocess.CompletedProcess[str]:

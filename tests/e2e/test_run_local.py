@@ -73,7 +73,7 @@ def test_a_smoke_run_succeeds_and_is_recorded_priced_reported_and_torn_down(home
     assert steps == ["plan", "provision", "launch", "connect", "prepare", "push", "execute", "collect", "teardown",
                      "price", "record"]
     assert detail.costs
-    cost = sum(line["amount_usd"] for line in detail.costs)
+    cost = sum(line.amount_usd for line in detail.costs)
     assert cost == pytest.approx(0.36 * duration / 3600, rel=0.2)
 
     report = run_cli(home, "report", "--last", "1", "--format", "json")
@@ -86,6 +86,10 @@ def test_a_smoke_run_succeeds_and_is_recorded_priced_reported_and_torn_down(home
     assert run_id in status.stdout and "succeeded" in status.stdout
     timeline = run_cli(home, "status", run_id[:-2])
     assert "execute" in timeline.stdout and "teardown" in timeline.stdout
+    document = json.loads(run_cli(home, "status", run_id, "--json").stdout)
+    assert {tuple(sorted(line)) for line in document["costs"]} == {(
+        "amount_usd", "billed_seconds", "component", "machine_id", "price_per_hour", "rule", "run_id", "seconds")}
+    assert {line["run_id"] for line in document["costs"]} == {run_id}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

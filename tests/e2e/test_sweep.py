@@ -33,6 +33,7 @@ from tests.integration.conftest import free_port
 from tests.integration.conftest import make_host_key as make_host_key
 from tests.integration.conftest import sshd as sshd
 from tests.integration.conftest import sshd_binary as sshd_binary
+from tests.store_sql import sql
 
 pytestmark = pytest.mark.slow
 moto_server = aws_fakes.moto_server  # the fixtures
@@ -139,7 +140,7 @@ def test_the_budget_stops_launching_where_the_next_cell_would_take_the_total_ove
     assert len(ran) + len(skipped) == 12 and ran and skipped
     assert spent <= 0.25  # never over
     with Store(home) as store:
-        billed = sum(line["amount_usd"] for run in store.list_runs() for line in store.costs(run.id))
+        billed = sum(line.amount_usd for run in store.list_runs() for line in store.costs(run.id))
     assert billed == pytest.approx(spent)
     # The right point: every cell left out would have taken what was spent, plus its estimate, over the budget…
     for cell in skipped:
@@ -182,7 +183,7 @@ def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 def _cell_rows(home: Path) -> list[Any]:
     with Store(home) as store:
-        return store.query("SELECT cell_id, state, run_id, attempts FROM campaign_cells")
+        return sql(store, "SELECT cell_id, state, run_id, attempts FROM campaign_cells")
 
 
 def _runs_done(home: Path, run_ids: list[str]) -> bool:
@@ -247,7 +248,7 @@ def test_a_campaign_killed_with_sigkill_resumes_without_rerunning_finished_cells
 def _runs_started(home: Path, run_ids: list[str]) -> bool:
     """Every run recorded and its payload started."""
     with Store(home) as store:
-        return all(store.query("SELECT 1 FROM runs WHERE id=?", (r,)) and any(e.step == "execute"
+        return all(sql(store, "SELECT 1 FROM runs WHERE id=?", (r,)) and any(e.step == "execute"
                    for e in store.events(r)) for r in run_ids)
 
 

@@ -8,119 +8,36 @@ Errors are injected with :meth:`ArmFake.fail`: refused at the PUT (``SkuNotAvail
 the operation (``AllocationFailed``), leaving the resource ``Failed`` as Azure does.
 
 :func:`sdk_clients` builds the real SDK clients against it (bearer tokens over plain HTTP allowed).
+
+This module is the control plane (routing, groups, resources, operations, faults); what it holds is in
+:mod:`tests.fakes.arm_state`, what the network and compute providers add to a PUT in :mod:`tests.fakes.arm_providers`,
+the HTTP server in :mod:`tests.fakes.arm_http`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import json
 import math
 import re
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.arm_http import serve
+from tests.fakes.arm_providers import ResourceProviders, instance_view, subnet
+from tests.fakes.arm_state import FAILABLE, KINDS, NAMESPACES, Answer, ArmError, Fault, Held, Operation, set_state
 
 if TYPE_CHECKING:
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.network import NetworkManagementClient
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-# lower-case "namespace/type" → (namespace, type) as Azure spells them in ids and in the resource's "type".
-KINDS: dict[str, tuple[str, str]] = {
-    "microsoft.network/virtualnetworks": ("Microsoft.Network", "virtualNetworks"),
-    "microsoft.network/networksecuritygroups": ("Microsoft.Network", "networkSecurityGroups"),
-    "microsoft.network/publicipaddresses": ("Microsoft.Network", "publicIPAddresses"),
-    "microsoft.network/networkinterfaces": ("Microsoft.Network", "networkInterfaces"),
-    "microsoft.compute/virtualmachines": ("Microsoft.Compute", "virtualMachines"),
-}
-NAMESPACES = {kind: namespace for namespace, kind in KINDS.values()}
-FAILABLE = ("resourceGroups", *(kind for _, kind in KINDS.values()))
-# Nested collections whose items get an id, a type and a provisioning state of their own.
-CHILDREN = {"virtualNetworks": "subnets", "networkSecurityGroups": "securityRules",
-            "networkInterfaces": "ipConfigurations"}
 TAG_FILTER = re.compile(r"^\s*tagName eq '([^']*)'(?:\s+and\s+tagValue eq '([^']*)')?\s*$", re.IGNORECASE)
-
-
-class ArmError(Exception):
-    """An ARM error answer: ``status`` with ``{"error": {"code": code, "message": message}}``."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-@dataclass
-class Fault:
-    """An error :meth:`ArmFake.fail` injects into the PUTs of one kind."""
-
-    kind: str
-    code: str
-    status: int
-    message: str
-    in_operation: bool
-    times: int | None  # how many more PUTs it refuses; None: all of them
-    when: Callable[[dict[str, Any]], bool] | None
-
-
-@dataclass
-class Operation:
-    """A long-running operation: a PUT of a resource, or a DELETE of a resource or a group."""
-
-    id: str
-    kind: str  # "resourceGroups", "virtualMachines", …
-    name: str
-    method: str
-    target: str  # lower-case id of the resource, or lower-case name of the group
-    started: float  # time.monotonic()
-    deadline: float  # when it reaches its terminal state
-    location: str  # lower-case location, for the operation's URL
-    error: dict[str, str] | None = None  # set: the operation ends Failed with this error
-    ended: float | None = None
-
-    def view(self) -> dict[str, Any]:
-        status = "InProgress" if self.ended is None else "Failed" if self.error else "Succeeded"
-        return {"kind": self.kind, "name": self.name, "method": self.method, "started": self.started,
-                "ended": self.ended, "status": status}
-
-
-@dataclass
-class Held:
-    """A resource held by the fake; ``body`` is what GET returns (less the instance view)."""
-
-    kind: str
-    group: str  # lower-case
-    body: dict[str, Any]
-    operation: str  # id of the latest operation on it: only that one settles its state
-    custom_data: str | None = None  # a VM's decoded osProfile.customData (Azure never returns it)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _set_state(body: dict[str, Any], state: str) -> None:
-    properties = body.setdefault("properties", {})
-    properties["provisioningState"] = state
-    for child in properties.get(CHILDREN.get(body.get("type", "").split("/")[-1], ""), []):
-        child.setdefault("properties", {})["provisioningState"] = state
-
-
-class _Server(ThreadingHTTPServer):
-    """The fake's HTTP server: a client killed mid-request (the SIGKILL tests) is not an error of the fake's."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            return
-        super().handle_error(request, client_address)
 
 
 class ArmFake:
@@ -145,18 +62,13 @@ class ArmFake:
         self._resources: dict[str, Held] = {}  # lower-case id → resource
         self._operations: dict[str, Operation] = {}
         self._faults: list[Fault] = []
-        self._addresses = 0  # public IPs handed out
-        self._private_addresses = 0  # NIC private IPs handed out
+        self._providers = ResourceProviders(self._resources)
         self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> ArmFake:
         """Binds 127.0.0.1 on a free port and serves in a daemon thread; ``url`` then says where."""
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.fake = self  # type: ignore[attr-defined]
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, args=(0.05,), name="arm-fake", daemon=True).start()
+        self._server = serve(self.handle)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         return self
 
     def stop(self) -> None:
@@ -223,7 +135,7 @@ class ArmFake:
 
     # The HTTP side. Everything below runs under the lock, via handle().
 
-    def handle(self, method: str, target: str, raw: bytes) -> tuple[int, dict[str, str], Any]:
+    def handle(self, method: str, target: str, raw: bytes) -> Answer:
         """Answers one request: (status, headers, JSON body or None)."""
         parts = urlsplit(target)
         query = {k.lower(): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -239,7 +151,7 @@ class ArmFake:
                 return error.status, error.headers, {"error": {"code": error.code, "message": error.message}}
 
     def _route(self, method: str, path: list[str], query: dict[str, str],
-               raw: bytes) -> tuple[int, dict[str, str], Any]:
+               raw: bytes) -> Answer:
         low = [s.lower() for s in path]
         if len(low) < 3 or low[0] != "subscriptions":
             raise ArmError(404, "NotFound", f"No route for {method} /{'/'.join(path)}")
@@ -269,9 +181,9 @@ class ArmFake:
             if len(rest) == 6:
                 return self._resource(method, kind, group, names[5], query, raw)
             if len(rest) == 7 and rest[6] == "instanceview" and kind == "virtualMachines" and method == "GET":
-                return 200, {}, self._instance_view(self._held(kind, group, names[5]).body)
+                return 200, {}, self._instance_view(self._held(kind, group, names[5]))
             if len(rest) == 8 and rest[6] == "subnets" and kind == "virtualNetworks" and method == "GET":
-                return 200, {}, self._subnet(self._held(kind, group, names[5]).body, names[7])
+                return 200, {}, subnet(self._held(kind, group, names[5]).body, names[7])
         raise ArmError(404, "NotFound", f"No route for {method} /{'/'.join(path)}")
 
     @staticmethod
@@ -297,7 +209,7 @@ class ArmFake:
                 if (kind is None or held.kind == kind) and (group is None or held.group == group)
                 and (query is None or self._matches(held.body, query))]
 
-    def _group(self, method: str, name: str, raw: bytes) -> tuple[int, dict[str, str], Any]:
+    def _group(self, method: str, name: str, raw: bytes) -> Answer:
         key = name.lower()
         held = self._groups.get(key)
         if method == "PUT":
@@ -358,7 +270,7 @@ class ArmFake:
         return path.lower()
 
     def _resource(self, method: str, kind: str, group: str, name: str, query: dict[str, str],
-                  raw: bytes) -> tuple[int, dict[str, str], Any]:
+                  raw: bytes) -> Answer:
         key = self._key(kind, group, name)
         if method == "GET":
             return 200, {}, self._view(self._held(kind, group, name), query)
@@ -368,7 +280,7 @@ class ArmFake:
                 return 204, {}, None
             operation = self._start(kind, held.body["name"], "DELETE", key, held.body["location"])
             held.operation = operation.id
-            _set_state(held.body, "Deleting")
+            set_state(held.body, "Deleting")
             return 202, {"Location": self._operation_url(operation, "operationresults"),
                          **self._retry_after(operation.id)}, None
         if method != "PUT":
@@ -388,12 +300,12 @@ class ArmFake:
                          "properties": copy.deepcopy(body.get("properties") or {})})
         if namespace == "Microsoft.Network":
             resource["etag"] = f'W/"{uuid.uuid4()}"'
-        custom_data = getattr(self, f"_complete_{kind}")(resource, None if previous is None else previous.body)
+        custom_data = self._providers.complete(kind, resource, None if previous is None else previous.body)
         fault = self._inject(kind, body)
         operation = self._start(kind, resource["name"], "PUT", key, resource["location"])
         if fault is not None:
             operation.error = {"code": fault.code, "message": fault.message}
-        _set_state(resource, "Creating" if previous is None and kind == "virtualMachines" else "Updating")
+        set_state(resource, "Creating" if previous is None and kind == "virtualMachines" else "Updating")
         self._resources[key] = Held(kind, group, resource, operation.id,
                                     custom_data if kind == "virtualMachines" else None)
         headers = {"Azure-AsyncOperation": self._operation_url(operation, "operations"),
@@ -426,124 +338,14 @@ class ArmFake:
             raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
         return body
 
-    def _reference(self, resource_id: Any, what: str) -> Held:
-        """The held resource ``resource_id`` names (a subnet id names its virtual network)."""
-        text = str(resource_id or "").lower()
-        base = text.split("/subnets/")[0] if "/subnets/" in text else text
-        held = self._resources.get(base)
-        if held is None or (base != text and not any(s.get("id", "").lower() == text
-                                                     for s in held.body["properties"].get("subnets", []))):
-            raise ArmError(400, "InvalidResourceReference",
-                           f"Resource {resource_id} referenced by {what} was not found.")
-        return held
-
-    def _children(self, resource: dict[str, Any], collection: str) -> list[dict[str, Any]]:
-        children: list[dict[str, Any]] = resource["properties"].setdefault(collection, [])
-        for child in children:
-            if not child.get("name"):
-                raise ArmError(400, "InvalidRequestFormat", f"Every item of {collection} needs a name.")
-            child["id"] = f"{resource['id']}/{collection}/{child['name']}"
-            child["type"] = f"{resource['type']}/{collection}"
-            child.setdefault("properties", {})
-        return children
-
-    def _complete_virtualNetworks(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> None:  # noqa: N802
-        self._children(resource, "subnets")
-
-    def _complete_networkSecurityGroups(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> None:  # noqa: N802
-        self._children(resource, "securityRules")
-
-    def _complete_publicIPAddresses(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> None:  # noqa: N802
-        properties = resource["properties"]
-        properties.setdefault("publicIPAllocationMethod", "Static")
-        properties.setdefault("publicIPAddressVersion", "IPv4")
-        if previous is not None and "ipAddress" in previous["properties"]:
-            properties["ipAddress"] = previous["properties"]["ipAddress"]
-        else:
-            self._addresses += 1
-            n = self._addresses
-            properties["ipAddress"] = f"20.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
-
-    def _complete_networkInterfaces(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> None:  # noqa: N802
-        configurations = self._children(resource, "ipConfigurations")
-        if not configurations:
-            raise ArmError(400, "InvalidRequestFormat", "A network interface needs at least one IP configuration.")
-        if resource["properties"].get("networkSecurityGroup"):
-            self._reference(resource["properties"]["networkSecurityGroup"].get("id"), resource["id"])
-        old = {c["name"].lower(): c for c in (previous or {}).get("properties", {}).get("ipConfigurations", [])}
-        for index, configuration in enumerate(configurations):
-            properties = configuration["properties"]
-            self._reference((properties.get("subnet") or {}).get("id"), configuration["id"])
-            if properties.get("publicIPAddress"):
-                self._reference(properties["publicIPAddress"].get("id"), configuration["id"])
-            properties.setdefault("privateIPAllocationMethod", "Dynamic")
-            properties.setdefault("primary", index == 0)
-            kept = old.get(configuration["name"].lower(), {}).get("properties", {}).get("privateIPAddress")
-            if kept is None:
-                n = 4 + self._private_addresses
-                self._private_addresses += 1
-                kept = f"10.0.{n // 256 % 256}.{n % 256}"
-            properties.setdefault("privateIPAddress", kept)
-
-    def _complete_virtualMachines(self, resource: dict[str, Any], previous: dict[str, Any] | None) -> str | None:  # noqa: N802
-        properties = resource["properties"]
-        interfaces = (properties.get("networkProfile") or {}).get("networkInterfaces") or []
-        if not interfaces:
-            raise ArmError(400, "InvalidParameter", "The VM needs at least one network interface.")
-        for interface in interfaces:
-            self._reference(interface.get("id"), resource["id"])
-        profile = properties.setdefault("osProfile", {})
-        linux = profile.get("linuxConfiguration") or {}
-        keys = (linux.get("ssh") or {}).get("publicKeys") or []
-        password = profile.pop("adminPassword", None)  # never returned, like customData
-        if not keys and (linux.get("disablePasswordAuthentication") is True or not password):
-            raise ArmError(400, "InvalidParameter", "Authentication using either SSH or by user name and password "
-                                                    "must be enabled in Linux profile.")
-        profile.setdefault("secrets", [])
-        custom_data: str | None = None
-        if "customData" in profile:
-            try:
-                custom_data = base64.b64decode(profile.pop("customData"), validate=True).decode()
-            except (binascii.Error, ValueError) as error:
-                raise ArmError(400, "InvalidParameter", "customData must be base64.") from error
-        storage = properties.setdefault("storageProfile", {})
-        disk = storage.setdefault("osDisk", {})
-        disk.setdefault("osType", "Linux")
-        disk.setdefault("createOption", "FromImage")
-        disk.setdefault("name", f"{resource['name']}_OsDisk_1_{uuid.uuid4().hex}")
-        storage.setdefault("dataDisks", [])
-        properties["vmId"] = (previous or {}).get("properties", {}).get("vmId") or str(uuid.uuid4())
-        properties["timeCreated"] = (previous or {}).get("properties", {}).get("timeCreated") or _now()
-        return custom_data
-
     def _view(self, held: Held, query: dict[str, str]) -> dict[str, Any]:
         body = copy.deepcopy(held.body)
         if held.kind == "virtualMachines" and "instanceview" in query.get("$expand", "").lower():
-            body["properties"]["instanceView"] = self._instance_view(held.body)
+            body["properties"]["instanceView"] = self._instance_view(held)
         return body
 
-    def _instance_view(self, vm: dict[str, Any]) -> dict[str, Any]:
-        state = vm["properties"]["provisioningState"]
-        operation = self._operations[self._resources[self._key_of(vm)].operation]
-        code = f"ProvisioningState/{state.lower()}" + (f"/{operation.error['code']}" if operation.error else "")
-        statuses = [{"code": code, "level": "Error" if operation.error else "Info",
-                     "displayStatus": f"Provisioning {state.lower()}", "time": _now()}]
-        power = {"Succeeded": "running", "Creating": "starting", "Updating": "running"}.get(state)
-        if power:
-            statuses.append({"code": f"PowerState/{power}", "level": "Info", "displayStatus": f"VM {power}"})
-        return {"computerName": vm["properties"]["osProfile"].get("computerName"), "osName": "ubuntu",
-                "statuses": statuses}
-
-    @staticmethod
-    def _key_of(resource: dict[str, Any]) -> str:
-        return str(resource["id"]).lower()
-
-    @staticmethod
-    def _subnet(vnet: dict[str, Any], name: str) -> dict[str, Any]:
-        for subnet in vnet["properties"].get("subnets", []):
-            if subnet["name"].lower() == name.lower():
-                return copy.deepcopy(subnet)
-        raise ArmError(404, "NotFound", f"Resource {vnet['id']}/subnets/{name} not found.")
+    def _instance_view(self, held: Held) -> dict[str, Any]:
+        return instance_view(held.body, self._operations[held.operation])
 
     # Long-running operations.
 
@@ -568,7 +370,7 @@ class ArmFake:
             return {}
         return {"Retry-After": str(max(1, math.ceil(operation.deadline - time.monotonic())))}
 
-    def _operation(self, operation_id: str, *, by_location: bool) -> tuple[int, dict[str, str], Any]:
+    def _operation(self, operation_id: str, *, by_location: bool) -> Answer:
         operation = self._operations.get(operation_id)
         if operation is None:
             raise ArmError(404, "NotFound", f"The operation '{operation_id}' was not found.")
@@ -602,33 +404,7 @@ class ArmFake:
             if operation.method == "DELETE":
                 del self._resources[operation.target]
             else:
-                _set_state(held.body, "Failed" if operation.error else "Succeeded")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's requests session expects
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall per request
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        fake: ArmFake = self.server.fake  # type: ignore[attr-defined]
-        status, headers, body = fake.handle(self.command, self.path, raw)
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-ms-request-id", str(uuid.uuid4()))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    do_GET = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_POST = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Quiet: the fake's ``requests`` list is the log."""
+                set_state(held.body, "Failed" if operation.error else "Succeeded")
 
 
 def sdk_clients(fake: ArmFake) -> tuple[ResourceManagementClient, NetworkManagementClient, ComputeManagementClient]:

@@ -1,8 +1,10 @@
 """AWS in-process for tests: moto's EC2, errors injected into the provider's own clients, and a loopback sshd that
 plays the instances with the run's injected host key.
 
-``moto_aws`` is a fixture (import it into a conftest or test module). :class:`HookedClients` is the provider's
-client factory with a place to hang botocore ``before-call`` hooks (FACTS: capacity errors never happen in moto).
+``moto_aws`` is a fixture (import it into a conftest or test module), as are ``sleeps``, ``clients``, ``provider``
+and ``zones`` for the tests of the provider against moto in-process. :class:`HookedClients` is the provider's client
+factory with a place to hang botocore ``before-call`` hooks (FACTS: capacity errors never happen in moto);
+:func:`hook_run_instances` hangs one on RunInstances.
 :class:`LoopbackAws` wraps an :class:`AwsProvider` so that every launch is reachable: it points the provider's SSH
 endpoint at a fresh port, launches, reads the user-data back from moto and starts sshd there with the host key
 cloud-init would have installed, authorising the run's client key.
@@ -15,18 +17,40 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from orchestrator.clouds import aws
-from orchestrator.machine import LaunchRequest, Machine
+from orchestrator.machine import LaunchRequest, Machine, Placement
 from tests.fakes.loopback import CIDR as CIDR
 from tests.fakes.loopback import LoopbackCloud, on_box
 
+if TYPE_CHECKING:
+    from orchestrator.providers.aws.instance import AwsProvider
+
 REGION = "us-east-1"
 IMAGE = "ami-12c6146b"  # one of moto's stock images
+PLACEMENT = Placement(provider="aws", instance_type="g5.xlarge", region=REGION, price_per_hour=1.006,
+                      billing_rule="aws_linux")
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
+                    "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+
+
+def point_at_moto(monkeypatch: pytest.MonkeyPatch, **extra: str) -> dict[str, str]:
+    """Drops every AWS_ variable of the user's environment and sets moto's fake credentials and REGION, and ``extra``.
+
+    Returns:
+        What it set, for a subprocess's environment.
+    """
+    env = {**MOTO_CREDENTIALS, **extra}
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
 
 
 @pytest.fixture
@@ -34,14 +58,8 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto's AWS in this process, with fake credentials in the environment and nothing else of the user's."""
     from moto import mock_aws
 
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
     monkeypatch.delenv("ORCHESTRATE_AWS_SSH_ENDPOINT", raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    point_at_moto(monkeypatch)
     with mock_aws():
         yield
 
@@ -56,13 +74,7 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": "/nonexistent",
-           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "ORCHESTRATE_AWS_REGIONS": REGION}
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    env = point_at_moto(monkeypatch, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", ORCHESTRATE_AWS_REGIONS=REGION)
     try:
         yield env
     finally:
@@ -113,6 +125,63 @@ class HookedClients:
             client.meta.events.register(event, handler)
         self.clients.append(client)
         return client
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """The waits the ``provider`` fixture asked its injected sleep for, in order."""
+    return []
+
+
+@pytest.fixture
+def clients() -> HookedClients:
+    """The ``provider`` fixture's client factory: hang hooks on it before the call they are for."""
+    return HookedClients()
+
+
+@pytest.fixture
+def provider(tmp_path: Path, moto_aws: None, clients: HookedClients, sleeps: list[float]) -> AwsProvider:
+    """The real AwsProvider against moto in-process (home under ``tmp_path``), its sleeps recorded, not slept."""
+    from orchestrator.providers.aws.instance import AwsProvider
+
+    return AwsProvider(tmp_path / "home", sleep=sleeps.append, client_factory=clients)
+
+
+def zones_of(ec2: Any) -> list[str]:
+    """The availability zones of the client's region, sorted (the order the provider tries them in)."""
+    return sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"])
+
+
+@pytest.fixture
+def zones(moto_aws: None) -> list[str]:
+    """The availability zones of moto's REGION, sorted."""
+    return zones_of(aws.client("ec2", region=REGION))
+
+
+def launch_request(run_id: str, **changes: Any) -> LaunchRequest:
+    """A launch of one g5.xlarge (PLACEMENT) from IMAGE, SSH allowed from CIDR only; ``changes`` replace fields."""
+    fields: dict[str, Any] = {"run_id": run_id, "placement": PLACEMENT, "image": IMAGE, "allowed_cidr": CIDR}
+    return LaunchRequest(**{**fields, **changes})
+
+
+def hook_run_instances(clients: HookedClients, refuse: Callable[[str], tuple[str, str] | None],
+                       tokens: list[str] | None = None) -> list[str]:
+    """Hooks RunInstances: ``refuse(zone)`` → (code, message) makes that call fail, None lets it through to moto.
+
+    Returns the zone of each call, in order (and puts each call's client token in ``tokens``).
+    """
+    asked: list[str] = []
+
+    def hook(params: dict[str, Any], **_: Any) -> Any:
+        zone = params["body"]["Placement.AvailabilityZone"]
+        asked.append(zone)
+        if tokens is not None:
+            tokens.append(params["body"]["ClientToken"])
+        answer = refuse(zone)
+        return refusal(*answer) if answer else None
+
+    clients.hooks["before-call.ec2.RunInstances"] = hook
+    return asked
 
 
 def user_data_text(ec2: Any, instance_id: str) -> str:

@@ -34,13 +34,18 @@ def arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ArmFake]:
     """A started ARM fake; the environment names it as the cloud (``ORCHESTRATE_AZURE_CLOUD``) and its
     subscription, so the provider made by the registry (and a CLI subprocess) reaches it."""
     fake = ArmFake().start()
-    monkeypatch.setenv(CLOUD_ENV, fake.url)
-    monkeypatch.setenv(SUBSCRIPTION_ENV, fake.subscription)
-    monkeypatch.delenv("ORCHESTRATE_AZURE_SSH_ENDPOINT", raising=False)
+    point_at(monkeypatch, fake)
     try:
         yield fake
     finally:
         fake.stop()
+
+
+def point_at(monkeypatch: pytest.MonkeyPatch, fake: ArmFake) -> None:
+    """Names ``fake`` as the Azure cloud and its subscription in the environment, and no SSH endpoint."""
+    monkeypatch.setenv(CLOUD_ENV, fake.url)
+    monkeypatch.setenv(SUBSCRIPTION_ENV, fake.subscription)
+    monkeypatch.delenv("ORCHESTRATE_AZURE_SSH_ENDPOINT", raising=False)
 
 
 def provider_for(fake: ArmFake, home: Path, **options: Any) -> AzureProvider:

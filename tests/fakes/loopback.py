@@ -1,11 +1,13 @@
 """What every cloud fake needs to make its machines reachable: a loopback sshd per launch that presents the host key
 the run injected through cloud-init and accepts the run's client key (in-process: :class:`LoopbackCloud`), a thread
-that does the same for machines another process launches (:class:`Watcher`), and the failure injection shared by the
-whole-run tests of each cloud (:func:`break_step`)."""
+that does the same for machines another process launches (:class:`Watcher`), the run file that has a command-line run
+use such a box (:func:`image_spec`), and the failure injection shared by the whole-run tests of each cloud
+(:func:`break_step`)."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import sys
 import threading
 import time
@@ -48,6 +50,19 @@ def on_box(machines: Sequence[Machine], box: Path, *, prepare: Literal["image"] 
         return replace(changed, prepare=prepare) if prepare else changed
 
     return [replace(m, environment=environment(m), run_dir=str(box / "runs" / m.run_id)) for m in machines]
+
+
+def image_spec(tmp_path: Path, **environment: str) -> tuple[Path, Path]:
+    """For a run from the command line, what :func:`on_box` does in-process: a run file (``image.yaml``) whose "image"
+    runs the payload with this venv's Python in ``tmp_path / "box"``, and ``environment``'s other fields.
+
+    Returns:
+        The box (the machine's work directory) and the run file.
+    """
+    box, spec = tmp_path / "box", tmp_path / "image.yaml"
+    fields = {**environment, "python": sys.executable, "workdir": str(box)}
+    spec.write_text(f"machine:\n  environment: {json.dumps(fields)}\n")
+    return box, spec
 
 
 class LoopbackCloud(ABC):

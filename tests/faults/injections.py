@@ -26,6 +26,7 @@ from orchestrator.remote.connect import Connector, _ssh_target, known_hosts_path
 from orchestrator.remote.transport import LocalTransport, Transport
 from orchestrator.store import Store
 from tests.conftest import FAKE_MAIN_HEADER
+from tests.store_sql import sql
 
 # The matrix ------------------------------------------------------------------------------------------------------
 
@@ -415,7 +416,7 @@ def process_alive(pid: int) -> bool:
 
 def stored_samples(store: Store, run_id: str) -> int:
     """How many samples the store holds for the run."""
-    return int(store.query("SELECT COUNT(*) FROM samples WHERE run_id=?", (run_id,))[0][0])
+    return int(sql(store, "SELECT COUNT(*) FROM samples WHERE run_id=?", (run_id,))[0][0])
 
 
 def cost_problems(store: Store, run_id: str) -> list[str]:
@@ -424,20 +425,20 @@ def cost_problems(store: Store, run_id: str) -> list[str]:
     from orchestrator.cost import billing_rule
 
     costs = store.costs(run_id)
-    problems = [f"negative cost {row['amount_usd']} for {row['machine_id']}" for row in costs if row["amount_usd"] < 0]
+    problems = [f"negative cost {row.amount_usd} for {row.machine_id}" for row in costs if row.amount_usd < 0]
     for row in store.machines(run_id):
         if row.machine_id is None:
             continue
-        lines = [c for c in costs if c["machine_id"] == row.machine_id]
+        lines = [c for c in costs if c.machine_id == row.machine_id]
         if not lines:
             problems.append(f"no cost line for {row.machine_id}")
             continue
         placement = row.machine.placement if row.machine is not None else None
         if (placement is not None and placement.price_per_hour > 0
                 and billing_rule(placement.billing_rule).minimum_s > 0
-                and sum(c["amount_usd"] for c in lines) <= 0):
+                and sum(c.amount_usd for c in lines) <= 0):
             problems.append(f"nothing billed for {row.machine_id} at ${placement.price_per_hour}/h")
-    total = sum(c["amount_usd"] for c in costs)
+    total = sum(c.amount_usd for c in costs)
     recorded = store.get_run(run_id).cost_usd or 0.0
     if abs(recorded - total) > 1e-9:
         problems.append(f"run cost {recorded} is not the sum of its lines {total}")

@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.lifecycle import RunContext, execute_plan
+from orchestrator.lifecycle import execute_plan
 from orchestrator.machine import LaunchRequest, Machine, Placement
 from orchestrator.plan import Plan
 from orchestrator.remote import detached
 from orchestrator.remote.session import Session
+from orchestrator.run_steps import RunContext
 from orchestrator.spec import RunSpec, load_suite
 from orchestrator.store import Store, StoreLeases
 from orchestrator.teardown import down_run

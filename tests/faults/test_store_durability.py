@@ -29,6 +29,7 @@ from tests.integration.conftest import client_key as client_key  # the fixtures
 from tests.integration.conftest import make_host_key as make_host_key
 from tests.integration.conftest import sshd as sshd
 from tests.integration.conftest import sshd_binary as sshd_binary
+from tests.store_sql import sql
 
 RUNS = 20
 BOXES_PER_SERVER = 5  # two sshd processes, five inventory boxes on each: well under sshd's MaxStartups of 10
@@ -125,7 +126,7 @@ def test_twenty_runs_at_once_with_readers_lose_nothing_and_nobody_sees_a_locked_
         assert len(recorded) == RUNS and {row.state for row in recorded} == {"succeeded"}
         assert sorted(row.provider for row in recorded) == ["local"] * (RUNS - RUNS // 2) + ["rented"] * (RUNS // 2)
         for row in recorded:
-            [(count, total)] = store.query("SELECT COUNT(*), SUM(value) FROM samples WHERE run_id=?", (row.id,))
+            [(count, total)] = sql(store, "SELECT COUNT(*), SUM(value) FROM samples WHERE run_id=?", (row.id,))
             assert (count, total) == (SAMPLES, sum(range(SAMPLES))), row.id
             assert row.cost_usd is not None and row.cost_usd > 0, row.id
             assert [event.step for event in store.events(row.id)][-1] == "record"
@@ -152,7 +153,7 @@ def _record_started(database: Path, run_id: str) -> bool:
     if not database.exists():
         return False
     with Store(database.parent) as store:
-        return any(row["step"] == "record" for row in store.query(
+        return any(row["step"] == "record" for row in sql(store,
             "SELECT step FROM events WHERE run_id=?", (run_id,)))
 
 
@@ -189,10 +190,10 @@ def test_a_run_killed_inside_its_record_transaction_leaves_a_store_that_opens_an
             orchestrator.wait()
 
     with Store(home) as store:  # opens: the uncommitted transaction is simply not there
-        assert store.query("PRAGMA integrity_check")[0][0] == "ok"
+        assert sql(store, "PRAGMA integrity_check")[0][0] == "ok"
         run = store.get_run(run_id)
         assert (run.state, run.abandoned) == ("running", True)
-        assert store.query("SELECT COUNT(*) FROM samples WHERE run_id=?", (run_id,))[0][0] == 0  # none, not half
+        assert sql(store, "SELECT COUNT(*) FROM samples WHERE run_id=?", (run_id,))[0][0] == 0  # none, not half
         assert [(e.step, e.outcome) for e in store.events(run_id)][-1] == ("record", None)
 
     listed = run_cli(home, "status")

@@ -7,7 +7,6 @@ import getpass
 import stat
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,39 +14,28 @@ import pytest
 
 from orchestrator.clouds import aws
 from orchestrator.errors import CapacityError, HostKeyMismatch, ProviderError, QuotaError, SpecError, SpotRefused
-from orchestrator.machine import LaunchRequest, Machine, MachineState, Placement
+from orchestrator.machine import MachineState, Placement
 from orchestrator.providers.aws import network
 from orchestrator.providers.aws.instance import AwsProvider
 from orchestrator.remote.connect import transport_to
 from tests.fakes import aws as aws_fakes
-from tests.fakes.aws import CIDR, IMAGE, REGION, HookedClients, refusal, spot_price_answer
+from tests.fakes.aws import (
+    CIDR,
+    PLACEMENT,
+    REGION,
+    HookedClients,
+    hook_run_instances,
+    launch_request,
+    refusal,
+    zones_of,
+)
 
-moto_aws = aws_fakes.moto_aws  # the fixture
+moto_aws = aws_fakes.moto_aws  # the fixtures
+sleeps = aws_fakes.sleeps
+clients = aws_fakes.clients
+provider = aws_fakes.provider
 
-PLACEMENT = Placement(provider="aws", instance_type="g5.xlarge", region=REGION, price_per_hour=1.006,
-                      billing_rule="aws_linux")
-SPOT = Placement(provider="aws", instance_type="g5.xlarge", region=REGION, spot=True, price_per_hour=0.302,
-                 billing_rule="aws_linux")  # the catalog's spot price
-
-
-def _request(run_id: str, **changes: Any) -> LaunchRequest:
-    fields: dict[str, Any] = {"run_id": run_id, "placement": PLACEMENT, "image": IMAGE, "allowed_cidr": CIDR}
-    return LaunchRequest(**{**fields, **changes})
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def clients() -> HookedClients:
-    return HookedClients()
-
-
-@pytest.fixture
-def provider(tmp_path: Path, moto_aws: None, clients: HookedClients, sleeps: list[float]) -> AwsProvider:
-    return AwsProvider(tmp_path / "home", sleep=sleeps.append, client_factory=clients)
+SPOT = replace(PLACEMENT, spot=True, price_per_hour=0.302)  # the catalog's spot price
 
 
 @pytest.fixture
@@ -55,26 +43,8 @@ def ec2(moto_aws: None) -> Any:
     return aws.client("ec2", region=REGION)
 
 
-def _zones(ec2: Any) -> list[str]:
-    return sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"])
-
-
-def _run_instances_zones(clients: HookedClients, refuse: Callable[[str], tuple[str, str] | None]) -> list[str]:
-    """Hooks RunInstances: ``refuse(zone)`` → (code, message) makes that call fail; returns the zones asked for."""
-    asked: list[str] = []
-
-    def hook(params: dict[str, Any], **_: Any) -> Any:
-        zone = params["body"]["Placement.AvailabilityZone"]
-        asked.append(zone)
-        answer = refuse(zone)
-        return refusal(*answer) if answer else None
-
-    clients.hooks["before-call.ec2.RunInstances"] = hook
-    return asked
-
-
 def test_the_security_group_lets_only_ssh_in_and_only_from_the_given_address(provider: AwsProvider, ec2: Any) -> None:
-    provider.launch(_request("r-sg", allowed_cidr="198.51.100.4/32"))
+    provider.launch(launch_request("r-sg", allowed_cidr="198.51.100.4/32"))
     [group] = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["orchestrate-r-sg"]}])[
         "SecurityGroups"]
     [vpc] = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
@@ -88,8 +58,8 @@ def test_the_security_group_lets_only_ssh_in_and_only_from_the_given_address(pro
 def test_machines_of_one_launch_share_a_zone_and_may_reach_each_other_but_only_ssh_comes_from_outside(
     provider: AwsProvider, clients: HookedClients, ec2: Any
 ) -> None:
-    asked = _run_instances_zones(clients, lambda zone: None)
-    machines = provider.launch(_request("r-pair", count=2))
+    asked = hook_run_instances(clients, lambda zone: None)
+    machines = provider.launch(launch_request("r-pair", count=2))
     assert len(asked) == 1 and len(machines) == 2  # one RunInstances for both
     instances = [i for r in ec2.describe_instances(InstanceIds=[m.id for m in machines])["Reservations"]
                  for i in r["Instances"]]
@@ -110,8 +80,8 @@ def test_machines_of_one_launch_share_a_zone_and_may_reach_each_other_but_only_s
 def test_a_second_attempt_of_a_multi_machine_run_keeps_one_rule_between_its_machines(
     provider: AwsProvider, ec2: Any
 ) -> None:
-    provider.launch(_request("r-again", count=2))
-    provider.launch(_request("r-again", count=2, attempt=2))  # the group is reset, not duplicated or refused
+    provider.launch(launch_request("r-again", count=2))
+    provider.launch(launch_request("r-again", count=2, attempt=2))  # the group is reset, not duplicated or refused
     [group] = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["orchestrate-r-again"]}])[
         "SecurityGroups"]
     assert sorted(p["IpProtocol"] for p in group["IpPermissions"]) == ["-1", "tcp"]
@@ -122,7 +92,7 @@ def test_a_launch_without_a_narrow_allowed_cidr_is_refused_before_anything_is_ma
     provider: AwsProvider, ec2: Any, cidr: str | None
 ) -> None:
     with pytest.raises(SpecError, match="allowed_cidr"):
-        provider.launch(_request("r-open", allowed_cidr=cidr))
+        provider.launch(launch_request("r-open", allowed_cidr=cidr))
     assert provider.list_machines(run_id="r-open") == []
     assert ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["orchestrate-r-open"]}])[
         "SecurityGroups"] == []
@@ -130,11 +100,11 @@ def test_a_launch_without_a_narrow_allowed_cidr_is_refused_before_anything_is_ma
 
 def test_a_launch_without_an_image_is_refused(provider: AwsProvider) -> None:
     with pytest.raises(SpecError, match="image"):
-        provider.launch(_request("r-noimage", image=None))
+        provider.launch(launch_request("r-noimage", image=None))
 
 
 def test_instances_carry_the_run_s_tags_and_the_pinned_host_key(provider: AwsProvider, ec2: Any) -> None:
-    [machine] = provider.launch(_request("r-tags", tags={"team": "vision"}))
+    [machine] = provider.launch(launch_request("r-tags", tags={"team": "vision"}))
     [instance] = [i for r in ec2.describe_instances(InstanceIds=[machine.id])["Reservations"] for i in r["Instances"]]
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
     assert tags["orchestrate:run-id"] == "r-tags" and tags["Name"] == "orchestrate-r-tags" and tags["team"] == "vision"
@@ -155,7 +125,7 @@ def test_the_host_key_s_private_half_is_in_the_user_data_only_never_on_disk(
 ) -> None:
     from tests.fakes.aws import user_data_of
 
-    [machine] = provider.launch(_request("r-hostkey"))
+    [machine] = provider.launch(launch_request("r-hostkey"))
     document = user_data_of(ec2, machine.id)
     keys = document["ssh_keys"]
     assert keys["ed25519_public"] == machine.access.host_key
@@ -172,7 +142,7 @@ def test_the_host_key_s_private_half_is_in_the_user_data_only_never_on_disk(
 def test_the_key_pair_is_imported_and_deleted_with_the_local_key_at_terminate(
     provider: AwsProvider, ec2: Any, tmp_path: Path
 ) -> None:
-    machines = provider.launch(_request("r-keys"))
+    machines = provider.launch(launch_request("r-keys"))
     key = Path(machines[0].access.key_path or "")
     assert key == tmp_path / "home" / "keys" / "r-keys" / "id_ed25519"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -191,10 +161,10 @@ def test_the_key_pair_is_imported_and_deleted_with_the_local_key_at_terminate(
 def test_a_capacity_error_in_the_first_zone_launches_in_the_next(
     provider: AwsProvider, clients: HookedClients, ec2: Any
 ) -> None:
-    first, second = _zones(ec2)[:2]
-    asked = _run_instances_zones(clients, lambda zone: ("InsufficientInstanceCapacity", "We currently do not have "
+    first, second = zones_of(ec2)[:2]
+    asked = hook_run_instances(clients, lambda zone: ("InsufficientInstanceCapacity", "We currently do not have "
                                                         "sufficient g5.xlarge capacity") if zone == first else None)
-    machines = provider.launch(_request("r-zone", count=2))
+    machines = provider.launch(launch_request("r-zone", count=2))
     assert asked == [first, second]
     assert {m.placement.zone for m in machines} == {second}
     assert len(provider.list_machines(run_id="r-zone")) == 2
@@ -203,10 +173,10 @@ def test_a_capacity_error_in_the_first_zone_launches_in_the_next(
 def test_no_capacity_in_any_zone_raises_a_capacity_error_naming_the_region(
     provider: AwsProvider, clients: HookedClients, ec2: Any
 ) -> None:
-    asked = _run_instances_zones(clients, lambda zone: ("InsufficientInstanceCapacity", "no capacity"))
+    asked = hook_run_instances(clients, lambda zone: ("InsufficientInstanceCapacity", "no capacity"))
     with pytest.raises(CapacityError, match=f"region {REGION}") as caught:
-        provider.launch(_request("r-full"))
-    assert asked == _zones(ec2)  # each zone once: no retries of a refused zone
+        provider.launch(launch_request("r-full"))
+    assert asked == zones_of(ec2)  # each zone once: no retries of a refused zone
     assert all(zone in str(caught.value) for zone in asked)
     assert provider.list_machines(run_id="r-full") == []
 
@@ -214,12 +184,12 @@ def test_no_capacity_in_any_zone_raises_a_capacity_error_naming_the_region(
 def test_a_quota_error_names_the_quota_and_tries_no_other_zone(
     provider: AwsProvider, clients: HookedClients, ec2: Any
 ) -> None:
-    asked = _run_instances_zones(clients, lambda zone: (
+    asked = hook_run_instances(clients, lambda zone: (
         "VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit of 0 allows"))
     with pytest.raises(QuotaError, match="VcpuLimitExceeded") as caught:
-        provider.launch(_request("r-quota"))
+        provider.launch(launch_request("r-quota"))
     assert not isinstance(caught.value, CapacityError)
-    assert asked == _zones(ec2)[:1]
+    assert asked == zones_of(ec2)[:1]
 
 
 def test_a_spot_launch_asks_for_the_spot_market_at_the_max_price(
@@ -228,7 +198,7 @@ def test_a_spot_launch_asks_for_the_spot_market_at_the_max_price(
     sent: list[dict[str, Any]] = []
     clients.hooks["before-call.ec2.RunInstances"] = lambda params, **_: sent.append(params["body"])
     spot = Placement(provider="aws", instance_type="g5.xlarge", region=REGION, spot=True, max_price=0.5)
-    [machine] = provider.launch(_request("r-spot", placement=spot))
+    [machine] = provider.launch(launch_request("r-spot", placement=spot))
     assert sent[0]["InstanceMarketOptions.MarketType"] == "spot"
     assert sent[0]["InstanceMarketOptions.SpotOptions.MaxPrice"] == "0.5000"
     assert machine.placement.spot and provider.list_machines(run_id="r-spot")[0].placement.spot
@@ -237,12 +207,12 @@ def test_a_spot_launch_asks_for_the_spot_market_at_the_max_price(
 def test_spot_max_price_too_low_in_the_first_zone_is_refused_at_once_trying_no_other_zone(
     provider: AwsProvider, clients: HookedClients, ec2: Any
 ) -> None:
-    asked = _run_instances_zones(clients, lambda zone: (
+    asked = hook_run_instances(clients, lambda zone: (
         "SpotMaxPriceTooLow", "Your Spot request price of 0.05 is lower than the minimum required Spot request "
         "fulfillment price of 0.3125"))
     with pytest.raises(SpotRefused, match="SpotMaxPriceTooLow") as caught:
-        provider.launch(_request("r-cheap", placement=replace(SPOT, max_price=0.05)))
-    assert asked == _zones(ec2)[:1]
+        provider.launch(launch_request("r-cheap", placement=replace(SPOT, max_price=0.05)))
+    assert asked == zones_of(ec2)[:1]
     assert "max_price" in (caught.value.hint or "")
     assert provider.list_machines(run_id="r-cheap") == []
 
@@ -250,78 +220,19 @@ def test_spot_max_price_too_low_in_the_first_zone_is_refused_at_once_trying_no_o
 def test_the_spot_instance_count_refuses_spot_at_once_naming_the_spot_quota(
     provider: AwsProvider, clients: HookedClients, ec2: Any
 ) -> None:
-    asked = _run_instances_zones(clients, lambda zone: (
+    asked = hook_run_instances(clients, lambda zone: (
         "MaxSpotInstanceCountExceeded", "Max spot instance count exceeded"))
     with pytest.raises(SpotRefused, match="MaxSpotInstanceCountExceeded") as caught:
-        provider.launch(_request("r-spotcount", placement=SPOT))
-    assert asked == _zones(ec2)[:1]
+        provider.launch(launch_request("r-spotcount", placement=SPOT))
+    assert asked == zones_of(ec2)[:1]
     assert f"\"All G and VT Spot Instance Requests\" in {REGION}" in str(caught.value)
     assert "\n" not in str(caught.value)
-
-
-def test_a_spot_launch_is_priced_at_the_newest_spot_price_ec2_quotes_for_its_zone(
-    provider: AwsProvider, clients: HookedClients
-) -> None:
-    from orchestrator.teardown import price_machines
-
-    newest = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
-    hook = spot_price_answer(("0.2871", newest - timedelta(hours=3)), ("0.3125", newest))
-    clients.hooks["before-call.ec2.DescribeSpotPriceHistory"] = hook
-    machines = provider.launch(_request("r-quote", placement=SPOT, count=2))
-    [asked] = hook.asked  # type: ignore[attr-defined]
-    assert (asked["InstanceType.1"], asked["ProductDescription.1"]) == ("g5.xlarge", "Linux/UNIX")
-    assert asked["AvailabilityZone"] == machines[0].placement.zone and asked["StartTime"]
-    for machine in machines:
-        assert machine.placement.price_per_hour == 0.3125  # not the catalog's 0.302, not the older quote
-        assert machine.extra["spot_price"] == "0.3125"
-        assert machine.extra["spot_price_at"] == newest.isoformat()
-        assert Machine.from_record(machine.to_record()) == machine  # as the store keeps it
-    # 30 s of a machine: billed 60 s (AWS's minimum) at the quoted price.
-    [machine] = machines[:1]
-    rows = price_machines([machine], gone_at={machine.id: machine.launched_at + timedelta(seconds=30)},
-                          execute_start=None, execute_end=None, until=machine.launched_at)
-    assert sum(float(row["amount_usd"]) for row in rows) == pytest.approx(60 * 0.3125 / 3600)
-    assert {row["price_per_hour"] for row in rows} == {0.3125}
-
-
-def test_a_price_the_user_fixed_is_kept_and_the_spot_quote_only_recorded(
-    provider: AwsProvider, clients: HookedClients
-) -> None:
-    clients.hooks["before-call.ec2.DescribeSpotPriceHistory"] = spot_price_answer(
-        ("0.3125", datetime(2026, 11, 30, tzinfo=UTC)))
-    [machine] = provider.launch(_request("r-fixed", placement=replace(SPOT, price_per_hour=0.25, price_fixed=True)))
-    assert machine.placement.price_per_hour == 0.25 and machine.extra["spot_price"] == "0.3125"
-
-
-@pytest.mark.parametrize("answer", ["refused", "empty", "another zone"])
-def test_a_spot_price_ec2_does_not_give_keeps_the_catalog_price_and_says_so(
-    provider: AwsProvider, clients: HookedClients, answer: str
-) -> None:
-    at = datetime(2026, 11, 30, tzinfo=UTC)
-    clients.hooks["before-call.ec2.DescribeSpotPriceHistory"] = {
-        "refused": lambda **_: refusal("UnauthorizedOperation", "not allowed: ec2:DescribeSpotPriceHistory"),
-        "empty": spot_price_answer(),
-        "another zone": spot_price_answer(("0.3125", at), zone="us-east-1z"),
-    }[answer]
-    [machine] = provider.launch(_request("r-noquote", placement=SPOT))
-    assert machine.placement.price_per_hour == 0.302
-    assert machine.extra["spot_price_source"] == "catalog" and "spot_price" not in machine.extra
-    assert len(provider.list_machines(run_id="r-noquote")) == 1  # launched all the same
-
-
-def test_an_on_demand_launch_asks_no_spot_price(provider: AwsProvider, clients: HookedClients) -> None:
-    hook = spot_price_answer(("0.3125", datetime(2026, 11, 30, tzinfo=UTC)))
-    clients.hooks["before-call.ec2.DescribeSpotPriceHistory"] = hook
-    [machine] = provider.launch(_request("r-ondemand"))
-    assert hook.asked == []  # type: ignore[attr-defined]
-    assert machine.placement.price_per_hour == 1.006
-    assert not any(key.startswith("spot_price") for key in machine.extra)
 
 
 def test_a_dependency_violation_deleting_the_group_is_waited_out_and_the_group_deleted(
     provider: AwsProvider, clients: HookedClients, ec2: Any, sleeps: list[float]
 ) -> None:
-    machines = provider.launch(_request("r-dep"))
+    machines = provider.launch(launch_request("r-dep"))
     refusals = ["DependencyViolation"]
 
     def hook(**_: Any) -> Any:
@@ -344,7 +255,7 @@ def test_a_machine_presenting_another_host_key_is_refused(
     port = free_port()
     monkeypatch.setenv("ORCHESTRATE_AWS_SSH_ENDPOINT", f"{getpass.getuser()}@127.0.0.1:{port}")
     provider = AwsProvider(tmp_path / "home", sleep=lambda _: None)
-    [machine] = provider.launch(_request("r-impostor"))
+    [machine] = provider.launch(launch_request("r-impostor"))
     key = network.key_dir(tmp_path / "home", "r-impostor") / network.KEY_FILE
     impostor = sshd(port=port, host_key_path=make_host_key(), authorized_key=key)  # the run's login works there
     assert impostor.host_key != machine.access.host_key
@@ -372,7 +283,7 @@ def test_instances_that_never_start_time_out_on_the_injected_clock_leaving_them_
     clients.hooks["after-call.ec2.DescribeInstances"] = still_pending
     provider = AwsProvider(tmp_path / "home", clock=lambda: now[0], sleep=sleep, client_factory=clients)
     with pytest.raises(ProviderError, match="not running after 600 s"):
-        provider.launch(_request("r-slow"))
+        provider.launch(launch_request("r-slow"))
     assert all(1.5 <= s <= 2.5 for s in sleeps) and len(set(sleeps)) > 1  # ~2 s, jittered
     assert 240 <= len(sleeps) <= 400 and sum(sleeps) >= 600
     del clients.hooks["after-call.ec2.DescribeInstances"]

@@ -5,16 +5,19 @@ instance running, no security group or key pair, no private key file — also wh
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestrator.catalog.spot import aws_quote
 from orchestrator.clouds import aws
-from orchestrator.lifecycle import RunContext, execute_plan
+from orchestrator.lifecycle import execute_plan
 from orchestrator.plan import make_plan
 from orchestrator.providers.aws import network
 from orchestrator.providers.aws.instance import AwsProvider
+from orchestrator.run_steps import RunContext
 from orchestrator.spec import RunSpec
 from orchestrator.store import Store
 from tests.fakes import aws as aws_fakes
@@ -36,13 +39,15 @@ def loopback(tmp_path: Path, moto_aws: None, sshd_binary: Path) -> Iterator[Loop
     box.stop()
 
 
-def _run(tmp_path: Path, loopback: LoopbackBox, **machine: Any) -> tuple[Any, Store]:
+def _run(tmp_path: Path, loopback: LoopbackBox, clients: Any = None, **machine: Any) -> tuple[Any, Store]:
     spec = RunSpec.model_validate(
         {"provider": "aws", "machine": {"instance_type": "g4dn.xlarge", "image": IMAGE, **machine}})
     plan = make_plan(spec, home=tmp_path / "home")
     store = Store(tmp_path / "home")
+    # Spot machines are priced by the run's launch step; with hooked clients, at what their hooks answer.
+    quoter = (lambda name: partial(aws_quote, ec2=lambda region: clients(region, True))) if clients else None
     ctx = RunContext(store=store, home=tmp_path / "home", reporter=QuietReporter(),
-                     provider_factory=lambda name: loopback,
+                     provider_factory=lambda name: loopback, spot_quoter=quoter,
                      poll_interval_s=0.05, allowed_cidr="127.0.0.1/32")
     return execute_plan(plan, ctx), store
 
@@ -101,7 +106,7 @@ def _run_with(tmp_path: Path, clients: Any, **machine: Any) -> tuple[Any, Store]
     box = LoopbackBox(AwsProvider(tmp_path / "home", sleep=lambda s: None, client_factory=clients),
                       tmp_path / "boxes", start_server)
     try:
-        return _run(tmp_path, box, **machine)
+        return _run(tmp_path, box, clients, **machine)
     finally:
         box.stop()
 
@@ -182,7 +187,8 @@ def test_a_spot_run_is_billed_at_the_spot_price_ec2_quoted_at_launch(
     [row] = store.machines(outcome.run_id)
     assert row.machine is not None and row.machine.placement.spot
     assert row.machine.placement.price_per_hour == 0.2104  # the quote, not the catalog's $0.158
-    assert (row.machine.extra["spot_price"], row.machine.extra["spot_price_at"]) == ("0.2104", quoted_at.isoformat())
-    assert {cost["price_per_hour"] for cost in store.costs(outcome.run_id)} == {0.2104}
+    assert (row.machine.placement.price_quoted, row.machine.placement.price_quoted_at) == (
+        "0.2104", quoted_at.isoformat())
+    assert {cost.price_per_hour for cost in store.costs(outcome.run_id)} == {0.2104}
     assert store.get_run(outcome.run_id).cost_usd == pytest.approx(60 * 0.2104 / 3600)  # AWS's 60 s minimum
     assert _left(outcome.run_id, tmp_path / "home") == NOTHING

@@ -4,66 +4,29 @@ injected into the provider's own clients (FACTS: ``before-call`` hooks); the wai
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from orchestrator.clouds import aws
 from orchestrator.errors import CapacityError, ProviderError
-from orchestrator.machine import LaunchRequest, Placement
 from orchestrator.providers.aws.instance import AwsProvider
 from tests.fakes import aws as aws_fakes
-from tests.fakes.aws import CIDR, IMAGE, REGION, HookedClients, refusal
+from tests.fakes.aws import HookedClients, hook_run_instances, launch_request
 
-moto_aws = aws_fakes.moto_aws  # the fixture
+moto_aws = aws_fakes.moto_aws  # the fixtures
+sleeps = aws_fakes.sleeps
+clients = aws_fakes.clients
+provider = aws_fakes.provider
+zones = aws_fakes.zones
 
-PLACEMENT = Placement(provider="aws", instance_type="g5.xlarge", region=REGION, price_per_hour=1.006,
-                      billing_rule="aws_linux")
 THROTTLED = ("RequestLimitExceeded", "Request limit exceeded.")
 NO_CAPACITY = ("InsufficientInstanceCapacity", "We currently do not have sufficient g5.xlarge capacity")
-
-
-def _request(run_id: str) -> LaunchRequest:
-    return LaunchRequest(run_id=run_id, placement=PLACEMENT, image=IMAGE, allowed_cidr=CIDR)
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def clients() -> HookedClients:
-    return HookedClients()
-
-
-@pytest.fixture
-def provider(tmp_path: Path, moto_aws: None, clients: HookedClients, sleeps: list[float]) -> AwsProvider:
-    return AwsProvider(tmp_path / "home", sleep=sleeps.append, client_factory=clients)
-
-
-@pytest.fixture
-def zones(moto_aws: None) -> list[str]:
-    ec2 = aws.client("ec2", region=REGION)
-    return sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"])
 
 
 def _answers(clients: HookedClients, answers: list[tuple[str, str] | None],
              tokens: list[str] | None = None) -> list[str]:
     """RunInstances answers these refusals in turn (None: let it through to moto), then lets every call through;
     returns the zone of each call (and puts each call's client token in ``tokens``)."""
-    asked: list[str] = []
-
-    def hook(params: dict[str, Any], **_: Any) -> Any:
-        asked.append(params["body"]["Placement.AvailabilityZone"])
-        if tokens is not None:
-            tokens.append(params["body"]["ClientToken"])
-        answer = answers.pop(0) if answers else None
-        return refusal(*answer) if answer else None
-
-    clients.hooks["before-call.ec2.RunInstances"] = hook
-    return asked
+    return hook_run_instances(clients, lambda zone: answers.pop(0) if answers else None, tokens)
 
 
 def test_a_throttled_run_instances_is_retried_with_jittered_backoff_and_launches(
@@ -71,7 +34,7 @@ def test_a_throttled_run_instances_is_retried_with_jittered_backoff_and_launches
 ) -> None:
     tokens: list[str] = []
     asked = _answers(clients, [THROTTLED, THROTTLED, THROTTLED], tokens)
-    [machine] = provider.launch(_request("r-throttled"))
+    [machine] = provider.launch(launch_request("r-throttled"))
     assert asked == [zones[0]] * 4  # the same zone again: throttling says nothing of capacity
     assert len(set(tokens)) == 1 and tokens[0]  # one client token: a retry can never launch a second set
     assert machine.placement.zone == zones[0]
@@ -85,7 +48,7 @@ def test_throttling_that_outlasts_the_retries_fails_with_one_line_saying_how_lon
 ) -> None:
     asked = _answers(clients, [THROTTLED] * 100)
     with pytest.raises(ProviderError, match="RequestLimitExceeded") as caught:
-        provider.launch(_request("r-rate"))
+        provider.launch(launch_request("r-rate"))
     assert not isinstance(caught.value, CapacityError)  # no failover: the rate limit is the account's, not a zone's
     assert asked == [zones[0]] * aws.THROTTLE_TRIES
     assert len(sleeps) == aws.THROTTLE_TRIES - 1 and sum(sleeps) <= 31.0
@@ -99,7 +62,7 @@ def test_a_capacity_error_moves_to_the_next_zone_without_waiting(
     provider: AwsProvider, clients: HookedClients, sleeps: list[float], zones: list[str]
 ) -> None:
     asked = _answers(clients, [NO_CAPACITY])
-    [machine] = provider.launch(_request("r-capacity"))
+    [machine] = provider.launch(launch_request("r-capacity"))
     assert asked == zones[:2] and machine.placement.zone == zones[1]
     assert sleeps == []
 
@@ -109,7 +72,7 @@ def test_a_throttled_zone_then_a_full_one_waits_only_for_the_throttling(
 ) -> None:
     tokens: list[str] = []
     asked = _answers(clients, [THROTTLED, NO_CAPACITY], tokens)
-    [machine] = provider.launch(_request("r-both"))
+    [machine] = provider.launch(launch_request("r-both"))
     assert asked == [zones[0], zones[0], zones[1]] and machine.placement.zone == zones[1]
     assert tokens[0] == tokens[1] != tokens[2]  # another zone is another request
     assert len(sleeps) == 1 and 0 <= sleeps[0] <= 1.0

@@ -304,7 +304,7 @@ def test_a_tagged_group_holding_no_vm_is_listed_as_one_machine_so_down_all_delet
 def test_a_spot_launch_asks_for_spot_priority_evicted_by_delete_at_the_max_price(
     arm: ArmFake, home: Path
 ) -> None:
-    provider = provider_for(arm, home, spot_quote=lambda size, region: 0.21)
+    provider = provider_for(arm, home)
     [machine] = provider.launch(_request("r-spot", placement=SPOT))
     [vm] = _of_type(arm, "orchestrate-r-spot", "Microsoft.Compute/virtualMachines")
     properties = vm["properties"]
@@ -313,42 +313,16 @@ def test_a_spot_launch_asks_for_spot_priority_evicted_by_delete_at_the_max_price
     assert machine.placement.spot and provider.list_machines(run_id="r-spot")[0].placement.spot
 
 
-def test_a_spot_launch_is_priced_at_the_spot_quote(arm: ArmFake, home: Path) -> None:
-    asked: list[tuple[str, str]] = []
-
-    def quote(size: str, region: str) -> float:
-        asked.append((size, region))
-        return 0.21
-
-    provider = provider_for(arm, home, spot_quote=quote)
-    machines = provider.launch(_request("r-quote", placement=SPOT, count=2))
-    assert set(asked) == {("Standard_NC4as_T4_v3", REGION)}
-    for machine in machines:
-        assert machine.placement.price_per_hour == 0.21  # not the catalog's 0.158
-        assert machine.extra["spot_price"] == "0.21"
-
-
-def test_a_spot_launch_without_a_quote_on_a_loopback_endpoint_keeps_the_catalog_price_and_says_so(
-    provider: AzureProvider
+def test_the_provider_prices_nothing_a_spot_machine_keeps_the_plan_s_price(
+    provider: AzureProvider, arm: ArmFake
 ) -> None:
-    [machine] = provider.launch(_request("r-noquote", placement=SPOT))
-    assert machine.placement.price_per_hour == 0.158
-    assert machine.extra["spot_price_source"] == "catalog" and "spot_price" not in machine.extra
-
-
-def test_an_on_demand_launch_asks_no_spot_price(arm: ArmFake, home: Path) -> None:
-    asked: list[tuple[str, str]] = []
-
-    def quote(size: str, region: str) -> float:
-        asked.append((size, region))
-        return 0.21
-
-    provider = provider_for(arm, home, spot_quote=quote)
-    [machine] = provider.launch(_request("r-ondemand"))
+    # The run's launch step asks for the Spot price (orchestrator.catalog.spot, tests/integration/test_spot_quote.py).
+    [spot] = provider.launch(_request("r-spot-price", placement=SPOT))
+    [on_demand] = provider.launch(_request("r-ondemand"))
     [vm] = _of_type(arm, "orchestrate-r-ondemand", "Microsoft.Compute/virtualMachines")
-    assert asked == [] and vm["properties"].get("priority") in (None, "Regular")
-    assert machine.placement.price_per_hour == 0.526
-    assert not any(key.startswith("spot_price") for key in machine.extra)
+    assert vm["properties"].get("priority") in (None, "Regular")
+    assert (spot.placement.price_per_hour, on_demand.placement.price_per_hour) == (0.158, 0.526)
+    assert spot.placement.price_source == on_demand.placement.price_source == "catalog"
 
 
 def test_the_launch_s_critical_path_is_four_sequential_steps(provider: AzureProvider, arm: ArmFake) -> None:

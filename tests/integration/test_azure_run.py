@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.lifecycle import RunContext, execute_plan
+from orchestrator.lifecycle import execute_plan
 from orchestrator.plan import make_plan
 from orchestrator.providers.keys import key_dir
+from orchestrator.run_steps import RunContext
 from orchestrator.spec import RunSpec
 from orchestrator.store import Store
 from tests.fakes import azure as azure_fakes
@@ -71,7 +72,7 @@ def test_a_smoke_run_on_azure_completes_and_leaves_nothing(
     assert machine.machine is not None and machine.machine.access.host_key is not None  # pinned, never TOFU
     assert machine.machine.placement.region == "eastus"
     # Priced at the catalog's Standard_NC4as_T4_v3 price; Azure bills full minutes only, and this run took seconds.
-    assert {cost["price_per_hour"] for cost in store.costs(outcome.run_id)} == {0.526}
+    assert {cost.price_per_hour for cost in store.costs(outcome.run_id)} == {0.526}
     assert store.get_run(outcome.run_id).cost_usd == pytest.approx(0.0, abs=1e-12)
 
 

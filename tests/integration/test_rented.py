@@ -250,8 +250,8 @@ write([sample("train_throughput", "images_per_sec", 10.0)])
     # Each box is billed for its own time at its own price; the run's cost is their sum.
     per_machine: dict[str, tuple[float, float]] = {}  # machine id → (billed seconds, USD), summed over its lines
     for line in detail.costs:
-        billed, amount = per_machine.get(line["machine_id"], (0.0, 0.0))
-        per_machine[line["machine_id"]] = (billed + line["billed_seconds"], amount + line["amount_usd"])
+        billed, amount = per_machine.get(line.machine_id, (0.0, 0.0))
+        per_machine[line.machine_id] = (billed + line.billed_seconds, amount + line.amount_usd)
     assert sorted(per_machine) == ["box0", "box1", "box2", "box3"]
     for billed, amount in per_machine.values():
         assert amount == pytest.approx(billed * 3.6 / 3600)

@@ -22,11 +22,12 @@ import pytest
 
 from orchestrator.clouds import aws
 from orchestrator.eviction import ARCHIVE, clean_archive
-from orchestrator.lifecycle import RunContext, execute_plan
+from orchestrator.lifecycle import execute_plan
 from orchestrator.machine import LaunchRequest, Machine
 from orchestrator.plan import make_plan
 from orchestrator.providers.aws.instance import AwsProvider
 from orchestrator.remote.detached import PID_FILE
+from orchestrator.run_steps import RunContext
 from orchestrator.spec import RunSpec
 from orchestrator.store import Store
 from tests.fakes import aws as aws_fakes
@@ -36,6 +37,7 @@ from tests.fakes.azure import LoopbackAzure, provider_for
 from tests.fakes.loopback import on_box
 from tests.fakes.reporter import QuietReporter
 from tests.integration.conftest import start_server
+from tests.store_sql import sql
 
 moto_aws = aws_fakes.moto_aws  # the fixtures
 arm = azure_fakes.arm
@@ -198,9 +200,9 @@ def test_an_evicted_spot_machine_is_replaced_and_training_resumes_without_repeat
     # Two instances, both priced; the first marked evicted, then both gone.
     machines = store.machines(outcome.run_id)
     assert [row.state for row in machines][-2:] == ["evicted", "terminated"]
-    assert {cost["machine_id"] for cost in store.costs(outcome.run_id)} == {row.machine_id for row in machines}
+    assert {cost.machine_id for cost in store.costs(outcome.run_id)} == {row.machine_id for row in machines}
     # The curve: every epoch once; those up to the restored backup came from the first machine.
-    points = [json.loads(row["metadata_json"]) for row in store.query(
+    points = [json.loads(row["metadata_json"]) for row in sql(store,
         "SELECT metadata_json FROM samples WHERE run_id=? AND benchmark='train_curve' AND metric='accuracy'",
         (outcome.run_id,))]
     epochs = [p["epoch"] for p in points]
@@ -213,16 +215,16 @@ def test_an_evicted_spot_machine_is_replaced_and_training_resumes_without_repeat
     _, summary = api.report_frames_derived([outcome.run_id], home=home)
     [row] = [r for _, r in summary.iterrows()]
     evicted = machines[-2].machine_id
-    lines = [c for c in store.costs(outcome.run_id) if c["machine_id"] == evicted]
-    lost = sum(c["amount_usd"] for c in lines)
+    lines = [c for c in store.costs(outcome.run_id) if c.machine_id == evicted]
+    lost = sum(c.amount_usd for c in lines)
     assert row["interruptions"] == 1 and row["interruption_cost_usd"] == pytest.approx(lost)
     if cloud == "aws":
         assert lost > 0  # AWS bills 60 s at least
     else:  # Azure bills whole minutes only ($0 for a machine evicted within its first minute), not a timed guess:
         # the rule applies to the machine's whole span, its billed seconds spread over its cost lines.
-        billed, used = sum(c["billed_seconds"] for c in lines), sum(c["seconds"] for c in lines)
+        billed, used = sum(c.billed_seconds for c in lines), sum(c.seconds for c in lines)
         assert billed == pytest.approx(60 * int(used // 60), abs=1e-3), (billed, used, timeline)
-        assert lost == pytest.approx(sum(c["price_per_hour"] * c["billed_seconds"] / 3600 for c in lines))
+        assert lost == pytest.approx(sum(c.price_per_hour * c.billed_seconds / 3600 for c in lines))
 
 
 def test_a_copied_archive_keeps_only_files_and_directories_under_checkpoints(tmp_path: Path) -> None:

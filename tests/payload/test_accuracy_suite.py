@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from keras_bench.checkpoint import (
+from keras_bench.errors import ParamError
+from keras_bench.params import resolve_params
+from keras_bench.suites import SUITES
+from keras_bench.training.checkpoint import (
     CHECKPOINTS_DIR,
     TENSORBOARD_DIR,
     WORKDIR_ENV,
     tensorboard_available,
     tensorboard_callback,
 )
-from keras_bench.errors import ParamError
-from keras_bench.params import resolve_params
-from keras_bench.suites import SUITES
 
 # Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
 pytestmark = pytest.mark.xdist_group("accuracy_suite")

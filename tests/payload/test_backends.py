@@ -10,8 +10,9 @@ from pathlib import Path
 import keras
 import pytest
 
-from keras_bench import backends
-from keras_bench.backends import (
+from keras_bench.errors import ParamError
+from keras_bench.models import backends
+from keras_bench.models.backends import (
     PRECISIONS,
     backend_facts,
     check_precision,
@@ -19,8 +20,7 @@ from keras_bench.backends import (
     precision_policy,
     require_tensorflow,
 )
-from keras_bench.errors import ParamError
-from keras_bench.models import build_model
+from keras_bench.models.builders import build_model
 
 
 def test_backend_facts_name_the_keras_backend_and_its_library_version() -> None:
@@ -82,7 +82,7 @@ def test_tensorflow_only_feature_on_another_backend_names_the_param_and_the_fix(
 # Stands in for Keras and TensorFlow: imports the optional packages the way they do.
 _OPTIONAL_IMPORTER = """
 import sys
-from keras_bench.backends import lean_imports
+from keras_bench.models.backends import lean_imports
 with lean_imports():
     held = [name for name in ("pandas", "sklearn", "jax") if sys.modules.get(name, 0) is None]
     try:
@@ -105,7 +105,7 @@ def test_lean_imports_hold_the_optional_packages_off_inside_and_release_them_aft
     if backend is not None:
         env["KERAS_BACKEND"] = backend
     process = subprocess.run(
-        [sys.executable, "-c", _OPTIONAL_IMPORTER], cwd=Path(backends.__file__).parent.parent, env=env,
+        [sys.executable, "-c", _OPTIONAL_IMPORTER], cwd=Path(backends.__file__).parents[2], env=env,
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert process.returncode == 0, process.stderr

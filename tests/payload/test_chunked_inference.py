@@ -9,14 +9,14 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bench.keras_callbacks import PredictTimerCallback
 from keras_bench.params import resolve_params
-from keras_bench.predict_chunks import use_looped_predict
 from keras_bench.recorder import RunRecorder
 from keras_bench.stop import StopRequest
 from keras_bench.suites import throughput
-from keras_bench.throughput_timing import time_inference
-from keras_bench.timing import StepTimer
+from keras_bench.timing.callbacks import PredictTimerCallback
+from keras_bench.timing.predict_chunks import use_looped_predict
+from keras_bench.timing.steps import StepTimer
+from keras_bench.timing.throughput import time_inference
 
 BATCH = 4
 CHUNK = 3

@@ -15,15 +15,16 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bench.deploy_measure import file_size, time_latency, time_throughput
-from keras_bench.deploy_pruning import (
+from keras_bench.deploy.measure import file_size, time_latency, time_throughput
+from keras_bench.deploy.pruning import (
     PolynomialSchedule,
     count_zeros,
     fine_tune_schedule,
     magnitude_mask,
     polynomial_sparsity,
 )
-from keras_bench.suites.deploy import DEPLOY, pruned_variant
+from keras_bench.suites.deploy import DEPLOY
+from keras_bench.suites.deploy_variants import pruned_variant
 
 pytest.importorskip("tensorflow")
 litert = pytest.importorskip("ai_edge_litert.interpreter")
@@ -170,7 +171,7 @@ def test_file_size_is_the_bytes_and_their_gzip(tmp_path: Path) -> None:
 
 
 def _small_cnn_and_data() -> tuple[Any, np.ndarray, np.ndarray]:
-    from keras_bench.models import build_small_cnn
+    from keras_bench.models.builders import build_small_cnn
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -180,7 +181,7 @@ def _small_cnn_and_data() -> tuple[Any, np.ndarray, np.ndarray]:
 
 
 def test_pruned_weights_stay_zero_through_fine_tuning_and_the_others_keep_learning() -> None:
-    from keras_bench.deploy_keras import MagnitudePruning, kernel_values, prunable_kernels
+    from keras_bench.deploy.keras_variants import MagnitudePruning, kernel_values, prunable_kernels
 
     model, x, y = _small_cnn_and_data()
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
@@ -203,7 +204,7 @@ def test_pruned_weights_stay_zero_through_fine_tuning_and_the_others_keep_learni
 
 
 def test_keras_int8_quantises_the_dense_layers_quietly_and_leaves_the_model_as_it_was() -> None:
-    from keras_bench.deploy_keras import quantize_keras_int8
+    from keras_bench.deploy.keras_variants import quantize_keras_int8
 
     model, x, _ = _small_cnn_and_data()
     with warnings.catch_warnings(record=True) as caught:
@@ -217,7 +218,7 @@ def test_keras_int8_quantises_the_dense_layers_quietly_and_leaves_the_model_as_i
 
 
 def test_keras_int8_reports_no_layer_for_a_model_without_dense_layers() -> None:
-    from keras_bench.deploy_keras import quantize_keras_int8
+    from keras_bench.deploy.keras_variants import quantize_keras_int8
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()])
     _, layers = quantize_keras_int8(model)
@@ -389,12 +390,12 @@ def test_the_defaults_show_int8_and_pruning_gains_on_the_digits_cnn(
 def test_keras_int8_on_a_model_it_cannot_quantise_is_a_note_in_errors_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_suite: Callable[..., Path]
 ) -> None:
-    from keras_bench import deploy_keras
     from keras_bench.cli import main
+    from keras_bench.deploy import keras_variants
 
     # Keras quantises no layer of a model without Dense, EinsumDense or Embedding layers; every model this
     # payload builds has a Dense classifier, so stand in for such a model at the one place the suite asks.
-    monkeypatch.setattr(deploy_keras, "quantize_keras_int8", lambda model: (model, ()))
+    monkeypatch.setattr(keras_variants, "quantize_keras_int8", lambda model: (model, ()))
     monkeypatch.chdir(tmp_path)
     params = {"limit": 60, "epochs": 1, "quantizations": ["keras_int8"], "sparsities": [], "prune_then_int8": [],
               "latency_runs": 2}  # fmt: skip

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from keras_bench.checkpoint import WORKDIR_ENV
 from keras_bench.errors import ParamError
 from keras_bench.params import resolve_params
 from keras_bench.suites import SUITES
-from keras_bench.training import auto_dropout, resolve_dropout
+from keras_bench.training.checkpoint import WORKDIR_ENV
+from keras_bench.training.fit import auto_dropout, resolve_dropout
 
 # Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
 pytestmark = pytest.mark.xdist_group("hparams_suite")

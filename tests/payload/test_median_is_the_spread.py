@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from keras_bench.inference import InferencePass, InferenceTiming
-from keras_bench.throughput_timing import TrainingTiming
-from keras_bench.timing import Spread, ThroughputSummary
+from keras_bench.timing.inference import InferencePass, InferenceTiming
+from keras_bench.timing.spread import Spread
+from keras_bench.timing.steps import ThroughputSummary
+from keras_bench.timing.throughput import TrainingTiming
 
 
 def test_training_and_inference_medians_are_the_spreads_median(monkeypatch: pytest.MonkeyPatch) -> None:

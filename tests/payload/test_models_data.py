@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_bench import datasets
-from keras_bench.datasets import load_split, read_cifar_batch, read_digits, synthetic_split
+from keras_bench.data import datasets
+from keras_bench.data.datasets import load_split, read_cifar_batch, read_digits, synthetic_split
 from keras_bench.errors import ParamError
-from keras_bench.models import BACKBONE_LAYER, MODEL_BUILDERS, build_model, model_names, resolve_application
+from keras_bench.models.builders import BACKBONE_LAYER, MODEL_BUILDERS, build_model, model_names, resolve_application
 
 
 def test_application_names_resolve_from_snake_and_camel_case() -> None:
@@ -101,8 +101,9 @@ def test_digits_read_from_scikit_learns_file_are_load_digits_without_importing_s
     expected = load_digits()
     assert pixels.shape == (1797, 8, 8) and labels.dtype == np.int64
     assert np.array_equal(pixels, expected.images) and np.array_equal(labels, expected.target)
-    benchmarks = Path(datasets.__file__).parent.parent
-    code = "import sys; from keras_bench.datasets import read_digits; read_digits(); print('sklearn' in sys.modules)"
+    benchmarks = Path(datasets.__file__).parents[2]
+    code = ("import sys; from keras_bench.data.datasets import read_digits; read_digits(); "
+            "print('sklearn' in sys.modules)")
     process = subprocess.run([sys.executable, "-c", code], cwd=benchmarks, capture_output=True, text=True, timeout=60)
     assert process.returncode == 0, process.stderr
     assert process.stdout.strip() == "False"

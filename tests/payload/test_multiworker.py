@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from keras_bench.distribute import WorkerRole, read_tf_config
 from keras_bench.errors import ParamError
+from keras_bench.training.distribute import WorkerRole, read_tf_config
 
 # Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
 pytestmark = pytest.mark.xdist_group("multiworker")

@@ -9,16 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_bench.inference import time_batched_passes
 from keras_bench.recorder import RunRecorder
-from keras_bench.throughput_timing import (
-    TrainingTiming,
-    chunked_steps,
-    record_training,
-    summarize_repeats,
-    without_first_short_span,
-)
-from keras_bench.timing import Spread, StepTimer, ThroughputSummary, TrainStep, percentile, summarize_steps
+from keras_bench.timing.inference import time_batched_passes
+from keras_bench.timing.rows import record_training
+from keras_bench.timing.spread import Spread, percentile
+from keras_bench.timing.steps import StepTimer, ThroughputSummary, TrainStep, summarize_steps
+from keras_bench.timing.throughput import TrainingTiming, chunked_steps, summarize_repeats, without_first_short_span
 
 
 class FakeClock:

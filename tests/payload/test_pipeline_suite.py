@@ -12,16 +12,16 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bench.datasets import ImageSplit, synthetic_split
-from keras_bench.models import build_model
-from keras_bench.pipeline import (
+from keras_bench.data.datasets import ImageSplit, synthetic_split
+from keras_bench.data.pipeline import (
     PipelineOptions,
     apply_options,
     dataset_from_arrays,
     dataset_from_tfrecords,
     on_device_synthetic,
 )
-from keras_bench.tfrecords import write_tfrecords
+from keras_bench.data.tfrecords import write_tfrecords
+from keras_bench.models.builders import build_model
 
 tf = pytest.importorskip("tensorflow")
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from keras_bench.checkpoint import (
+from keras_bench.timing.steps import StepTimer
+from keras_bench.training.checkpoint import (
     CHECKPOINTS_DIR,
     WORKDIR_ENV,
     EpochPoint,
@@ -24,7 +25,6 @@ from keras_bench.checkpoint import (
     recipe_hash,
     save_curve,
 )
-from keras_bench.timing import StepTimer
 
 PAYLOAD_TIMEOUT_S = 180
 EPOCHS = 8  # above checkpoint_above_epochs (3), so every epoch is backed up; 6 epochs left after the kill
@@ -152,7 +152,7 @@ class _FakeClock:
 
 
 def test_epoch_curve_counts_training_steps_only_and_continues_a_restored_curve() -> None:
-    from keras_bench.training import EpochCurve
+    from keras_bench.training.fit import EpochCurve
 
     clock = _FakeClock()
     timer = StepTimer(clock)

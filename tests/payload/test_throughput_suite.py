@@ -13,8 +13,9 @@ import pytest
 from keras_bench import cli
 from keras_bench.recorder import RunRecorder
 from keras_bench.suites import throughput
-from keras_bench.throughput_timing import record_training, summarize_repeats
-from keras_bench.timing import StepTimer
+from keras_bench.timing.rows import record_training
+from keras_bench.timing.steps import StepTimer
+from keras_bench.timing.throughput import summarize_repeats
 
 # Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
 pytestmark = pytest.mark.xdist_group("throughput_suite")

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from keras_bench.checkpoint import WORKDIR_ENV
 from keras_bench.errors import ParamError
 from keras_bench.suites import SUITES
+from keras_bench.training.checkpoint import WORKDIR_ENV
 
 # Its module-scoped payload runs are shared by its tests: one worker (make test's --dist loadgroup) runs them once.
 pytestmark = pytest.mark.xdist_group("transfer_suite")
@@ -155,7 +155,7 @@ def test_a_missing_weights_file_is_a_bad_param(
 
 @pytest.mark.slow
 def test_fine_tuning_keeps_pretrained_batchnorm_statistics_while_scratch_updates_them() -> None:
-    from keras_bench.models import BACKBONE_LAYER, build_model
+    from keras_bench.models.builders import BACKBONE_LAYER, build_model
     from keras_bench.suites.transfer import unfreeze_backbone
 
     images = np.random.default_rng(0).random((4, *IMAGE_SHAPE), dtype=np.float32)
@@ -179,7 +179,7 @@ def test_fine_tuning_keeps_pretrained_batchnorm_statistics_while_scratch_updates
 
 @pytest.mark.slow
 def test_fine_tune_layers_unfreezes_only_the_top_of_the_backbone() -> None:
-    from keras_bench.models import BACKBONE_LAYER, build_model
+    from keras_bench.models.builders import BACKBONE_LAYER, build_model
     from keras_bench.suites.transfer import unfreeze_backbone
 
     model = build_model(MODEL, IMAGE_SHAPE, 10, freeze_backbone=True)

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from orchestrator.catalog.spot import PriceQuote, SpotQuoter
 from orchestrator.errors import AuthError, CapacityError, ProviderError, QuotaError, SpotRefused
-from orchestrator.lifecycle import RunContext, execute_plan
+from orchestrator.lifecycle import execute_plan
 from orchestrator.machine import Placement
 from orchestrator.plan import Plan
+from orchestrator.run_steps import RunContext
 from orchestrator.spec import RunSpec, load_suite
 from orchestrator.store import Store
 from tests.conftest import FAKE_MAIN_HEADER
@@ -41,13 +43,14 @@ def fake(tmp_path: Path) -> FakeProvider:
     return FakeProvider(root=tmp_path / "fake", python=sys.executable)
 
 
-def _run(tmp_path: Path, fake: FakeProvider, *placements: Placement, **machine: Any) -> tuple[Any, Store]:
+def _run(tmp_path: Path, fake: FakeProvider, *placements: Placement, quoter: SpotQuoter | None = None,
+         **machine: Any) -> tuple[Any, Store]:
     spec = RunSpec(provider="local", machine=machine)
     suite = load_suite("smoke")
     plan = Plan(spec, suite, dict(suite.params), placements, 1, ())
     store = Store(tmp_path / "home")
     ctx = RunContext(store=store, home=tmp_path / "home", reporter=QuietReporter(),
-                     provider_factory=lambda name: fake,
+                     provider_factory=lambda name: fake, spot_quoter=lambda name: quoter,
                      poll_interval_s=0.05)
     return execute_plan(plan, ctx), store
 
@@ -73,7 +76,7 @@ def test_a_capacity_error_fails_over_to_the_next_placement_and_bills_what_the_fi
     costs = store.costs(outcome.run_id)
     by_machine: dict[str, float] = {}
     for row in costs:
-        by_machine[row["machine_id"]] = by_machine.get(row["machine_id"], 0.0) + row["amount_usd"]
+        by_machine[row.machine_id] = by_machine.get(row.machine_id, 0.0) + row.amount_usd
     first_id, second_id = rows[0].machine_id, rows[1].machine_id
     assert by_machine[first_id] == pytest.approx(0.06)  # 60 s minimum at $3.6/h
     assert by_machine[second_id] == pytest.approx(0.03)  # 60 s minimum at $1.8/h
@@ -101,7 +104,7 @@ def test_a_failed_attempt_found_by_a_listing_without_prices_is_billed_at_the_att
     outcome, store = _run(tmp_path, fake, FIRST, SECOND)
     assert outcome.state == "succeeded", outcome.error
     first = store.machines(outcome.run_id)[0].machine_id
-    assert sum(r["amount_usd"] for r in store.costs(outcome.run_id) if r["machine_id"] == first) == pytest.approx(0.06)
+    assert sum(r.amount_usd for r in store.costs(outcome.run_id) if r.machine_id == first) == pytest.approx(0.06)
 
 
 def test_each_attempt_boots_its_own_placement_s_image(tmp_path: Path, fake: FakeProvider, payload: None) -> None:
@@ -122,7 +125,7 @@ def test_a_launch_failing_after_its_machine_exists_is_torn_down_and_billed(
     assert fake.machines == {}  # the teardown terminated it
     [row] = store.machines(outcome.run_id)
     assert row.state == "terminated"
-    assert sum(r["amount_usd"] for r in store.costs(outcome.run_id)) == pytest.approx(0.06)  # 60 s at $3.6/h
+    assert sum(r.amount_usd for r in store.costs(outcome.run_id)) == pytest.approx(0.06)  # 60 s at $3.6/h
 
 
 def test_a_capacity_error_that_created_nothing_is_an_attempt_without_a_bill(
@@ -133,7 +136,7 @@ def test_a_capacity_error_that_created_nothing_is_an_attempt_without_a_bill(
     assert outcome.state == "succeeded"
     assert [(r.attempt, r.machine_id is None, r.state) for r in store.machines(outcome.run_id)] == [
         (1, True, "failed"), (2, False, "terminated")]
-    assert {row["machine_id"] for row in store.costs(outcome.run_id)} == {store.machines(outcome.run_id)[1].machine_id}
+    assert {row.machine_id for row in store.costs(outcome.run_id)} == {store.machines(outcome.run_id)[1].machine_id}
 
 
 def test_an_auth_error_never_fails_over(tmp_path: Path, fake: FakeProvider, payload: None) -> None:
@@ -247,3 +250,43 @@ def test_a_spot_capacity_error_still_tries_the_next_spot_placement(
     outcome, _ = _run(tmp_path, fake, spot_here, spot_there, SECOND)
     assert outcome.state == "succeeded", outcome.error
     assert [p.instance_type for p in fake.launches] == ["gpu.spot", "gpu.spot2"]  # only a market refusal skips spot
+
+
+def test_spot_machines_are_priced_at_the_quote_the_launch_step_asks_for_and_billed_at_it(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    asked: list[Placement] = []
+
+    def quoter(placement: Placement) -> PriceQuote:
+        asked.append(placement)
+        return PriceQuote("0.9000", 0.9, "2026-11-30T09:15:00+00:00", "the test's cloud")
+
+    spot = replace(FIRST, instance_type="gpu.spot", spot=True, price_per_hour=1.0)
+    outcome, store = _run(tmp_path, fake, spot, quoter=quoter)
+    assert outcome.state == "succeeded", outcome.error
+    assert [p.instance_type for p in asked] == ["gpu.spot"]  # once per launch, with the launched placement
+    [row] = store.machines(outcome.run_id)
+    assert row.machine is not None
+    placement = row.machine.placement
+    assert (placement.price_per_hour, placement.price_source, placement.price_quoted) == (0.9, "the test's cloud",
+                                                                                          "0.9000")
+    assert {line.price_per_hour for line in store.costs(outcome.run_id)} == {0.9}  # billed at the quote
+
+
+def test_an_on_demand_launch_asks_no_quote_and_a_spot_launch_without_one_keeps_the_plan_s_price(
+    tmp_path: Path, fake: FakeProvider, payload: None
+) -> None:
+    asked: list[Placement] = []
+
+    def nothing(placement: Placement) -> None:
+        asked.append(placement)
+
+    outcome, _ = _run(tmp_path, fake, FIRST, quoter=nothing)
+    assert outcome.state == "succeeded" and asked == []
+    spot = replace(FIRST, instance_type="gpu.spot", spot=True, price_per_hour=1.0)
+    outcome, store = _run(tmp_path, fake, spot, quoter=nothing)
+    assert outcome.state == "succeeded" and len(asked) == 1
+    [row] = store.machines(outcome.run_id)
+    assert row.machine is not None and (row.machine.placement.price_per_hour, row.machine.placement.price_source) == (
+        1.0, "catalog")
+

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cost import CostLine
 from orchestrator.errors import SpecError
 from orchestrator.store import SCHEMA_VERSION, Store
 from orchestrator.store.campaigns import CampaignBook, NewCell
@@ -21,8 +22,8 @@ def _cells(*ids: str) -> list[NewCell]:
 def _priced_run(store: Store, run_id: str, amount: float) -> None:
     store.create_run(run_id, provider="local", suite="smoke", name=None, spec={})
     store.finish_run(run_id, state="succeeded", duration_s=1.0, error=None, log_tail=None, results=None, costs=[
-        {"machine_id": "localhost", "component": "compute", "seconds": 1.0, "billed_seconds": 1.0,
-         "price_per_hour": amount * 3600, "amount_usd": amount, "rule": "per_second"}])
+        CostLine(component="compute", seconds=1.0, billed_seconds=1.0, price_per_hour=amount * 3600, amount_usd=amount,
+                 rule="per_second", machine_id="localhost")])
 
 
 def test_a_campaign_keeps_its_cells_their_runs_and_what_they_cost(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from typing import Any, cast
 import pandas as pd
 from rich.console import Console
 
-from orchestrator.campaign.labels import narrowed, swept_labels
 from orchestrator.campaign.progress import CellView, Progress
 from orchestrator.campaign.runner import CampaignRunner
 from orchestrator.cli.campaign_views import cell_line
 from orchestrator.report.campaign import best_configurations, campaign_frame, campaign_tables, render_campaign_html
+from orchestrator.report.labels import narrowed, swept_labels
 from orchestrator.store import Store
 from orchestrator.store.campaigns import CampaignBook, NewCell
 

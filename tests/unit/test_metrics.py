@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import api
+from orchestrator.cost import CostLine
 from orchestrator.errors import SpecError
 from orchestrator.report.metrics import (
     cost_to_accuracy_usd,
@@ -129,8 +130,8 @@ def test_report_frames_derived_prices_runs_from_their_billed_costs_and_adds_refe
     store.finish_run(
         "r-1", state="succeeded", duration_s=30.0, error=None, log_tail=None,
         results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": [sample]}},
-        costs=[{"machine_id": "m", "component": "compute", "seconds": 5.0, "billed_seconds": 60.0,
-                "price_per_hour": 0.9, "amount_usd": 0.015, "rule": "aws_linux"}],
+        costs=[CostLine(component="compute", seconds=5.0, billed_seconds=60.0, price_per_hour=0.9, amount_usd=0.015,
+                        rule="aws_linux", machine_id="m")],
     )
     store.close()
     _, summary = api.report_frames_derived(home=tmp_path, references=True, baseline="ref-01")

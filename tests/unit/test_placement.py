@@ -95,7 +95,7 @@ def test_making_a_plan_starts_nothing_and_writes_nothing(tmp_path: Path, monkeyp
 
 
 def test_aws_boots_the_deep_learning_ami_by_default_and_names_it_in_the_plan(tmp_path: Path) -> None:
-    from orchestrator.catalog.placement import AWS_DLAMI
+    from orchestrator.catalog.images import AWS_DLAMI
 
     plan = make_plan(RunSpec(provider="aws", machine={"gpu": "T4"}), home=tmp_path / "home")
     assert plan.image == AWS_DLAMI and plan.image.startswith("resolve:ssm:/aws/service/deeplearning/ami/")
@@ -107,7 +107,7 @@ def test_aws_boots_the_deep_learning_ami_by_default_and_names_it_in_the_plan(tmp
 
 
 def test_the_base_deep_learning_ami_gets_a_venv_for_the_payload_and_other_images_are_taken_as_ready() -> None:
-    from orchestrator.catalog.placement import AWS_DLAMI
+    from orchestrator.catalog.images import AWS_DLAMI
     from orchestrator.providers.aws.instance import _environment
 
     assert _environment(AWS_DLAMI.removeprefix("resolve:ssm:")).prepare == "venv"

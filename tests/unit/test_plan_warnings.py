@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.catalog.images import AWS_DLAMI, AZURE_UBUNTU_HPC
 from orchestrator.catalog.offers import Offer, load_offers, write_offers
-from orchestrator.catalog.placement import AWS_DLAMI, AZURE_UBUNTU_HPC, catalog_placements
+from orchestrator.catalog.placement import catalog_placements
 from orchestrator.cost import billing_rule
 from orchestrator.errors import SpecError
 from orchestrator.plan import make_plan

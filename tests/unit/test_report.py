@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cost import CostLine
 from orchestrator.report.frame import samples_frame, summary_frame
 from orchestrator.report.render import render_text
 from orchestrator.store import Store
@@ -32,8 +33,8 @@ def store(tmp_path: Path) -> Store:
         store.finish_run(
             run_id, state="succeeded" if samples else "failed", duration_s=10.0, error=None, log_tail=None,
             results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}},
-            costs=[{"machine_id": "m", "component": "compute", "seconds": 10.0, "billed_seconds": 10.0,
-                    "price_per_hour": 36.0, "amount_usd": 0.1, "rule": "per_second"}],
+            costs=[CostLine(component="compute", seconds=10.0, billed_seconds=10.0, price_per_hour=36.0, amount_usd=0.1,
+                            rule="per_second", machine_id="m")],
         )
     return store
 
@@ -95,8 +96,8 @@ def _wide_store(home: Path) -> None:
             store.finish_run(
                 run_id, state="succeeded", duration_s=3600.0, error=None, log_tail=None,
                 results={host: {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}},
-                costs=[{"machine_id": host, "component": "compute", "seconds": 3600.0, "billed_seconds": 3600.0,
-                        "price_per_hour": 3.06, "amount_usd": 3.06, "rule": "per_second"}],
+                costs=[CostLine(component="compute", seconds=3600.0, billed_seconds=3600.0, price_per_hour=3.06,
+                                amount_usd=3.06, rule="per_second", machine_id=host)],
             )
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import api
+from orchestrator.cost import CostLine
 from orchestrator.report.frame import (
     CURVE_SUFFIX,
     GPUS,
@@ -36,6 +37,7 @@ from orchestrator.report.frame import (
 )
 from orchestrator.report.html import render_html
 from orchestrator.store import Store
+from tests.store_sql import sql
 
 _MISSING = "-"
 
@@ -46,14 +48,14 @@ def _reference_samples(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=[*RUN_COLUMNS, HOST, "benchmark", "metric", "value", "unit"])
     marks = ",".join("?" * len(run_ids))
     runs = pd.DataFrame(
-        [tuple(row) for row in store.query(
+        [tuple(row) for row in sql(store,
             "SELECT r.id, r.name, r.provider, r.suite, r.state, r.created_at, r.duration_s, "
             "(SELECT SUM(amount_usd) FROM costs c WHERE c.run_id = r.id) "
             f"FROM runs r WHERE r.id IN ({marks}) ORDER BY r.created_at, r.id", list(run_ids))],
         columns=RUN_COLUMNS,
     )
     runs["cost_usd"] = runs["cost_usd"].astype("float64")
-    rows = store.query(
+    rows = sql(store,
         f"SELECT run_id, host, benchmark, metric, value, unit, metadata_json FROM samples WHERE run_id IN ({marks}) "
         "ORDER BY id", list(run_ids),
     )
@@ -135,8 +137,8 @@ def _record(store: Store, run_id: str, results: dict[str, list[dict[str, Any]]],
     documents = {host: {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}
                  for host, samples in results.items()}
     store.finish_run(run_id, state="succeeded", duration_s=60.0, error=None, log_tail=None, results=documents,
-                     costs=[{"machine_id": host, "component": "compute", "seconds": 60.0, "billed_seconds": 60.0,
-                             "price_per_hour": cost * 60, "amount_usd": cost, "rule": "per_second"}
+                     costs=[CostLine(component="compute", seconds=60.0, billed_seconds=60.0, price_per_hour=cost * 60,
+                                     amount_usd=cost, rule="per_second", machine_id=host)
                             for host in results])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import api
+from orchestrator.cost import CostLine
 from orchestrator.report.frame import samples_frame, summary_frame
 from orchestrator.report.html import render_html
 from orchestrator.report.render import render_text, rich_table, write_parquet
@@ -33,13 +35,13 @@ def _document(train: float, accuracy: float, **recipe: Any) -> dict[str, Any]:
     return {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}
 
 
-def _cost(machine_id: str, price_per_hour: float, billed_seconds: float = 3600.0) -> dict[str, Any]:
-    return {"machine_id": machine_id, "component": "compute", "seconds": billed_seconds,
-            "billed_seconds": billed_seconds, "price_per_hour": price_per_hour,
-            "amount_usd": price_per_hour * billed_seconds / 3600.0, "rule": "per_second"}
+def _cost(machine_id: str, price_per_hour: float, billed_seconds: float = 3600.0) -> CostLine:
+    return CostLine(component="compute", seconds=billed_seconds, billed_seconds=billed_seconds,
+                    price_per_hour=price_per_hour, amount_usd=price_per_hour * billed_seconds / 3600.0,
+                    rule="per_second", machine_id=machine_id)
 
 
-def _record(store: Store, run_id: str, results: dict[str, dict[str, Any]], costs: list[dict[str, Any]],
+def _record(store: Store, run_id: str, results: dict[str, dict[str, Any]], costs: list[CostLine],
             name: str | None = None) -> None:
     store.create_run(run_id, provider="rented", suite="throughput", name=name, spec={})
     store.finish_run(run_id, state="succeeded", duration_s=3600.0, error=None, log_tail=None, results=results,
@@ -262,7 +264,7 @@ def test_each_row_names_its_machine_type_and_a_total_names_its_hosts_types(tmp_p
 
 def test_a_machine_billed_nothing_is_priced_at_its_rate(tmp_path: Path) -> None:
     # Azure bills whole minutes: a 50 s run costs $0, yet its machine's images per dollar are at its hourly rate.
-    line = {**_cost("vm-1", 0.526, billed_seconds=0.0), "seconds": 50.0, "rule": "per_minute_full"}
+    line = replace(_cost("vm-1", 0.526, billed_seconds=0.0), seconds=50.0, rule="per_minute_full")
     with Store(tmp_path) as store:
         _record(store, "r-short", {"vm-1": _document(100.0, 0.9)}, [line])
     _, summary = api.report_frames_derived(home=tmp_path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cost import CostLine
 from orchestrator.report.frame import samples_frame, summary_frame
 from orchestrator.report.html import CHARTS, render_html
 from orchestrator.report.render import write_parquet
@@ -26,8 +27,8 @@ def _record(store: Store, run_id: str, name: str | None, samples: list[dict[str,
     store.finish_run(
         run_id, state="succeeded", duration_s=3600.0, error=None, log_tail=None,
         results={"m": {"host": {}, "software": {}, "timings": {}, "errors": [], "samples": samples}},
-        costs=[{"machine_id": "m", "component": "compute", "seconds": 3600.0, "billed_seconds": 3600.0,
-                "price_per_hour": cost, "amount_usd": cost, "rule": "per_second"}],
+        costs=[CostLine(component="compute", seconds=3600.0, billed_seconds=3600.0, price_per_hour=cost,
+                        amount_usd=cost, rule="per_second", machine_id="m")],
     )
 
 

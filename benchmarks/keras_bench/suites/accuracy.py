@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from keras_bench.backends import lean_imports
-from keras_bench.models import build_model
+from keras_bench.models.backends import lean_imports
+from keras_bench.models.builders import build_model
 from keras_bench.params import (
     AUTO,
     ParamValue,
@@ -38,7 +38,7 @@ from keras_bench.suites.training_recipe import (
     recipe,
     record_curve,
 )
-from keras_bench.training import (
+from keras_bench.training.fit import (
     OPTIMIZERS,
     FitOutcome,
     FitSetup,
@@ -139,7 +139,7 @@ def run_accuracy(params: Mapping[str, ParamValue], recorder: RunRecorder) -> Non
     p = AccuracyParams.from_params(params)
 
     with recorder.phase("import", "import"), lean_imports():
-        import keras
+        import keras  # timed: the run's first Keras import
     say(f"imported keras {keras.__version__} (backend {keras.backend.backend()}) in {recorder.seconds['import']:.1f}s")
 
     with recorder.phase("data", "data"):

@@ -1,7 +1,7 @@
 """Suite ``hparams``: a grid over optimizer x learning rate x dropout, each point trained for a fixed budget.
 
 Every grid point starts from the same seed, trains ``epochs`` epochs and is scored on the held-out split.
-``dropout`` values may be ``"auto"``: the documented rule in ``training.auto_dropout`` picks a rate from the
+``dropout`` values may be ``"auto"``: the documented rule in ``training.fit.auto_dropout`` picks a rate from the
 training set size. Uses only ``keras.*`` APIs apart from TensorBoard (``tensorboard=false`` on other backends).
 """
 
@@ -11,8 +11,8 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from keras_bench.backends import lean_imports
-from keras_bench.models import build_model
+from keras_bench.models.backends import lean_imports
+from keras_bench.models.builders import build_model
 from keras_bench.params import (
     AUTO,
     ParamValue,
@@ -37,7 +37,7 @@ from keras_bench.suites.training_recipe import (
     image_shape,
     recipe,
 )
-from keras_bench.training import (
+from keras_bench.training.fit import (
     OPTIMIZERS,
     FitSetup,
     compile_classifier,
@@ -125,7 +125,7 @@ def run_hparams(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None
     p = HparamsParams.from_params(params)
 
     with recorder.phase("import", "import"), lean_imports():
-        import keras
+        import keras  # timed: the run's first Keras import
     say(f"imported keras {keras.__version__} (backend {keras.backend.backend()}) in {recorder.seconds['import']:.1f}s")
 
     with recorder.phase("data", "data"):

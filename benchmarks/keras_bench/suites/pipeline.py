@@ -1,6 +1,6 @@
 """Suite ``pipeline``: one model's training images/sec under four ways of feeding it the same kind of images.
 
-Feeds, in order: ``synthetic_on_device`` (one batch generated on the device, see ``keras_bench.pipeline``),
+Feeds, in order: ``synthetic_on_device`` (one batch generated on the device, see ``keras_bench.data.pipeline``),
 ``numpy_arrays`` (in-memory arrays handed to ``fit``), ``tfrecord`` (GZIP TFRecord shards parsed by tf.data, no
 cache, no prefetch) and ``tfrecord_cache_prefetch`` (the same with cache after decoding and
 prefetch(AUTOTUNE)). Each feed trains a fresh model with the same seed, timed as the throughput suite times it.
@@ -20,18 +20,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from keras_bench.backends import BackendFacts, backend_facts, lean_imports, require_tensorflow
-from keras_bench.checkpoint import run_directory
-from keras_bench.datasets import ImageSplit, synthetic_split
-from keras_bench.models import build_model, check_model
+from keras_bench.data.datasets import ImageSplit, synthetic_split
+from keras_bench.data.pipeline import PipelineOptions, dataset_from_tfrecords, on_device_synthetic
+from keras_bench.data.tfrecords import TFRecordFiles, write_tfrecords
+from keras_bench.models.backends import BackendFacts, backend_facts, lean_imports, require_tensorflow
+from keras_bench.models.builders import build_model, check_model
 from keras_bench.params import ParamValue, choice, non_negative_int, positive_int, text
 from keras_bench.progress import say
 from keras_bench.recorder import RunRecorder, guarded
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
 from keras_bench.suites.throughput import LEARNING_RATE, host_batches
-from keras_bench.tfrecords import TFRecordFiles, write_tfrecords
-from keras_bench.throughput_timing import record_training, time_training
+from keras_bench.timing.rows import record_training
+from keras_bench.timing.throughput import time_training
+from keras_bench.training.checkpoint import run_directory
 
 FEEDS = ("synthetic_on_device", "numpy_arrays", "tfrecord", "tfrecord_cache_prefetch")
 COMPRESSIONS = ("GZIP", "ZLIB", "none")
@@ -91,8 +93,6 @@ def _feed_inputs(
     feed: str, model: Any, p: PipelineParams, split: ImageSplit, files: TFRecordFiles
 ) -> tuple[Any, Any, Any]:
     """Returns (model to train, x, y) for one feed; y is None for a tf.data dataset."""
-    from keras_bench.pipeline import PipelineOptions, dataset_from_tfrecords, on_device_synthetic
-
     steps_per_epoch = p.warmup_steps + p.steps
     if feed == "synthetic_on_device":
         device = on_device_synthetic(model, p.batch_size, p.num_classes, p.seed)
@@ -109,7 +109,7 @@ def _feed_inputs(
 def _measure_feed(
     feed: str, p: PipelineParams, split: ImageSplit, files: TFRecordFiles, facts: BackendFacts, recorder: RunRecorder
 ) -> float | None:
-    import keras
+    import keras  # loaded by the timed import already; at module level --check would load it
 
     keras.utils.set_random_seed(p.seed)
     model = build_model(p.model, (p.image_size, p.image_size, CHANNELS), p.num_classes)
@@ -158,7 +158,7 @@ def run_pipeline(params: Mapping[str, ParamValue], recorder: RunRecorder) -> Non
     """
     p = PipelineParams.from_params(params)
     with recorder.phase("import", "import"), lean_imports():
-        import keras
+        import keras  # timed: the run's first Keras import
 
         facts = backend_facts()
         require_tensorflow("pipeline", "the pipeline suite (tf.data, TFRecord)")

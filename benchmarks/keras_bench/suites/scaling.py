@@ -12,19 +12,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from keras_bench.backends import lean_imports
-from keras_bench.distribute import (
-    WorkerRole,
-    configure_cpu_devices,
-    local_devices,
-    read_tf_config,
-    require_tensorflow_backend,
-    run_timed_loop,
-    synthetic_dataset,
-    train_step_function,
-)
 from keras_bench.errors import ParamError
-from keras_bench.models import SMALL_CNN, build_model
+from keras_bench.models.backends import lean_imports
+from keras_bench.models.builders import SMALL_CNN, build_model
 from keras_bench.params import (
     ParamValue,
     fraction,
@@ -38,14 +28,20 @@ from keras_bench.progress import say
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
-from keras_bench.throughput_timing import (
-    TrainingTiming,
-    add_spread,
-    add_step_times,
-    record_training,
-    summarize_repeats,
+from keras_bench.timing.rows import add_spread, add_step_times, record_training
+from keras_bench.timing.spread import Spread
+from keras_bench.timing.steps import StepTimer
+from keras_bench.timing.throughput import TrainingTiming, summarize_repeats
+from keras_bench.training.distribute import (
+    WorkerRole,
+    configure_cpu_devices,
+    local_devices,
+    read_tf_config,
+    require_tensorflow_backend,
+    run_timed_loop,
+    synthetic_dataset,
+    train_step_function,
 )
-from keras_bench.timing import Spread, StepTimer
 
 SUITE_NAME = "scaling"
 CHANNELS = 3
@@ -117,7 +113,7 @@ def record_worker_throughput(
     recorder: RunRecorder, timing: TrainingTiming, share: float, metadata: Mapping[str, MetadataValue]
 ) -> float:
     """Writes ``worker_train_throughput`` rows: this worker's images/sec with its repeats' spread (see
-    ``throughput_timing.add_spread``) and the step times it saw.
+    ``timing.rows.add_spread``) and the step times it saw.
 
     Args:
         recorder: Receives the rows.
@@ -156,10 +152,10 @@ def _recipe(p: ScalingParams, backend: str) -> dict[str, MetadataValue]:
 
 
 def _run_mirrored(p: ScalingParams, recorder: RunRecorder, recipe: dict[str, MetadataValue]) -> None:
-    import keras
+    import keras  # loaded by the timed import already; at module level --check would load it
     import tensorflow as tf
 
-    from keras_bench.keras_callbacks import ProgressCallback, StepTimerCallback, StopCheckCallback
+    from keras_bench.timing.callbacks import ProgressCallback, StepTimerCallback, StopCheckCallback
 
     devices, device_type = local_devices(p.cpu_devices)
     counts = [count for count in p.replica_counts if count <= len(devices)]
@@ -246,7 +242,7 @@ def _record_efficiency(
 def _run_multi_worker(
     p: ScalingParams, role: WorkerRole, recorder: RunRecorder, recipe: dict[str, MetadataValue]
 ) -> None:
-    import keras
+    import keras  # loaded by the timed import already; at module level --check would load it
     import tensorflow as tf
 
     say(f"multi-worker: {role.task_type} {role.task_index} of {role.workers} workers; waiting for the cluster")
@@ -322,7 +318,7 @@ def run_scaling(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None
 
         if not multi_worker and p.cpu_devices > 0:
             configure_cpu_devices(p.cpu_devices)
-        import keras
+        import keras  # timed: the run's first Keras import
     require_tensorflow_backend(SUITE_NAME, keras.backend.backend())
     say(f"imported keras {keras.__version__} (backend tensorflow) in {recorder.seconds['import']:.1f}s")
 

@@ -10,11 +10,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from keras_bench.backends import backend_name, gpu_count, lean_imports
-from keras_bench.datasets import load_digits_split
+from keras_bench.data.datasets import load_digits_split
 from keras_bench.errors import ParamError
-from keras_bench.inference import time_batched_passes
-from keras_bench.models import MODEL_BUILDERS
+from keras_bench.models.backends import backend_name, gpu_count, lean_imports
+from keras_bench.models.builders import MODEL_BUILDERS
 from keras_bench.params import (
     ParamValue,
     choice,
@@ -27,8 +26,11 @@ from keras_bench.progress import say
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
-from keras_bench.throughput_timing import add_spread, record_training, summarize_repeats, without_first_short_span
-from keras_bench.timing import StepTimer, percentile
+from keras_bench.timing.inference import time_batched_passes
+from keras_bench.timing.rows import add_spread, record_training
+from keras_bench.timing.spread import percentile
+from keras_bench.timing.steps import StepTimer
+from keras_bench.timing.throughput import summarize_repeats, without_first_short_span
 
 TEST_FRACTION = 0.2
 
@@ -106,9 +108,9 @@ def run_smoke(params: Mapping[str, ParamValue], recorder: RunRecorder) -> None:
     p = SmokeParams.from_params(params)
 
     with recorder.phase("import", "import"), lean_imports():
-        import keras
+        import keras  # timed: the run's first Keras import
 
-        from keras_bench.keras_callbacks import ProgressCallback, StepTimerCallback, StopCheckCallback
+        from keras_bench.timing.callbacks import ProgressCallback, StepTimerCallback, StopCheckCallback
     import_s = recorder.seconds["import"]
     say(f"imported keras {keras.__version__} (backend {keras.backend.backend()}) in {import_s:.1f}s")
 

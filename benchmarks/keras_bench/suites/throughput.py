@@ -2,8 +2,8 @@
 
 Every combination is built, compiled (Adam 1e-3, sparse categorical cross-entropy, ``steps_per_execution``)
 and trained for ``repeats`` epochs of ``warmup_steps + steps`` steps, each rounded up to whole chunks of
-``steps_per_execution`` steps; see ``keras_bench.throughput_timing`` for what is timed (one host sync per chunk).
-Synthetic data is generated once on the device (``keras_bench.pipeline.on_device_synthetic``); any other
+``steps_per_execution`` steps; see ``keras_bench.timing.throughput`` for what is timed (one host sync per chunk).
+Synthetic data is generated once on the device (``keras_bench.data.pipeline.on_device_synthetic``); any other
 ``data`` is loaded into host memory and fed as arrays. A combination that fails (out of memory, a precision
 the device lacks) is recorded in the document's ``errors`` and the suite goes on with the next one.
 Uses only ``keras.*`` APIs, so it runs on every Keras backend.
@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from keras_bench.backends import (
+from keras_bench.data.datasets import ImageSplit, load_split
+from keras_bench.data.pipeline import on_device_synthetic
+from keras_bench.errors import BenchError
+from keras_bench.models.backends import (
     PRECISIONS,
     BackendFacts,
     backend_facts,
@@ -27,21 +30,14 @@ from keras_bench.backends import (
     lean_imports,
     precision_policy,
 )
-from keras_bench.datasets import ImageSplit, load_split
-from keras_bench.errors import BenchError
-from keras_bench.models import build_model, check_model
+from keras_bench.models.builders import build_model, check_model
 from keras_bench.params import ParamValue, choice, flag, list_of, non_negative_int, positive_int, text
 from keras_bench.progress import say
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
 from keras_bench.suites.base import Suite
-from keras_bench.throughput_timing import (
-    chunked_steps,
-    record_chunked_inference,
-    record_training,
-    time_inference,
-    time_training,
-)
+from keras_bench.timing.rows import record_chunked_inference, record_training
+from keras_bench.timing.throughput import chunked_steps, time_inference, time_training
 
 SYNTHETIC = "synthetic"
 LEARNING_RATE = 0.001
@@ -146,7 +142,7 @@ def _measure(
     facts: BackendFacts,
     recorder: RunRecorder,
 ) -> None:
-    import keras
+    import keras  # loaded by the timed import already; at module level --check would load it
 
     shape = (p.image_size, p.image_size, CHANNELS)
     num_classes = split.num_classes if split is not None else p.num_classes
@@ -170,8 +166,6 @@ def _measure(
         keras.utils.set_random_seed(p.seed)
         model = build_model(combination.model, shape, num_classes)
         if split is None:
-            from keras_bench.pipeline import on_device_synthetic
-
             feed = on_device_synthetic(model, combination.batch_size, num_classes, p.seed)
             model = feed.model
             x, y = feed.arrays(steps_per_epoch)
@@ -226,7 +220,7 @@ def run_throughput(params: Mapping[str, ParamValue], recorder: RunRecorder) -> N
     p = ThroughputParams.from_params(params)
 
     with recorder.phase("import", "import"), lean_imports():
-        import keras
+        import keras  # timed: the run's first Keras import
 
         facts = backend_facts()
     say(f"imported keras {keras.__version__} (backend {facts.name} {facts.version}, {facts.gpus} GPUs)")

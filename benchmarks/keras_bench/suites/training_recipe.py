@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keras_bench.backends import backend_name, gpu_count
-from keras_bench.datasets import ImageSplit, load_split
+from keras_bench.data.datasets import ImageSplit, load_split
+from keras_bench.models.backends import backend_name, gpu_count
 from keras_bench.params import ParamSpec, ParamValue, flag, non_negative_int, text
 from keras_bench.recorder import RunRecorder
 from keras_bench.results import MetadataValue
-from keras_bench.training import FitOutcome
+from keras_bench.training.fit import FitOutcome
 
 TEST_FRACTION = 0.2  # held out where a data set has no test split of its own (digits, image directories)
 PRECISION = "float32"  # these suites train in float32; the throughput suite compares precisions
@@ -51,7 +51,7 @@ class DataChoice:
         return cls(str(params["data"]), int(params["image_size"]), int(params["channels"]), int(params["limit"]))
 
     def load(self, seed: int) -> ImageSplit:
-        """Loads the split with ``datasets.load_split``."""
+        """Loads the split with ``data.datasets.load_split``."""
         return load_split(
             self.name,
             image_size=self.image_size or None,
@@ -77,7 +77,7 @@ class CheckpointChoice:
 
 
 def image_shape(split: ImageSplit) -> tuple[int, int, int]:
-    """Returns one image's (H, W, C), as ``models.build_model`` takes it."""
+    """Returns one image's (H, W, C), as ``models.builders.build_model`` takes it."""
     height, width, channels = split.image_shape
     return height, width, channels
 

@@ -7,7 +7,7 @@ the same total number of epochs. Each phase is scored on the held-out split afte
 
 BatchNormalization: the Keras transfer-learning guide calls the backbone with ``training=False`` so that its
 BatchNormalization layers stay in inference mode after unfreezing (updating the pretrained moving statistics from
-small batches of new data wrecks what the backbone learned). ``models.build_model`` does call a frozen backbone
+small batches of new data wrecks what the backbone learned). ``models.builders.build_model`` does call a frozen backbone
 that way, but Keras 3 overrides that argument with fit's ``training=True`` (keras-team/keras#20285; pinned by
 ``test_fine_tuning_keeps_pretrained_batchnorm_statistics_while_scratch_updates_them``). What Keras does honour is
 ``trainable=False`` on a BatchNormalization layer, which then runs in inference mode. So ``unfreeze_backbone``
@@ -21,10 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keras_bench.backends import lean_imports
-from keras_bench.checkpoint import BackupPlan, finish_backups
 from keras_bench.errors import ParamError
-from keras_bench.models import BACKBONE_LAYER, build_model, check_weights_file
+from keras_bench.models.backends import lean_imports
+from keras_bench.models.builders import BACKBONE_LAYER, build_model, check_weights_file
 from keras_bench.params import (
     AUTO,
     ParamValue,
@@ -49,8 +48,17 @@ from keras_bench.suites.training_recipe import (
     recipe,
     record_curve,
 )
-from keras_bench.throughput_timing import add_spread, summarize_repeats, without_first_short_span
-from keras_bench.training import OPTIMIZERS, FitOutcome, FitSetup, compile_classifier, fit_classifier, resolve_dropout
+from keras_bench.timing.rows import add_spread
+from keras_bench.timing.throughput import summarize_repeats, without_first_short_span
+from keras_bench.training.checkpoint import BackupPlan, finish_backups
+from keras_bench.training.fit import (
+    OPTIMIZERS,
+    FitOutcome,
+    FitSetup,
+    compile_classifier,
+    fit_classifier,
+    resolve_dropout,
+)
 
 SUITE_NAME = "transfer"
 FROZEN, FINE_TUNE, SCRATCH = "frozen", "fine_tune", "scratch"
@@ -137,7 +145,7 @@ def unfreeze_backbone(model: Any, top_layers: int) -> int:
     layers = backbone.layers
     if top_layers > len(layers):
         raise ParamError(f"param 'fine_tune_layers': the backbone has {len(layers)} layers, received {top_layers}")
-    import keras
+    import keras  # loaded by the timed import already; at module level --check would load it
 
     backbone.trainable = True
     for index, layer in enumerate(layers):
@@ -194,7 +202,7 @@ def run_transfer(params: Mapping[str, ParamValue], recorder: RunRecorder) -> Non
     check_weights_file(p.weights)  # the machine's file system, before the backend's start-up
 
     with recorder.phase("import", "import"), lean_imports():
-        import keras
+        import keras  # timed: the run's first Keras import
     say(f"imported keras {keras.__version__} (backend {keras.backend.backend()}) in {recorder.seconds['import']:.1f}s")
 
     with recorder.phase("data", "data"):

@@ -5,9 +5,8 @@ half a cluster behind. The provider tries the region's zones in order on a capac
 :class:`CapacityError` naming the region when none has room; quota, auth and spot-market refusals
 (:class:`SpotRefused`) go straight up (another zone would not help); a throttled ``RunInstances``
 (``RequestLimitExceeded``) is retried with jittered backoff, six tries over at most 31 s. Which region, type and
-market to try next is the lifecycle's business, not this module's. A spot machine is priced at the spot price EC2
-quotes for its zone when it is launched (``DescribeSpotPriceHistory``), the catalog's price only when EC2 does not
-say.
+market to try next is the lifecycle's business, not this module's, and so is a spot machine's price
+(``orchestrator.catalog.spot``): a provider only makes machines.
 
 Testing knob: ``ssh_endpoint`` (or ``ORCHESTRATE_AWS_SSH_ENDPOINT=[user@]127.0.0.1:PORT``) gives every machine
 that SSH address instead of its public IP (and that login user instead of ``ubuntu``); the pinned host key stays
@@ -28,8 +27,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from orchestrator.catalog.offers import load_offers
 from orchestrator.clouds import aws
-from orchestrator.errors import CapacityError, OrchestrateError, ProviderError, QuotaError, SpecError, SpotRefused
+from orchestrator.errors import CapacityError, ProviderError, QuotaError, SpecError, SpotRefused
 from orchestrator.machine import (
     Access,
     Capability,
@@ -40,7 +40,6 @@ from orchestrator.machine import (
     Placement,
 )
 from orchestrator.providers.aws import network
-from orchestrator.providers.base import SpotQuote, at_spot_price
 from orchestrator.providers.keys import SSHEndpoint as SSHEndpoint
 
 STATE_MAP = {
@@ -63,7 +62,6 @@ POLL_S = 2.0  # between DescribeInstances while waiting (not the 15 s of boto3's
 RUNNING_TIMEOUT_S = 600.0
 TERMINATED_TIMEOUT_S = 600.0
 ENDPOINT_ENV = "ORCHESTRATE_AWS_SSH_ENDPOINT"
-SPOT_PRODUCT = "Linux/UNIX"  # the spot price of the Linux images the payload runs on
 
 # Errors that say "not in this zone, now": the next zone of the region may have room. (The common capacity codes
 # are mapped by orchestrator.clouds.aws; these are specific to one zone's subnet.)
@@ -136,8 +134,7 @@ class AwsProvider:
         self.endpoint_url = endpoint_url
         self.clock = clock
         self.sleep = sleep
-        endpoint = ssh_endpoint if ssh_endpoint is not None else os.environ.get(ENDPOINT_ENV)
-        self.ssh_endpoint = SSHEndpoint.parse(endpoint, field=ENDPOINT_ENV) if endpoint else None
+        self.ssh_endpoint = SSHEndpoint.setting(ssh_endpoint, ENDPOINT_ENV)
         self._client_factory = client_factory or self._make_client
         self._clients: dict[tuple[str | None, bool], Any] = {}
         self._launched_regions: set[str] = set()
@@ -173,8 +170,6 @@ class AwsProvider:
         listed = os.environ.get("ORCHESTRATE_AWS_REGIONS")
         if listed:
             return {region.strip() for region in listed.split(",") if region.strip()}
-        from orchestrator.catalog.offers import load_offers
-
         return {offer.region for offer in load_offers(home=self.home) if offer.provider == self.name}
 
     @staticmethod
@@ -188,7 +183,6 @@ class AwsProvider:
 
         Returns once every instance is ``running`` (SSH may still be starting: the connect step waits for it). With
         more than one machine, the run's security group lets them reach each other (multi-node training).
-        A spot machine carries the spot price EC2 quotes now for its zone (see :meth:`_priced_at_spot`).
 
         Raises:
             SpecError: no image, no allowed CIDR (or one open to everyone), or no region.
@@ -236,44 +230,7 @@ class AwsProvider:
         running = self._wait_until_running(ec2, [i["InstanceId"] for i in instances], what=what)
         machines = [self._machine(instance, region, placement, host_key.public, image=str(request.image))
                     for instance in running]
-        return self._priced_at_spot(machines, region) if placement.spot else machines
-
-    def _priced_at_spot(self, machines: list[Machine], region: str) -> list[Machine]:
-        """The spot machines of one launch, priced at the spot price EC2 quotes now for their type in their zone.
-
-        The quote goes into ``price_per_hour`` (unless the user fixed the price) and into ``extra`` as
-        ``spot_price`` and ``spot_price_at`` (when EC2 last set it). When EC2 cannot say, the machines keep the
-        catalog's price and ``extra["spot_price_source"]`` says ``catalog``: a launch never fails for its price.
-        """
-        first = machines[0].placement  # one RunInstances: one type, one zone
-        found = self._spot_quote(region, first.instance_type, first.zone or "")
-        quote = SpotQuote(found[0], found[1], found[2].isoformat(), "DescribeSpotPriceHistory") if found else None
-        return [at_spot_price(machine, quote) for machine in machines]
-
-    def _spot_quote(self, region: str, instance_type: str, zone: str) -> tuple[str, float, datetime] | None:
-        """The newest Linux spot price EC2 quotes for the type in the zone now: (as EC2 wrote it, USD per hour,
-        when it was set); None when the call fails or answers no usable price."""
-        try:
-            with aws.translating(what=self._what(region)):
-                history = self._ec2(region).describe_spot_price_history(
-                    InstanceTypes=[instance_type], ProductDescriptions=[SPOT_PRODUCT], AvailabilityZone=zone,
-                    StartTime=datetime.now(UTC),  # the price in effect now (its last change), newest first
-                ).get("SpotPriceHistory") or []
-        except OrchestrateError:
-            return None
-        quotes = []
-        for item in history:
-            try:
-                text, at = str(item["SpotPrice"]), item["Timestamp"]
-                price = float(text)
-            except (KeyError, TypeError, ValueError):
-                continue
-            if isinstance(at, datetime) and price > 0 and item.get("AvailabilityZone", zone) == zone:
-                quotes.append((at, text, price))
-        if not quotes:
-            return None
-        at, text, price = max(quotes)
-        return text, price, at
+        return machines
 
     def _zones(self, region: str, placement: Placement) -> list[str]:
         if placement.zone:
@@ -432,7 +389,7 @@ class AwsProvider:
         host = instance.get("PublicIpAddress") or private or ""
         port, user = network.SSH_PORT, LOGIN_USER
         if self.ssh_endpoint is not None:
-            host, port, user = self.ssh_endpoint.host, self.ssh_endpoint.port, self.ssh_endpoint.user or LOGIN_USER
+            host, port, user = self.ssh_endpoint.reach(host, port, user)
         access = Access(via="ssh", host=host, port=port, user=user,
                         key_path=str(network.key_dir(self.home, run_id) / network.KEY_FILE),
                         host_key=host_key or tags.get(HOST_KEY_TAG))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import getpass
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,11 +29,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestrator.catalog.placement import AZURE_UBUNTU_HPC
+from orchestrator.catalog.images import AZURE_UBUNTU_HPC
+from orchestrator.catalog.offers import load_offers
+from orchestrator.catalog.placement import retirement_warnings
 from orchestrator.clouds import azure
 from orchestrator.errors import AuthError, CapacityError, ProviderError, QuotaError, SpecError
 from orchestrator.machine import Access, Capability, Environment, LaunchRequest, Machine, MachineState, Placement
-from orchestrator.providers.base import SpotQuote, at_spot_price
 from orchestrator.providers.cloudinit import user_data
 from orchestrator.providers.keys import (
     KEY_FILE,
@@ -60,7 +60,6 @@ GROUP_GONE_TIMEOUT_S = 600.0  # waiting for a group of the same name that is sti
 ENDPOINT_ENV = "ORCHESTRATE_AZURE_SSH_ENDPOINT"
 SSH_PORT = 22
 
-SpotPricer = Callable[[str, str], float | None]  # (size, region) → USD per hour now, or None
 
 
 def group_name(run_id: str) -> str:
@@ -91,19 +90,6 @@ def _environment(image: str) -> Environment:
     return Environment(prepare=prepare, python="python3", workdir="orchestrate")
 
 
-def retail_spot_price(size: str, region: str) -> float | None:
-    """The Spot price of a size in a region now, from the Azure Retail Prices API (no credentials); None when the
-    API does not answer or has none."""
-    from orchestrator.catalog.refresh import fetch_azure_prices
-    from orchestrator.errors import OrchestrateError
-
-    try:
-        price = fetch_azure_prices([size], region, timeout_s=5.0, attempts=1).get(size)
-    except OrchestrateError:
-        return None
-    return price.spot_per_hour if price is not None else None
-
-
 class AzureProvider:
     """Azure VMs, one run's in one resource group.
 
@@ -114,8 +100,6 @@ class AzureProvider:
         ssh_endpoint: ``[user@]host:port`` where every machine's SSH is reached (default:
             ``$ORCHESTRATE_AZURE_SSH_ENDPOINT``).
         clients: ready-made SDK clients (default: made from the settings on first use).
-        spot_quote: the Spot price of a size in a region at launch (default: the Retail Prices API; never asked for a
-            loopback endpoint).
         polling_interval: seconds between polls when Azure sends no ``Retry-After``.
     """
 
@@ -129,7 +113,6 @@ class AzureProvider:
         *,
         ssh_endpoint: str | None = None,
         clients: azure.Clients | None = None,
-        spot_quote: SpotPricer | None = None,
         polling_interval: float = POLL_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -137,10 +120,8 @@ class AzureProvider:
     ) -> None:
         self.home = home
         self._settings = settings
-        endpoint = ssh_endpoint if ssh_endpoint is not None else os.environ.get(ENDPOINT_ENV)
-        self.ssh_endpoint = SSHEndpoint.parse(endpoint, field=ENDPOINT_ENV) if endpoint else None
+        self.ssh_endpoint = SSHEndpoint.setting(ssh_endpoint, ENDPOINT_ENV)
         self._clients = clients
-        self._spot_quote = spot_quote
         self.polling_interval = polling_interval
         self.clock = clock
         self.sleep = sleep
@@ -246,8 +227,6 @@ class AzureProvider:
             private = nic.ip_configurations[0].private_ip_address if nic.ip_configurations else None
             machines.append(self._machine(vm.name, group, region, placement, host.public, image, vm.tags or {},
                                           public=address.ip_address, private=private, state=MachineState.RUNNING))
-        if placement.spot:
-            machines = [self._priced_at_spot(m) for m in machines]
         return machines
 
     def _create_group(self, group: str, region: str, tags: dict[str, str]) -> None:
@@ -293,15 +272,6 @@ class AzureProvider:
         if failed:
             raise failed[0]
         return [f.result() for f in futures]
-
-    def _priced_at_spot(self, machine: Machine) -> Machine:
-        """Records the Spot price of the size in the region now (Retail Prices API) and prices the machine at it."""
-        quote = self._spot_quote
-        if quote is None and not self.settings.loopback:
-            quote = retail_spot_price
-        price = quote(machine.placement.instance_type, machine.placement.region or "") if quote else None
-        return at_spot_price(machine, SpotQuote(f"{price:g}", price, datetime.now(UTC).isoformat(timespec="seconds"),
-                                                "Azure Retail Prices API") if price and price > 0 else None)
 
     # -- list and terminate --------------------------------------------------------------------------------------
 
@@ -372,7 +342,7 @@ class AzureProvider:
         placement = replace(base, region=region or base.region)
         host, port, user = public or "", SSH_PORT, LOGIN_USER
         if self.ssh_endpoint is not None:
-            host, port, user = self.ssh_endpoint.host, self.ssh_endpoint.port, self.ssh_endpoint.user or LOGIN_USER
+            host, port, user = self.ssh_endpoint.reach(host, port, user)
         access = Access(via="ssh", host=host, port=port, user=user,
                         key_path=str(key_dir(self.home, run_id) / KEY_FILE),
                         host_key=host_key_line or tags.get(HOST_KEY_TAG))
@@ -387,9 +357,6 @@ class AzureProvider:
 
 def _retirement(home: Path, placement: Placement) -> str | None:
     """What the catalog says of a retired size (its date and successors), to put beside Azure's refusal of it."""
-    from orchestrator.catalog.offers import load_offers
-    from orchestrator.catalog.placement import retirement_warnings
-
     offers = [o for o in load_offers(home=home) if o.provider == placement.provider]
     retired = [o for o in offers if o.instance_type == placement.instance_type and o.retired]
     if not retired:

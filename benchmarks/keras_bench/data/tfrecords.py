@@ -1,7 +1,7 @@
 """TFRecord shards of an image split: ``tf.train.Example`` records with the image as uint8 bytes and an int64 label.
 
 ``write_tfrecords`` writes them (TensorFlow must be installed; the Keras backend does not matter);
-``keras_bench.pipeline.dataset_from_tfrecords`` reads them back with tf.data.
+``keras_bench.data.pipeline.dataset_from_tfrecords`` reads them back with tf.data.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_bench.datasets import ImageSplit
+from keras_bench.data.datasets import ImageSplit
 from keras_bench.errors import ParamError
 
 COMPRESSIONS = ("GZIP", "ZLIB", None)
@@ -49,7 +49,7 @@ def write_tfrecords(split: ImageSplit, directory: Path, shards: int, compression
         The files written.
     """
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: suites import this module, and --check must not load TensorFlow
     except ImportError as exc:
         raise ParamError("param 'data': TFRecord files need TensorFlow installed, received no tensorflow") from exc
     if compression not in COMPRESSIONS:

@@ -1,4 +1,4 @@
-"""Timed training and inference repeats, and the sample rows they become; shared by the throughput suites.
+"""Timed training and inference repeats, shared by the throughput suites; ``timing.rows`` writes their rows.
 
 One training measurement is one ``model.fit`` of ``repeats`` epochs of ``warmup_steps + steps`` steps each. The
 lean timed path: a model compiled with ``steps_per_execution`` K runs K steps per call of its training function
@@ -6,8 +6,6 @@ lean timed path: a model compiled with ``steps_per_execution`` K runs K steps pe
 syncs with the device, once per chunk of K steps, never per step. Warm-up and timed steps are rounded up to
 whole chunks. The first ``warmup_steps`` steps of every epoch are excluded (tracing and compilation in the
 first, iterator start-up in the others), the remaining ``steps`` are timed chunk by chunk by ``StepTimer``.
-images_per_sec is the median of the per-repeat figures, written with the repeats' min, max and coefficient of
-variation and every repeat's own figure; per-step times are chunk times over K, pooled over all repeats.
 """
 
 from __future__ import annotations
@@ -16,11 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from keras_bench.inference import InferenceTiming
-from keras_bench.recorder import RunRecorder
-from keras_bench.results import MetadataValue
 from keras_bench.stop import StopRequest
-from keras_bench.timing import Spread, StepTimer, ThroughputSummary, TrainStep, mean, percentile, stdev, summarize_steps
+from keras_bench.timing.predict_chunks import use_looped_predict
+from keras_bench.timing.spread import Spread
+from keras_bench.timing.steps import StepTimer, ThroughputSummary, TrainStep, summarize_steps
 
 
 @dataclass(frozen=True)
@@ -143,7 +140,8 @@ def time_training(
     Returns:
         The timed steps per repeat.
     """
-    from keras_bench.keras_callbacks import StepTimerCallback, StopCheckCallback
+    # imports Keras at module level: lazy, so --check does not
+    from keras_bench.timing.callbacks import StepTimerCallback, StopCheckCallback
 
     chunk = int(getattr(model, "steps_per_execution", 1) or 1)
     warmup_steps, steps = chunked_steps(warmup_steps, steps, chunk)
@@ -178,7 +176,7 @@ def time_inference(
     over ``warmup_steps + steps`` batches, in chunks of the model's ``steps_per_execution`` batches.
 
     One call of the compiled predict function runs a whole chunk (on TensorFlow a while loop, see
-    ``predict_chunks``), and the timing callback reads one value of its last prediction back (one host sync per
+    ``timing.predict_chunks``), and the timing callback reads one value of its last prediction back (one host sync per
     chunk, none per batch). Each pass leaves out its first
     ``warmup_steps`` batches (tracing in the first pass, iterator start-up in the others); warm-up and timed
     batches are rounded up to whole chunks, as for training.
@@ -196,8 +194,8 @@ def time_inference(
     Returns:
         The timed chunks per pass (``repeats`` are the passes).
     """
-    from keras_bench.keras_callbacks import PredictTimerCallback, StopCheckCallback
-    from keras_bench.predict_chunks import use_looped_predict
+    # imports Keras at module level: lazy, so --check does not
+    from keras_bench.timing.callbacks import PredictTimerCallback, StopCheckCallback
 
     use_looped_predict(model)  # TensorFlow: a chunk is a loop in one graph, not K unrolled copies of the model
     chunk = int(getattr(model, "steps_per_execution", 1) or 1)
@@ -214,127 +212,3 @@ def time_inference(
 def chunked_steps(warmup_steps: int, steps: int, steps_per_execution: int) -> tuple[int, int]:
     """Returns (warm-up steps, timed steps), each rounded up to whole chunks of ``steps_per_execution``."""
     return whole_chunks(warmup_steps, steps_per_execution), whole_chunks(steps, steps_per_execution)
-
-
-def add_step_times(
-    recorder: RunRecorder,
-    benchmark: str,
-    step_ms: Sequence[float],
-    metadata: dict[str, MetadataValue],
-    timed_steps: int | None = None,
-) -> None:
-    """Writes step_time_ms_mean/p50/p90 (and stdev from two values on) over per-step times.
-
-    Args:
-        recorder: Receives the rows.
-        benchmark: E.g. ``train_throughput``.
-        step_ms: One per-step time per timed span (a chunk's time over its steps, or one step's).
-        metadata: The recipe; ``timed_steps`` (the steps the times cover) and ``timed_spans`` are added.
-        timed_steps: The steps the spans hold; ``len(step_ms)`` when each span is one step.
-    """
-    if not step_ms:
-        return
-    step_metadata = {**metadata, "timed_steps": timed_steps or len(step_ms), "timed_spans": len(step_ms)}
-    recorder.add(benchmark, "step_time_ms_mean", mean(step_ms), "ms", step_metadata)
-    recorder.add(benchmark, "step_time_ms_p50", percentile(step_ms, 50), "ms", step_metadata)
-    recorder.add(benchmark, "step_time_ms_p90", percentile(step_ms, 90), "ms", step_metadata)
-    if len(step_ms) >= 2:
-        recorder.add(benchmark, "step_time_ms_stdev", stdev(step_ms), "ms", step_metadata)
-
-
-def record_training(recorder: RunRecorder, timing: TrainingTiming, metadata: dict[str, MetadataValue]) -> float | None:
-    """Writes ``train_throughput`` rows: images_per_sec (median repeat) with its spread (see ``add_spread``) and
-    step_time_ms_mean/p50/p90/stdev (chunk times over their steps, all repeats pooled).
-
-    The rows' metadata gets ``steps`` (timed steps per repeat, after rounding to whole chunks),
-    ``warmup_steps`` (the steps actually left out) and ``steps_per_execution``. With ``metadata["gpus"]`` of 1
-    or more it also writes ``train_throughput_per_gpu/images_per_sec``, the median divided by the GPUs the step
-    ran on; on a machine without GPU that row is left out.
-
-    Args:
-        recorder: Receives the rows.
-        timing: From ``time_training``.
-        metadata: The recipe.
-
-    Returns:
-        The median images/sec, or None when no repeat had a timed step.
-    """
-    return _record_chunked(recorder, "train_throughput", timing, metadata)
-
-
-def record_chunked_inference(
-    recorder: RunRecorder, timing: TrainingTiming, metadata: dict[str, MetadataValue]
-) -> float | None:
-    """Writes ``inference_throughput`` rows from ``time_inference``, with the same rows and metadata as
-    ``record_training`` (``steps``, ``warmup_steps`` per pass, ``steps_per_execution``, ``repeats_timed``: the
-    passes; step times are chunk times over their batches).
-
-    Returns:
-        The median pass's images/sec, or None when no pass had a timed batch.
-    """
-    return _record_chunked(recorder, "inference_throughput", timing, metadata)
-
-
-def _record_chunked(
-    recorder: RunRecorder, benchmark: str, timing: TrainingTiming, metadata: dict[str, MetadataValue]
-) -> float | None:
-    if not timing.repeats:
-        return None
-    timed_steps = max(r.timed_steps for r in timing.repeats)
-    recipe = {**metadata, "steps": timed_steps, "warmup_steps": timing.warmup_steps,
-              "steps_per_execution": timing.steps_per_execution}
-    value = add_spread(recorder, benchmark, timing.spread, recipe)
-    _add_per_gpu(recorder, f"{benchmark}_per_gpu", value, {**recipe, "repeats_timed": len(timing.repeats)})
-    add_step_times(recorder, benchmark, timing.step_ms, recipe, timing.full_batch_steps)
-    return value
-
-
-def add_spread(recorder: RunRecorder, benchmark: str, spread: Spread, metadata: dict[str, MetadataValue]) -> float:
-    """Writes one repeated throughput figure: images_per_sec (the median repeat), its min, max and coefficient of
-    variation (two repeats or more), and each repeat's own figure (``images_per_sec_repeat``, ``repeat_index``).
-
-    Args:
-        recorder: Receives the rows.
-        benchmark: E.g. ``train_throughput``.
-        spread: The repeats' images/sec.
-        metadata: The recipe; ``repeats_timed`` is added.
-
-    Returns:
-        The median.
-    """
-    rows = {**metadata, "repeats_timed": len(spread.values)}
-    recorder.add(benchmark, "images_per_sec", spread.median, "images/s", rows)
-    recorder.add(benchmark, "images_per_sec_min", spread.low, "images/s", rows)
-    recorder.add(benchmark, "images_per_sec_max", spread.high, "images/s", rows)
-    if spread.cv is not None:
-        recorder.add(benchmark, "images_per_sec_cv", spread.cv, "fraction", rows)
-    for index, value in enumerate(spread.values, start=1):
-        recorder.add(benchmark, "images_per_sec_repeat", value, "images/s", {**rows, "repeat_index": index})
-    return spread.median
-
-
-def record_inference(
-    recorder: RunRecorder, timing: InferenceTiming, metadata: dict[str, MetadataValue]
-) -> float | None:
-    """Writes ``inference_throughput`` rows: images_per_sec (median pass) and per-batch step times.
-
-    Args:
-        recorder: Receives the rows.
-        timing: From ``inference.time_batched_passes``.
-        metadata: The recipe.
-
-    Returns:
-        The median images/sec, or None when there was no timed pass.
-    """
-    if not timing.passes:
-        return None
-    value = add_spread(recorder, "inference_throughput", timing.spread, metadata)
-    _add_per_gpu(recorder, "inference_throughput_per_gpu", value, {**metadata, "repeats_timed": len(timing.passes)})
-    add_step_times(recorder, "inference_throughput", timing.full_batch_ms, metadata)
-    return value
-
-
-def _add_per_gpu(recorder: RunRecorder, benchmark: str, value: float, metadata: dict[str, MetadataValue]) -> None:
-    gpus = metadata.get("gpus")
-    if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus >= 1:
-        recorder.add(benchmark, "images_per_sec", value / gpus, "images/s", metadata)

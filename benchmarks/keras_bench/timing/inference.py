@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_bench.timing import Spread
+from keras_bench.timing.spread import Spread
 
 
 @dataclass(frozen=True)

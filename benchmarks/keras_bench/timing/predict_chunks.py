@@ -25,13 +25,13 @@ def use_looped_predict(model: Any) -> bool:
         True when installed; False where the model's predict function stays (another backend, chunks of one, a
         model whose predictions are not one tensor, a predict function already there).
     """
-    import keras
+    import keras  # lazy: suites import this module, and --check must not load Keras
 
     if keras.backend.backend() != "tensorflow" or int(getattr(model, "steps_per_execution", 1) or 1) <= 1:
         return False
     if len(model.outputs or ()) != 1 or getattr(model, "predict_function", None) is not None:
         return False
-    import tensorflow as tf
+    import tensorflow as tf  # only reached on the TensorFlow backend
 
     def predict_chunk(data: list[Any]) -> Any:
         # Each element of ``data`` is one batch as the iterator gave it; stack them to index them in the loop.

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_bench.backends import require_tensorflow
+from keras_bench.models.backends import require_tensorflow
 
 DEFAULT_SHUFFLE_BUFFER = 1024
 INDEX_INPUT = "image_index"
@@ -158,7 +158,7 @@ def on_device_synthetic(model: Any, batch_size: int, num_classes: int, seed: int
     Returns:
         The wrapping model and one step's indices and labels.
     """
-    import keras
+    import keras  # lazy: suites import this module, and --check must not load Keras
 
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     images = keras.random.uniform((batch_size, *image_shape), seed=seed, dtype="float32")

@@ -52,7 +52,7 @@ def convert(model: Any, conversion: str, representative: np.ndarray | None = Non
     Raises:
         ValueError: For an unknown conversion, or ``int8`` without representative images.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: suites import this module, and --check must not load TensorFlow
 
     if conversion not in CONVERSIONS:
         raise ValueError(f"unknown conversion. Received: conversion={conversion!r}; expected one of {CONVERSIONS}")

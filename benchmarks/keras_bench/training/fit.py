@@ -1,7 +1,7 @@
 """Shared training for the accuracy, transfer and hparams suites: dropout rule, optimizer, compile, fit.
 
 ``fit_classifier`` runs ``model.fit`` with the held-out split evaluated after every epoch, a per-epoch curve,
-an optional stop at a target accuracy, BackupAndRestore and TensorBoard (see ``checkpoint.py``), the step timer
+an optional stop at a target accuracy, BackupAndRestore and TensorBoard (see ``training.checkpoint``), the step timer
 and the SIGTERM check. Keras is imported only inside functions, and only after a suite's import phase.
 """
 
@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keras_bench.checkpoint import (
+from keras_bench.data.datasets import ImageSplit
+from keras_bench.errors import ParamError
+from keras_bench.params import AUTO
+from keras_bench.progress import say
+from keras_bench.recorder import RunRecorder
+from keras_bench.timing.steps import StepTimer, TrainStep
+from keras_bench.training.checkpoint import (
     BackupPlan,
     EpochPoint,
     backup_callback,
@@ -23,12 +29,6 @@ from keras_bench.checkpoint import (
     tensorboard_callback,
     tensorboard_directory,
 )
-from keras_bench.datasets import ImageSplit
-from keras_bench.errors import ParamError
-from keras_bench.params import AUTO
-from keras_bench.progress import say
-from keras_bench.recorder import RunRecorder
-from keras_bench.timing import StepTimer, TrainStep
 
 OPTIMIZERS = ("adam", "sgd")
 SGD_MOMENTUM = 0.9  # "SGD with momentum": the usual 0.9
@@ -85,7 +85,7 @@ def make_optimizer(name: str, learning_rate: float) -> Any:
     Raises:
         ParamError: For another name, echoing it.
     """
-    import keras
+    import keras  # lazy: suites import this module, and --check must not load Keras
 
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=learning_rate)
@@ -194,7 +194,7 @@ def curve_callbacks(curve: EpochCurve) -> tuple[Any, Any]:
     The suites put the backup between them, so an ``epoch N/M`` line in the log means that epoch's weights and
     curve are on disk: a payload killed after it resumes after epoch N or later.
     """
-    import keras
+    import keras  # lazy: suites import this module, and --check must not load Keras
 
     def on_epoch_end(epoch: int, logs: Mapping[str, object] | None = None) -> None:
         if curve.epoch_end(epoch, logs or {}):
@@ -276,7 +276,8 @@ def fit_classifier(
     Returns:
         The outcome, with the curve of every completed epoch.
     """
-    from keras_bench.keras_callbacks import StepTimerCallback, StopCheckCallback
+    # imports Keras at module level: lazy, so --check does not
+    from keras_bench.timing.callbacks import StepTimerCallback, StopCheckCallback
 
     backup = None
     if setup.checkpoint and epochs > setup.checkpoint_above_epochs:

@@ -1,7 +1,7 @@
 """The Keras side of the deploy suite: pruning masks kept through fine-tuning, Keras's own int8, inference calls.
 
 Pruning runs on Keras 3 itself: a callback recomputes each kernel's magnitude mask on the polynomial schedule
-(``deploy_pruning``) and multiplies every prunable kernel by its mask after every training batch, so the
+(``deploy.pruning``) and multiplies every prunable kernel by its mask after every training batch, so the
 forward pass only ever sees the pruned weights and no pruning library or wrapper layer is involved.
 
 Imports Keras and TensorFlow at module level: import this module only inside a suite run, after the timed
@@ -21,14 +21,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_bench.deploy_pruning import (
+from keras_bench.deploy.pruning import (
     PolynomialSchedule,
     SparsityCount,
     count_zeros,
     fine_tune_schedule,
     magnitude_mask,
 )
-from keras_bench.training import compile_classifier
+from keras_bench.training.fit import compile_classifier
 
 # Layers whose `kernel` is pruned. Biases, normalisation and depthwise kernels are left dense: they are a small
 # share of the weights and pruning them costs accuracy out of proportion.

@@ -1,7 +1,7 @@
 """Image data sets as in-memory train/test splits: digits, CIFAR-10, an image directory, synthetic images.
 
 ``load_split(name, ...)`` is the entry point; every split holds float32 images (N, H, W, C) in [0, 1] and
-integer labels. TFRecord files are written by ``keras_bench.tfrecords`` and read by ``keras_bench.pipeline``.
+integer labels. TFRecord files are written by ``keras_bench.data.tfrecords`` and read by ``keras_bench.data.pipeline``.
 Only digits and synthetic data work without Keras; the others import it (and TensorFlow where they need it)
 when called.
 """
@@ -175,7 +175,7 @@ def load_cifar10() -> ImageSplit:
             y_train = np.concatenate([labels for _, labels in parts])
             break
     else:
-        import keras
+        import keras  # lazy: suites import this module, and --check must not load Keras
 
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     return ImageSplit(
@@ -204,7 +204,7 @@ def load_image_dir(directory: str, image_size: int, seed: int, test_fraction: fl
     """
     if not Path(directory).is_dir():
         raise ParamError(f"param 'data': image directory not found, received {IMAGE_DIR_PREFIX}{directory}")
-    import keras
+    import keras  # lazy: suites import this module, and --check must not load Keras
 
     dataset = keras.utils.image_dataset_from_directory(
         directory, image_size=(image_size, image_size), batch_size=None, shuffle=False, verbose=False
@@ -255,7 +255,7 @@ def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
     """
     if images.shape[1:3] == (image_size, image_size):
         return images
-    import keras
+    import keras  # lazy: suites import this module, and --check must not load Keras
 
     chunks = [
         keras.ops.convert_to_numpy(

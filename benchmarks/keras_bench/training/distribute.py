@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keras_bench.errors import ParamError
-from keras_bench.timing import StepTimer
+from keras_bench.timing.steps import StepTimer
 
 TF_CONFIG = "TF_CONFIG"
 _TF_CONFIG_ECHO_CHARS = 300
@@ -109,7 +109,7 @@ def configure_cpu_devices(count: int) -> None:
     Raises:
         RuntimeError: When TensorFlow already initialised its devices with another split.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: suites import this module, and --check must not load TensorFlow
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
@@ -135,7 +135,7 @@ def local_devices(cpu_devices: int) -> tuple[list[str], str]:
     Returns:
         (device names in index order, "gpu" or "cpu").
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: suites import this module, and --check must not load TensorFlow
 
     if cpu_devices == 0:
         gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
@@ -168,7 +168,7 @@ def synthetic_dataset(
     Returns:
         A ``tf.distribute.DistributedDataset`` yielding (images float32 in [0, 1), labels int32).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: suites import this module, and --check must not load TensorFlow
 
     def per_pipeline(context: Any) -> Any:
         batch = context.get_per_replica_batch_size(global_batch)
@@ -199,7 +199,7 @@ def train_step_function(strategy: Any, model: Any, optimizer: Any, global_batch:
         A ``tf.function`` taking a distributed iterator and returning the step's loss summed over replicas
         (the global mean loss).
     """
-    import keras
+    import keras  # lazy: suites import this module, and --check must not load Keras
     import tensorflow as tf
 
     def replica_step(images: Any, labels: Any) -> Any:

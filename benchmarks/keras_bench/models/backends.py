@@ -61,7 +61,7 @@ def lean_imports() -> Iterator[None]:
 
 def backend_name() -> str:
     """Returns the Keras backend in use: ``tensorflow``, ``jax``, ``torch`` or ``numpy``."""
-    import keras
+    import keras  # lazy: suites import this module, and --check must not load Keras
 
     return str(keras.backend.backend())
 
@@ -88,15 +88,15 @@ def gpu_count(name: str) -> int:
         name: A backend name from ``backend_name()``.
     """
     if name == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # only the backend in use is imported
 
         return len(tf.config.list_physical_devices("GPU"))
     if name == "jax":
-        import jax
+        import jax  # only the backend in use is imported
 
         return sum(1 for device in jax.devices() if device.platform == "gpu")
     if name == "torch":
-        import torch
+        import torch  # only the backend in use is imported
 
         return int(torch.cuda.device_count())
     return 0
@@ -124,7 +124,7 @@ def require_tensorflow(param: str, feature: str) -> Any:
     name = backend_name()
     if name != TENSORFLOW:
         raise ParamError(f"param '{param}': {feature} needs KERAS_BACKEND=tensorflow, received backend {name}")
-    import tensorflow as tf
+    import tensorflow as tf  # only reached on the TensorFlow backend
 
     return tf
 
@@ -153,7 +153,7 @@ def precision_policy(precision: str) -> Iterator[None]:
     Args:
         precision: One of ``PRECISIONS``.
     """
-    import keras
+    import keras  # lazy: suites import this module, and --check must not load Keras
 
     check_precision(precision)
     previous = keras.config.dtype_policy()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_bench.timing import Spread, percentile
+from keras_bench.timing.spread import Spread, percentile
 
 Predict = Callable[[np.ndarray], np.ndarray]
 GZIP_LEVEL = 9

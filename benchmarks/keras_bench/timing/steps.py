@@ -1,7 +1,7 @@
-"""Training time per span of steps with warm-up excluded, and the statistics over it (stdlib + numpy only).
+"""Training time per span of steps with warm-up excluded (stdlib only); the statistics are in ``timing.spread``.
 
 A span is what one call of the training function ran: one step, or a chunk of ``steps_per_execution`` steps
-run back to back without Python between them (the lean timed path; see ``throughput_timing``). Durations are
+run back to back without Python between them (the lean timed path; see ``timing.throughput``). Durations are
 end-to-end between consecutive span ends within an epoch; the first span of an epoch is timed from its begin,
 so time spent between epochs (validation, evaluation, iterator start) never counts. Per-step times of a chunk
 are its time over its steps: percentiles come from chunk times, not from a host sync after every step.
@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 
 @dataclass(frozen=True)
@@ -122,54 +120,3 @@ def summarize_steps(steps: Sequence[TrainStep], warmup_steps: int, batch_size: i
         warmup_steps=dropped,
         full_batch_steps=sum(step.steps for step in timed if step.images == batch_size * step.steps),
     )
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Returns the q-th percentile (0-100) with linear interpolation, as numpy computes it."""
-    if not values:
-        raise ValueError("percentile of an empty sequence")
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
-
-
-def mean(values: Sequence[float]) -> float:
-    """Returns the arithmetic mean."""
-    if not values:
-        raise ValueError("mean of an empty sequence")
-    return float(np.mean(np.asarray(values, dtype=np.float64)))
-
-
-def stdev(values: Sequence[float]) -> float:
-    """Returns the sample standard deviation (ddof=1); needs at least two values."""
-    if len(values) < 2:
-        raise ValueError(f"stdev needs at least two values. Received: {len(values)}")
-    return float(np.std(np.asarray(values, dtype=np.float64), ddof=1))
-
-
-@dataclass(frozen=True)
-class Spread:
-    """Repeated measurements of one figure: the median, the extremes and the coefficient of variation."""
-
-    values: tuple[float, ...]
-
-    @property
-    def median(self) -> float:
-        """The median repeat (the figure a report shows)."""
-        return float(np.median(np.asarray(self.values, dtype=np.float64)))
-
-    @property
-    def low(self) -> float:
-        """The smallest repeat."""
-        return min(self.values)
-
-    @property
-    def high(self) -> float:
-        """The largest repeat."""
-        return max(self.values)
-
-    @property
-    def cv(self) -> float | None:
-        """Sample standard deviation over the mean; None with fewer than two repeats."""
-        if len(self.values) < 2:
-            return None
-        average = mean(self.values)
-        return stdev(self.values) / average if average > 0 else None

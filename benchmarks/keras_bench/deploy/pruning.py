@@ -2,7 +2,8 @@
 
 The schedule is tensorflow-model-optimization's ``PolynomialDecay``; the masks zero the smallest-magnitude
 weights of one kernel. Pure numpy: which kernels are pruned and how the masks are kept during fine-tuning is
-in ``deploy_keras``. tfmot itself is not used because it rejects Keras 3 models (docs/payload.md, *Suite deploy*).
+in ``deploy.keras_variants``. tfmot itself is not used because it rejects Keras 3 models (docs/payload.md,
+*Suite deploy*).
 """
 
 from __future__ import annotations

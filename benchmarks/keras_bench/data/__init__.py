@@ -1,0 +1,1 @@
+"""Images for the suites: in-memory splits (datasets), TFRecord shards (tfrecords) and what feeds fit (pipeline)."""
