@@ -67,7 +67,9 @@ class ArmFake:
 
     def start(self) -> ArmFake:
         """Binds 127.0.0.1 on a free port and serves in a daemon thread; ``url`` then says where."""
-        self._server = serve(self.handle)
+        # Looked up per request, not bound now: a test may replace ``handle`` on a running fake (the fault matrix's
+        # throttling storm wraps it).
+        self._server = serve(lambda method, target, raw: self.handle(method, target, raw))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         return self
 

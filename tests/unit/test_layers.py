@@ -100,6 +100,41 @@ def test_no_import_cycle_inside_the_orchestrator() -> None:
     assert cycles(import_graph()) == []
 
 
+# The layers of docs/architecture.md, top down: a module imports only modules of its own package or of a lower row.
+LAYERS = (
+    ("__main__",),
+    ("cli",),
+    ("campaign",),
+    ("api",),
+    ("lifecycle",),
+    ("provision",),
+    ("run_steps", "teardown"),
+    ("plan", "providers", "report", "eviction", "payload_logs"),
+    ("catalog", "remote"),
+    ("spec", "store", "inventory", "results"),
+    ("access", "clouds", "cost", "fanout", "inputs", "payload_files"),
+    ("errors",),
+    ("machine",),
+)
+
+
+def _part(module: str) -> str:
+    """The layer entry a module belongs to: its package under orchestrator/, or its own name."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_every_module_imports_only_its_own_package_or_a_lower_layer() -> None:
+    row = {part: depth for depth, parts in enumerate(LAYERS) for part in parts}
+    graph = import_graph()
+    unplaced = sorted(m for m in graph if _part(m) and _part(m) not in row)
+    assert unplaced == [], "add these to LAYERS (and to docs/architecture.md)"
+    upward = [f"{module} imports {imported}" for module, imports in sorted(graph.items()) if _part(module)
+              for imported in sorted(imports) if _part(imported) and _part(imported) != _part(module)
+              and row[_part(imported)] <= row[_part(module)]]
+    assert upward == []
+
+
 FORBIDDEN = {
     # Providers make machines exist and go away: no store, remote, SSH, prepare or lifecycle.
     "providers": ("orchestrator.store", "orchestrator.remote", "orchestrator.lifecycle", "orchestrator.teardown",
