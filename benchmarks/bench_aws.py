@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections import Counter
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def one_run(root: Path, latency_s: float, *, spot: bool = False) -> dict[str, An
     """One run; returns the call counts by operation and the two spans in seconds."""
     from moto import mock_aws
 
+    from orchestrator.catalog.spot import aws_quote
     from orchestrator.lifecycle import execute_plan
     from orchestrator.plan import make_plan
     from orchestrator.providers.aws.instance import AwsProvider
@@ -64,7 +66,9 @@ def one_run(root: Path, latency_s: float, *, spot: bool = False) -> dict[str, An
             spec = RunSpec(provider="aws", machine={"instance_type": "g4dn.xlarge", "image": IMAGE, "spot": spot})
             plan = make_plan(spec, home=home)
             with Store(home) as store:
+                # The spot price is asked by the run's launch step (catalog.spot), through the same counted clients.
                 ctx = RunContext(store=store, home=home, reporter=QuietReporter(), provider_factory=lambda name: box,
+                                 spot_quoter=lambda name: partial(aws_quote, ec2=lambda region: clients(region, True)),
                                  poll_interval_s=0.1, allowed_cidr="127.0.0.1/32")
                 outcome = execute_plan(plan, ctx)
                 assert outcome.state == "succeeded", outcome.error

@@ -121,8 +121,12 @@ class Provisioning(RunSteps):
     def at_launch_price(self, machines: list[Machine]) -> list[Machine]:
         """Spot machines priced at what their cloud quotes now for their placement (one launch: one type, one zone);
         at the catalog's price, said so, when it does not quote."""
-        quoter = self.ctx.spot_quotes(machines[0].placement.provider) if machines else None
-        quote = quoter(machines[0].placement) if quoter is not None else None
+        quote = None
+        try:
+            quoter = self.ctx.spot_quotes(machines[0].placement.provider) if machines else None
+            quote = quoter(machines[0].placement) if quoter is not None else None
+        except Exception:  # noqa: BLE001 - a launch never fails for its price: the plan's price stands, said so
+            quote = None
         return [replace(m, placement=at_quote(m.placement, quote)) for m in machines]
 
     def with_environment(self, machines: list[Machine]) -> list[Machine]:

@@ -290,3 +290,15 @@ def test_an_on_demand_launch_asks_no_quote_and_a_spot_launch_without_one_keeps_t
     assert row.machine is not None and (row.machine.placement.price_per_hour, row.machine.placement.price_source) == (
         1.0, "catalog")
 
+
+
+def test_a_quote_that_fails_never_fails_the_launch(tmp_path: Path, fake: FakeProvider, payload: None) -> None:
+    def broken(placement: Placement) -> None:
+        raise RuntimeError("the price API is down")
+
+    spot = replace(FIRST, instance_type="gpu.spot", spot=True, price_per_hour=1.0)
+    outcome, store = _run(tmp_path, fake, spot, quoter=broken)
+    assert outcome.state == "succeeded", outcome.error
+    [row] = store.machines(outcome.run_id)
+    assert row.machine is not None and (row.machine.placement.price_per_hour, row.machine.placement.price_source) == (
+        1.0, "catalog")
