@@ -121,7 +121,6 @@ class Provisioning(RunSteps):
     def at_launch_price(self, machines: list[Machine]) -> list[Machine]:
         """Spot machines priced at what their cloud quotes now for their placement (one launch: one type, one zone);
         at the catalog's price, said so, when it does not quote."""
-        quote = None
         try:
             quoter = self.ctx.spot_quotes(machines[0].placement.provider) if machines else None
             quote = quoter(machines[0].placement) if quoter is not None else None

@@ -178,30 +178,46 @@ def fetch_aws_spot_prices(
     return parse_spot_price_history(items)
 
 
-def parse_spot_price_history(items: Iterable[Mapping[str, Any]]) -> dict[str, SpotQuote]:
-    """Returns, per instance type, the lowest of its zones' newest Linux/UNIX spot prices.
+@dataclass(frozen=True)
+class ZonePrice:
+    """One zone's newest Linux/UNIX spot price of one instance type."""
 
-    Items of another product (Windows, SUSE…) and unparsable prices are skipped.
+    at: datetime  # when EC2 set it (datetime.min when EC2 did not say)
+    per_hour: float
+    text: str  # as EC2 wrote it
+
+
+def newest_zone_prices(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], ZonePrice]:
+    """Returns, per (instance type, zone), the newest Linux/UNIX spot price of a ``DescribeSpotPriceHistory`` answer.
+
+    Items of another product (Windows, SUSE…), unparsable and non-positive prices are skipped.
     """
-    newest: dict[tuple[str, str], tuple[datetime, float]] = {}
+    newest: dict[tuple[str, str], ZonePrice] = {}
     for item in items:
         if item.get("ProductDescription", AWS_SPOT_PRODUCT) != AWS_SPOT_PRODUCT:
             continue
         try:
-            price = float(item["SpotPrice"])
+            text = str(item["SpotPrice"])
+            price = float(text)
             key = (str(item["InstanceType"]), str(item["AvailabilityZone"]))
         except (KeyError, TypeError, ValueError):
             continue
         stamp = item.get("Timestamp")
         when = stamp if isinstance(stamp, datetime) else datetime.min.replace(tzinfo=UTC)
-        if price > 0 and (key not in newest or when > newest[key][0]):
-            newest[key] = (when, price)
+        if price > 0 and (key not in newest or when > newest[key].at):
+            newest[key] = ZonePrice(when, price, text)
+    return newest
+
+
+def parse_spot_price_history(items: Iterable[Mapping[str, Any]]) -> dict[str, SpotQuote]:
+    """Returns, per instance type, the lowest of its zones' newest Linux/UNIX spot prices."""
+    newest = newest_zone_prices(items)
     quotes: dict[str, SpotQuote] = {}
-    for (instance_type, zone), (_, price) in sorted(newest.items()):
+    for (instance_type, zone), found in sorted(newest.items()):
         zones = sum(1 for name, _ in newest if name == instance_type)
         best = quotes.get(instance_type)
-        if best is None or price < best.per_hour:
-            quotes[instance_type] = SpotQuote(per_hour=price, zone=zone, zones=zones)
+        if best is None or found.per_hour < best.per_hour:
+            quotes[instance_type] = SpotQuote(per_hour=found.per_hour, zone=zone, zones=zones)
     return quotes
 
 

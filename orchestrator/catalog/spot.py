@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.catalog.refresh import fetch_azure_prices
+from orchestrator.catalog.refresh import AWS_SPOT_PRODUCT, fetch_azure_prices, newest_zone_prices
 from orchestrator.clouds import aws, azure
 from orchestrator.errors import OrchestrateError
 from orchestrator.machine import Placement
 
-SPOT_PRODUCT = "Linux/UNIX"  # the spot price of the Linux images the payload runs on
 AWS_SOURCE = "DescribeSpotPriceHistory"
 AZURE_SOURCE = "Azure Retail Prices API"
 
@@ -35,7 +34,7 @@ class PriceQuote:
     source: str  # who quoted it: AWS_SOURCE, AZURE_SOURCE
 
 
-SpotQuoter = Callable[[Placement], "PriceQuote | None"]
+SpotQuoter = Callable[[Placement], PriceQuote | None]
 
 
 def at_quote(placement: Placement, quote: PriceQuote | None) -> Placement:
@@ -59,24 +58,15 @@ def aws_quote(placement: Placement, *, ec2: Callable[[str], Any]) -> PriceQuote 
     try:
         with aws.translating(what=f"reading the spot price of {placement.instance_type} in {zone or region}"):
             history = ec2(region).describe_spot_price_history(
-                InstanceTypes=[placement.instance_type], ProductDescriptions=[SPOT_PRODUCT], AvailabilityZone=zone,
+                InstanceTypes=[placement.instance_type], ProductDescriptions=[AWS_SPOT_PRODUCT], AvailabilityZone=zone,
                 StartTime=datetime.now(UTC),  # the price in effect now (its last change), newest first
             ).get("SpotPriceHistory") or []
     except OrchestrateError:
         return None
-    quotes = []
-    for item in history:
-        try:
-            text, at = str(item["SpotPrice"]), item["Timestamp"]
-            price = float(text)
-        except (KeyError, TypeError, ValueError):
-            continue
-        if isinstance(at, datetime) and price > 0 and item.get("AvailabilityZone", zone) == zone:
-            quotes.append((at, text, price))
-    if not quotes:
-        return None
-    at, text, price = max(quotes)
-    return PriceQuote(text, price, at.isoformat(), AWS_SOURCE)
+    found = newest_zone_prices(history).get((placement.instance_type, zone))
+    if found is None or found.at == datetime.min.replace(tzinfo=UTC):
+        return None  # none for this zone, or no time it was set: the catalog's price stands
+    return PriceQuote(found.text, found.per_hour, found.at.isoformat(), AWS_SOURCE)
 
 
 def azure_quote(

@@ -138,6 +138,7 @@ class SSHEndpoint:
         text = given if given is not None else os.environ.get(env)
         return cls.parse(text, field=env) if text else None
 
-    def reach(self, host: str, port: int, user: str) -> tuple[str, int, str]:
-        """(host, port, user) to reach a machine at: this endpoint's, its user where it names one."""
-        return self.host, self.port, self.user or user
+    def reach(self, default_user: str) -> tuple[str, int, str]:
+        """(host, port, user) every machine is reached at: this endpoint's, with the image's login user unless it
+        names one."""
+        return self.host, self.port, self.user or default_user

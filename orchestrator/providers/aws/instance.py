@@ -389,7 +389,7 @@ class AwsProvider:
         host = instance.get("PublicIpAddress") or private or ""
         port, user = network.SSH_PORT, LOGIN_USER
         if self.ssh_endpoint is not None:
-            host, port, user = self.ssh_endpoint.reach(host, port, user)
+            host, port, user = self.ssh_endpoint.reach(LOGIN_USER)
         access = Access(via="ssh", host=host, port=port, user=user,
                         key_path=str(network.key_dir(self.home, run_id) / network.KEY_FILE),
                         host_key=host_key or tags.get(HOST_KEY_TAG))

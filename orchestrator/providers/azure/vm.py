@@ -342,7 +342,7 @@ class AzureProvider:
         placement = replace(base, region=region or base.region)
         host, port, user = public or "", SSH_PORT, LOGIN_USER
         if self.ssh_endpoint is not None:
-            host, port, user = self.ssh_endpoint.reach(host, port, user)
+            host, port, user = self.ssh_endpoint.reach(LOGIN_USER)
         access = Access(via="ssh", host=host, port=port, user=user,
                         key_path=str(key_dir(self.home, run_id) / KEY_FILE),
                         host_key=host_key_line or tags.get(HOST_KEY_TAG))
